@@ -148,14 +148,20 @@ def _lines_by_class(lay: Layout) -> dict[str, list[dict]]:
 
 def _furniture(lay: Layout, rows: _Rows, zones: _ZoneIndex, geoms: dict, blocked) -> dict[str, int]:
     lines = _lines_by_class(lay)
+    CELL = 260.0   # grid cell of the neighbour search; >= the largest gap (toilets, 250 m)
     dropped: dict[str, int] = defaultdict(int)
-    placed: dict[tuple, list] = defaultdict(list)   # (type, network) -> [(x, y)]
+    placed: dict[tuple, list] = defaultdict(list)   # (type, network, cell x, cell y) -> [(line, x, y)]
 
     def too_close(key, context, x, y, gap):
         # assets of one line are spaced by construction (and both sides of a
         # road are legitimately close); where two lines meet, keep the gap
+        cx, cy = math.floor(x / CELL), math.floor(y / CELL)
         return any((px - x) ** 2 + (py - y) ** 2 < gap * gap
-                   for c, px, py in placed[key] if c != context)
+                   for i in (-1, 0, 1) for j in (-1, 0, 1)
+                   for c, px, py in placed[(*key, cx + i, cy + j)] if c != context)
+
+    def remember(key, context, x, y):
+        placed[(*key, math.floor(x / CELL), math.floor(y / CELL))].append((context, x, y))
 
     for r_i, rule in enumerate(lay.furniture["rule"]):
         t = rule["type"]
@@ -195,7 +201,7 @@ def _furniture(lay: Layout, rows: _Rows, zones: _ZoneIndex, geoms: dict, blocked
             if too_close(key, context, x, y, gap):
                 dropped[t] += 1
                 continue
-            placed[key].append((context, x, y))
+            remember(key, context, x, y)
             rows.add(t, context, Point(x, y), name_zh=zh, name_en=en, zone_id=str(zones.of([x], [y])[0]),
                      department=rule["department"], base=base, height=rule["height_m"],
                      attrs={**rule.get("attrs", {}), **extra, "rule": r_i, "spacing_m": rule["spacing_m"]},

@@ -1,0 +1,1 @@
+"""The Dash app of scenic-twin: wall display, patrol and supervisor views."""

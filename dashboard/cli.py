@@ -1,0 +1,112 @@
+"""The `scenic-twin` command.  Every subcommand has --help."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_assets_build(args) -> int:
+    from twin_assets import inventory as inv
+    from twin_assets.build import build
+    print("building the inventory from data/sources …", file=sys.stderr)
+    gdf, report = build()
+    path = inv.write(gdf, args.out)
+    print(f"wrote {len(gdf)} assets to {path}", file=sys.stderr)
+    if report["dropped_in_water_or_building_or_too_close"]:
+        print("placements skipped (in water, in a building or too close to another of the same type): "
+              + json.dumps(report["dropped_in_water_or_building_or_too_close"]), file=sys.stderr)
+    return 0
+
+
+def _cmd_assets_summary(args) -> int:
+    from twin_assets import inventory as inv
+    s = inv.summary(inv.load(args.inventory))
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False, indent=2))
+    else:
+        print(f"{s['total_assets']} assets; route {s['route']['length_m']} m; {len(s['zones'])} zones")
+        for t, n in s["counts_by_type"].items():
+            print(f"  {t:20s} {n:6d}")
+        for z in s["zones"]:
+            print(f"  zone {z['zone_id']:26s} {z['area_m2']:10.0f} m2  C1={z['capacity_instantaneous']:6d}"
+                  f"  C2={z['capacity_daily']:7d}")
+    return 0
+
+
+def _cmd_assets_import(args) -> int:
+    from twin_assets.importer import ImportRefused, import_file
+    try:
+        result = import_file(args.file, replace=args.replace, out=args.out)
+    except ImportRefused as e:
+        print(f"refused {args.file}: {len(e.problems)} problem(s); nothing was written", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"accepted": False, "problems": [str(p) for p in e.problems]}, ensure_ascii=False))
+        return 2
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"imported {result['imported']} assets; the inventory now holds {result['total']}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    import uvicorn
+    from dashboard.app import create_app
+    from twin_assets import inventory as inv
+    if not inv.inventory_path().exists():
+        _cmd_assets_build(argparse.Namespace(out=None))
+    app = create_app()
+    print(f"scenic-twin dashboard on http://{args.host}:{args.port}", file=sys.stderr)
+    uvicorn.run(app.server, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scenic-twin", description=(
+        "Digital-twin operations dashboard of the Canton Tower (广州塔) scenic area."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the dashboard (the main job)",
+                         description="Run the dashboard on http://HOST:PORT with the 3D twin.")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8050)
+    run.set_defaults(func=_cmd_run)
+
+    assets = sub.add_parser("assets", help="the asset inventory: build, summary, import",
+                            description="The asset inventory (data/inventory.parquet).")
+    asub = assets.add_subparsers(dest="assets_command", required=True, metavar="ACTION")
+    b = asub.add_parser("build", help="rebuild the inventory from data/sources",
+                        description="Deterministically rebuild data/inventory.parquet from data/sources/*.toml.")
+    b.add_argument("--out", default=None, help="write here instead of data/inventory.parquet")
+    b.set_defaults(func=_cmd_assets_build)
+    s = asub.add_parser("summary", help="totals, counts per type, zones with capacities, route, bbox",
+                        description="Summarise the inventory.")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--inventory", default=None, help="inventory file (default data/inventory.parquet)")
+    s.set_defaults(func=_cmd_assets_summary)
+    i = asub.add_parser("import", help="import a surveyed inventory (GeoJSON or GeoParquet)",
+                        description=("Import a surveyed inventory.  Every row is validated; a bad file is "
+                                     "refused with every problem listed (row and field) and nothing is written."))
+    i.add_argument("file")
+    i.add_argument("--replace", action="store_true",
+                   help="replace assets with the same ids (default: an id already present is an error)")
+    i.add_argument("--out", default=None, help="write here instead of data/inventory.parquet")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_assets_import)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except FileNotFoundError as e:
+        print(f"scenic-twin: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
