@@ -132,7 +132,7 @@ def create_app(data: TwinData | None = None) -> dash.Dash:
                             Output(ids.TWIN_MOUNTED, "data"), Input(ids.TWIN_CONFIG, "data"))
 
     @app.callback(Output(ids.DETAILS, "children"), Output(ids.DETAILS, "className"),
-                  Input(ids.SELECTED, "data"), Input(ids.LANG, "value"))
+                  Input(ids.SELECTED, "data"), Input(ids.LANG, "value"), prevent_initial_call=True)
     def _show_details(selection, lang):
         lang = i18n.pick_lang(lang)
         if not selection:

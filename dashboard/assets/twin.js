@@ -9,7 +9,7 @@
  */
 (function () {
   "use strict";
-  const state = { deck: null, frames: 0, layers: {}, spec: null, errors: [] };
+  const state = { deck: null, frames: 0, spec: null, errors: [], selections: [] };
   window.scenicTwin = state;
 
   function u32(view, off) { return view.getUint32(off, true); }
@@ -47,6 +47,7 @@
   }
 
   function select(payload) {
+    state.selections.push(payload);
     if (window.dash_clientside && window.dash_clientside.set_props) {
       window.dash_clientside.set_props("twin-selected", { data: payload });
     }

@@ -1,0 +1,106 @@
+"""Shared fixtures: the committed inventory, a running dashboard, a real Chromium."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-unsafe-swiftshader"]
+
+
+@pytest.fixture(scope="session")
+def inventory():
+    from twin_assets import inventory as inv
+    return inv.load()
+
+
+@pytest.fixture(scope="session")
+def frame():
+    from twin_assets import inventory as inv
+    return inv.frame()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not answer {url} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """`scenic-twin run` as a user starts it, on a free port."""
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    out = open(log, "wb")   # a file, not a pipe: an unread pipe fills up and stalls the server
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "run", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc.log_path = log
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/healthz", proc)
+        yield base
+    finally:
+        out.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run ./scripts/test (it installs Debian chromium and chromium-driver)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+class PageLog:
+    """Console messages and page errors of one page."""
+
+    def __init__(self, page):
+        self.entries: list[tuple[str, str]] = []
+        page.on("console", lambda m: self.entries.append((m.type, m.text)))
+        page.on("pageerror", lambda e: self.entries.append(("pageerror", str(e))))
+
+    def errors(self) -> list[str]:
+        return [t for k, t in self.entries if k in ("error", "pageerror")]
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = ctx.new_page()
+    pg.log = PageLog(pg)
+    yield pg
+    ctx.close()
