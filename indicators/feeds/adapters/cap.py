@@ -117,7 +117,8 @@ _COLOUR = re.compile(r"\b(red|orange|yellow|blue|white)\b|(红|橙|黄|蓝|白)�
 _ZH_COLOUR = {"红": "red", "橙": "orange", "黄": "yellow", "蓝": "blue", "白": "white"}
 _NOT_COLOUR = re.compile(r"\bred\s+flag\b", _I)
 _THUNDER = re.compile(r"thunder|t-?storm|lightning|雷", _I)
-_ENCODING = re.compile(rb"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*"
+                       rb"[\"']([A-Za-z0-9._-]+)[\"'][^>]*\?>")
 
 
 def parse(data: bytes, source: str | None = None) -> Parsed:
@@ -137,43 +138,35 @@ def parse(data: bytes, source: str | None = None) -> Parsed:
 
 def _read_xml(data: bytes, c: Collector) -> Element | None:
     doc: bytes | str = bytes(data)
-    for attempt in range(2):
+    declared = _ENCODING.match(doc)
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        # Expat reads only a few encodings; Chinese feeds may declare
+        # GB2312/GBK/GB18030.  Decode in Python and hand over text.
+        name = declared.group(1).decode("ascii")
         try:
-            return SafeET.fromstring(doc, forbid_dtd=True)
-        except DTDForbidden:
-            c.reject(data, "the document declares a DTD (<!DOCTYPE …>) and was refused: DTDs, "
-                     "entity declarations and external references are forbidden in CAP input "
-                     "(XXE protection); nothing was resolved or fetched", "DOCTYPE")
-        except EntitiesForbidden as exc:
-            c.reject(data, f"the document declares the entity '{exc.name}' and was refused: "
-                     "entity declarations are forbidden in CAP input (XXE and entity-expansion "
-                     "protection); nothing was resolved or fetched", f"entity '{exc.name}'")
-        except ExternalReferenceForbidden as exc:
-            c.reject(data, f"the document refers to the external resource '{exc.sysid}' and was "
-                     "refused; nothing was fetched", "external reference")
-        except ParseError as exc:
-            if attempt == 0 and "unknown encoding" in str(exc):
-                # Expat knows only UTF-8/16, Latin-1 and ASCII; Chinese feeds
-                # may declare GB2312/GBK/GB18030.  Decode in Python instead.
-                decoded = _decode_declared(doc)
-                if decoded is not None:
-                    doc = decoded
-                    continue
-            line = exc.position[0] if getattr(exc, "position", None) else None
-            c.reject(data, f"not well-formed XML: {exc}", f"line {line}" if line else "payload")
-        return None
-    return None
-
-
-def _decode_declared(doc: bytes) -> str | None:
-    m = _ENCODING.match(doc)
-    if not m:
-        return None
+            text = doc.decode(codecs.lookup(name).name)
+        except (LookupError, UnicodeDecodeError) as exc:
+            c.reject(data, f"the document declares encoding {name!r} but cannot be decoded "
+                     f"with it ({exc})", "xml declaration")
+            return None
+        doc = text[text.index("?>") + 2:]
     try:
-        text = doc.decode(codecs.lookup(m.group(1).decode("ascii")).name)
-    except (LookupError, UnicodeDecodeError):
-        return None
-    return re.sub(r"\A\s*<\?xml[^>]*\?>", "", text, count=1)
+        return SafeET.fromstring(doc, forbid_dtd=True)
+    except DTDForbidden:
+        c.reject(data, "the document declares a DTD (<!DOCTYPE …>) and was refused: DTDs, "
+                 "entity declarations and external references are forbidden in CAP input "
+                 "(XXE protection); nothing was resolved or fetched", "DOCTYPE")
+    except EntitiesForbidden as exc:
+        c.reject(data, f"the document declares the entity '{exc.name}' and was refused: "
+                 "entity declarations are forbidden in CAP input (XXE and entity-expansion "
+                 "protection); nothing was resolved or fetched", f"entity '{exc.name}'")
+    except ExternalReferenceForbidden as exc:
+        c.reject(data, f"the document refers to the external resource '{exc.sysid}' and was "
+                 "refused; nothing was fetched", "external reference")
+    except ParseError as exc:
+        line = exc.position[0] if getattr(exc, "position", None) else None
+        c.reject(data, f"not well-formed XML: {exc}", f"line {line}" if line else "payload")
+    return None
 
 
 def _local(tag) -> str:

@@ -36,7 +36,7 @@ from google.transit import gtfs_realtime_pb2 as rt
 
 from .base import Collector, Parsed, epoch_seconds, plural
 
-_TEXT_START = re.compile(r"\A\s*(?:#[^\n]*\n\s*)*(?:header|entity)\s*[{:<]")
+TEXT_START = re.compile(r"\A\s*(?:#[^\n]*\n\s*)*(?:header|entity)\s*[{:<]")
 _Vehicle = rt.VehiclePosition
 _StopTimeUpdate = rt.TripUpdate.StopTimeUpdate
 _CANCELED = rt.TripDescriptor.CANCELED
@@ -82,14 +82,21 @@ def _decode(data: bytes, c: Collector) -> rt.FeedMessage | None:
         text = bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError:
         text = None
+    if not data:
+        c.reject(data, "the payload is empty, not a GTFS-Realtime FeedMessage", "payload")
+        return None
     errors = []
-    if text is None or not _TEXT_START.match(text):
+    if text is None or not TEXT_START.match(text):
         msg = rt.FeedMessage()
         try:
             msg.ParseFromString(bytes(data))
-            return msg
         except Exception as exc:  # DecodeError, or the C backend's own errors
             errors.append(f"as binary protobuf: {exc}")
+        else:
+            missing = msg.FindInitializationErrors()
+            if not missing:
+                return msg
+            errors.append("as binary protobuf: missing required field(s) " + ", ".join(missing))
     if text is not None:
         msg = rt.FeedMessage()
         try:
@@ -106,8 +113,6 @@ def _decode(data: bytes, c: Collector) -> rt.FeedMessage | None:
                      "payload")
             return None
         return msg
-    if not data:
-        errors = ["the payload is empty"]
     c.reject(data, "not a GTFS-Realtime FeedMessage — " + "; ".join(errors), "payload")
     return None
 

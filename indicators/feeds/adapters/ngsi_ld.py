@@ -278,9 +278,9 @@ def _traffic_flow(e: _Entity, c: Collector) -> None:
         if period and period > 0:
             flow = intensity * 3600.0 / period
         else:
-            c.count("no-period", lambda n: f"{plural(n, 'TrafficFlowObserved entity', 'TrafficFlowObserved entities')} "
-                                           "give intensity without an observation period; "
-                                           "flow_vph left empty")
+            c.count("no-period", lambda n: f"{plural(n, 'traffic flow entity', 'traffic flow entities')}"
+                                           " without an observation period: intensity cannot "
+                                           "be scaled to an hour, flow_vph left empty")
     occupancy = e.number("occupancy")
     if occupancy is not None:
         occupancy = occupancy * 100.0 if occupancy <= 1 else occupancy

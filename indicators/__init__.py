@@ -1,0 +1,1 @@
+"""Indicator engine, catalog, alerts and the feeds that drive them."""
