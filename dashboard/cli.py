@@ -96,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--out", default=None, help="write here instead of data/inventory.parquet")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_assets_import)
+
+    bench = sub.add_parser("bench", help="benchmarks that print ratios against baselines run in the same process",
+                           description="Benchmarks.  Each prints ratios against a baseline measured in the same run.")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+
+    from indicators.feeds.cli import register as register_feeds
+    register_feeds(sub, bench_sub)
     return p
 
 
