@@ -13,13 +13,14 @@ from functools import cached_property
 from pathlib import Path
 
 import dash
-from dash import ClientsideFunction, Input, Output, dcc, html
+from dash import ClientsideFunction, Input, Output, ctx, dcc, html, set_props
 from fastapi import Response
 
 from twin_assets import inventory as inv
 
 from . import i18n, ids
-from .presenters import asset_details, legend
+from .live import LiveHub
+from .presenters import asset_details, legend, present_live
 from .scene import furniture_binary, furniture_rows, static_scene, tower_binary
 
 ASSETS = Path(__file__).parent / "assets"
@@ -78,6 +79,9 @@ def _layout(lang: str = i18n.DEFAULT):
             html.H1(i18n.t("title", lang), id=ids.TITLE),
             html.Span(i18n.t("subtitle", lang), id=ids.SUBTITLE, className="st-sub"),
             html.Div(className="st-spacer"),
+            html.Div(className="st-kpis", children=[
+                _kpi(ids.KPI_ASOF, "asof", lang), _kpi(ids.KPI_PRESENT, "present", lang),
+                _kpi(ids.KPI_LOAD, "load", lang), _kpi(ids.KPI_ALERTS, "alerts", lang)]),
             dcc.RadioItems(id=ids.LANG, className="st-lang", value=i18n.DEFAULT, persistence=True,
                            options=[{"label": "中文", "value": "zh"}, {"label": "English", "value": "en"}],
                            inline=True),
@@ -87,6 +91,8 @@ def _layout(lang: str = i18n.DEFAULT):
             html.Aside(className="st-side", children=[
                 html.H3(i18n.t("details", lang), id=ids.DETAILS_TITLE),
                 html.Div(i18n.t("hint", lang), id=ids.DETAILS, className="st-hint"),
+                html.H3(i18n.t("zones", lang), id="zones-title"),
+                html.Ul(i18n.t("waiting", lang), id=ids.ZONE_LIST, className="st-zones"),
                 html.H3(i18n.t("legend", lang), id="legend-title"),
                 html.Ul(id=ids.LEGEND, className="st-legend"),
             ]),
@@ -95,7 +101,15 @@ def _layout(lang: str = i18n.DEFAULT):
                                             "furniture_url": "/twin/furniture.bin", "tower_url": "/twin/tower.bin"}),
         dcc.Store(id=ids.TWIN_MOUNTED),
         dcc.Store(id=ids.SELECTED),
+        dcc.Store(id=ids.LIVE),
+        dcc.Store(id=ids.LIVE_APPLIED),
     ])
+
+
+def _kpi(id_: str, label: str, lang: str):
+    return html.Div(className="st-kpi", children=[
+        html.Span(i18n.t(label, lang), id=f"{id_}-label", className="st-kpi-label"),
+        html.Span("—", id=id_, className="st-kpi-value")])
 
 
 def _details_table(pairs):
@@ -103,8 +117,10 @@ def _details_table(pairs):
         html.Tbody([html.Tr([html.Td(k), html.Td(str(v))]) for k, v in pairs])])
 
 
-def create_app(data: TwinData | None = None) -> dash.Dash:
+def create_app(data: TwinData | None = None, hub: LiveHub | None = None) -> dash.Dash:
+    """The app; ``hub`` is where the engine publishes live state (a quiet one by default)."""
     data = data or TwinData(inv.load())
+    hub = hub or LiveHub()
     app = dash.Dash(__name__, backend="fastapi", websocket_callbacks=True, compress=True,
                     assets_folder=str(ASSETS), title="广州塔景区数字孪生", update_title=None,
                     serve_locally=True)
@@ -142,15 +158,42 @@ def create_app(data: TwinData | None = None) -> dash.Dash:
             return i18n.t("not_found", lang), "st-hint"
         return _details_table(asset_details(data.by_id.loc[aid], lang, data.zone_names)), "st-detail-box"
 
+    app.clientside_callback(ClientsideFunction("twin", "live"),
+                            Output(ids.LIVE_APPLIED, "data"), Input(ids.LIVE, "data"))
+
+    @app.callback(persistent=True)
+    async def _push():
+        """One per browser connection: wait for newer live state, push what changed."""
+        ws = ctx.websocket
+        version, state = -1, {}
+        while ws is not None and not ws.is_shutdown:
+            version, changed = await hub.wait_newer(version, timeout=10.0)
+            if not changed:
+                continue
+            state.update(changed)
+            set_props(ids.LIVE, {"data": state})
+
+    @app.callback(Output(ids.KPI_ASOF, "children"), Output(ids.KPI_PRESENT, "children"),
+                  Output(ids.KPI_LOAD, "children"), Output(ids.KPI_ALERTS, "children"),
+                  Output(ids.ZONE_LIST, "children"), Input(ids.LIVE, "data"), Input(ids.LANG, "value"),
+                  prevent_initial_call=True)
+    def _live_texts(live, lang):
+        lang = i18n.pick_lang(lang)
+        return present_live(live or {}, lang, data.zone_names)
+
     @app.callback(Output(ids.TITLE, "children"), Output(ids.SUBTITLE, "children"),
                   Output(ids.DETAILS_TITLE, "children"), Output("legend-title", "children"),
-                  Output(ids.LEGEND, "children"), Input(ids.LANG, "value"))
+                  Output(ids.LEGEND, "children"), Output("zones-title", "children"),
+                  Output(f"{ids.KPI_ASOF}-label", "children"), Output(f"{ids.KPI_PRESENT}-label", "children"),
+                  Output(f"{ids.KPI_LOAD}-label", "children"), Output(f"{ids.KPI_ALERTS}-label", "children"),
+                  Input(ids.LANG, "value"))
     def _texts(lang):
         lang = i18n.pick_lang(lang)
         items = [html.Li([html.Span(className="st-swatch",
                                     style={"background": f"rgba({c[0]},{c[1]},{c[2]},{c[3] / 255:.2f})"}), name])
                  for name, c in legend(lang)]
         return (i18n.t("title", lang), i18n.t("subtitle", lang), i18n.t("details", lang),
-                i18n.t("legend", lang), items)
+                i18n.t("legend", lang), items, i18n.t("zones", lang), i18n.t("asof", lang),
+                i18n.t("present", lang), i18n.t("load", lang), i18n.t("alerts", lang))
 
     return app

@@ -18,6 +18,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "field.elevation": {"zh": "基底高程 / 高度", "en": "Base elevation / height"},
     "field.position": {"zh": "位置 (WGS 84)", "en": "Position (WGS 84)"},
     "field.source": {"zh": "数据来源", "en": "Source"},
+    "asof": {"zh": "数据时间", "en": "Data as of"},
+    "present": {"zh": "景区在园人数", "en": "Visitors present"},
+    "load": {"zh": "核心区承载率", "en": "Core-area load"},
+    "alerts": {"zh": "活动告警", "en": "Active alerts"},
+    "zones": {"zh": "片区承载", "en": "Zone load"},
+    "waiting": {"zh": "等待实时数据…", "en": "Waiting for live data…"},
+    "stale": {"zh": "数据延迟", "en": "stale"},
     "not_found": {"zh": "未找到该资产", "en": "Asset not found"},
 }
 

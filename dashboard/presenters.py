@@ -34,3 +34,25 @@ def legend(lang: str) -> list[tuple[str, tuple[int, int, int, int]]]:
     from twin_assets.build import TYPE_NAMES
     return [((TYPE_NAMES[t][0] if i18n.pick_lang(lang) == "zh" else TYPE_NAMES[t][1]), style[0])
             for t, style in FURNITURE_STYLE.items()]
+
+
+def present_live(live: dict, lang: str, zone_names: dict[str, tuple[str, str]]):
+    """KPI texts and the zone list from the pushed live state.
+
+    ``live`` = {"as_of": ISO text, "present": int, "core_load": float (%),
+    "alerts": int, "zones": {zone_id: {"load": %, "tier": name, "quality": q}}}.
+    """
+    from dash import html
+    zones = live.get("zones", {})
+    items = []
+    for zid, z in sorted(zones.items(), key=lambda kv: -(kv[1].get("load") or 0)):
+        zh, en = zone_names.get(zid, (zid, zid))
+        load = z.get("load")
+        text = "—" if load is None else f"{load:.0f}%"
+        stale = z.get("quality") not in (None, "ok")
+        items.append(html.Li(className=f"st-zone st-tier-{z.get('tier', 'none')}" + (" st-stale" if stale else ""),
+                             children=[html.Span(zh if lang == "zh" else en), html.Span(text, className="st-zone-load")],
+                             **{"data-zone": zid}))
+    fmt = lambda v, f: "—" if v is None else f.format(v)
+    return (live.get("as_of", "—"), fmt(live.get("present"), "{:,}"), fmt(live.get("core_load"), "{:.0f}%"),
+            fmt(live.get("alerts"), "{:d}"), items or i18n.t("waiting", lang))

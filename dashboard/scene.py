@@ -77,7 +77,7 @@ def static_scene(gdf, frame: LocalFrame, zone_tiers: dict[str, str] | None = Non
     for r in get("management_zone").itertuples():
         a = json.loads(r.attrs)
         for ring in _rings(frame, r.geometry):
-            zones.append(dict(_names(r), polygon=ring, capacity=a["capacity_instantaneous"],
+            zones.append(dict(_names(r), zone_id=r.zone_id, polygon=ring, capacity=a["capacity_instantaneous"],
                               color=list(TIER_COLOURS[zone_tiers.get(r.asset_id, "none")])))
     paths = []
     for t, col in (("road", [90, 96, 110, 255]), ("walkway", [196, 170, 120, 255])):

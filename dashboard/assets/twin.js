@@ -115,8 +115,28 @@
     return { mounted: true, furniture: furn.n };
   }
 
+  // Pushed live state: recolour the zones by tier.  Only the zones layer's
+  // fill accessor is re-run (updateTriggers), the rest of the scene stays.
+  function applyLive(live) {
+    if (!live || !state.deck || !live.zones) return false;
+    state.liveVersion = (state.liveVersion || 0) + 1;
+    state.staticLayers = state.staticLayers.map((layer) => {
+      if (layer.id !== "zones") return layer;
+      for (const o of layer.props.data) {
+        const z = live.zones[o.zone_id];
+        if (z && Array.isArray(z.color)) { o.color = z.color; o.load = z.load; o.tier = z.tier; }
+      }
+      return layer.clone({ updateTriggers: { getFillColor: state.liveVersion } });
+    });
+    state.deck.setProps({ layers: [...state.staticLayers, ...state.extraLayers] });
+    const el = document.getElementById("twin-deck");
+    if (el) el.dataset.liveVersion = String(state.liveVersion);
+    return true;
+  }
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     twin: {
+      live: function (live) { return { applied: applyLive(live), version: state.liveVersion || 0 }; },
       mount: function (cfg) {
         if (!cfg) return window.dash_clientside.no_update;
         return mount(cfg).catch((e) => { console.error("twin mount failed:", e); return { mounted: false, error: String(e) }; });
