@@ -103,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
 
     from indicators.feeds.cli import register as register_feeds
     register_feeds(sub, bench_sub)
+    from indicators.alerts.cli import register as register_alerts
+    register_alerts(sub, bench_sub)
     return p
 
 

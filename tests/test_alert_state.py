@@ -1,0 +1,132 @@
+"""The alert state machine: pure, explainable, keyed for idempotent writes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from indicators.alerts.rules import RuleDefaults, build_rules
+from indicators.alerts.state import (AlertActionError, AlertState, Evaluation, acknowledge, assign, explain, silence,
+                                     state_from_dict, state_to_dict, transition)
+
+WEST = "crowd.load_rate:zone=west_plaza@1m"
+T0 = datetime(2025, 5, 1, 11, 0, tzinfo=timezone.utc)
+MIN = timedelta(minutes=1)
+
+
+def rule(**override):
+    d = RuleDefaults(WEST, "above", {"blue": 60, "yellow": 80, "orange": 90, "red": 100},
+                     name_zh="西广场负荷率", name_en="West Plaza load rate", unit="%")
+    return build_rules([d], {"override": {WEST: override}})[WEST]
+
+
+def play(r, values, start=T0, state=None):
+    events = []
+    for i, v in enumerate(values):
+        at = start + i * MIN
+        tr = transition(state, Evaluation(at, v), r, at)
+        state = tr.state
+        events += tr.events
+    return state, events
+
+
+def test_why_it_fired_tier_threshold_direction_and_the_values_over_the_pending_period():
+    st, ev = play(rule(**{"for": "3m"}), [50, 82, 84, 86, 88])
+    assert [e.kind for e in ev] == ["pending", "firing"]
+    why = explain(st, rule())
+    assert (why["tier"], why["level"], why["threshold"], why["direction"], why["profile"]) == (
+        "yellow", "III", 80, "above", "default")
+    assert [v["value"] for v in why["values"]] == [82, 84, 86, 88]
+    assert why["values"][0]["at"] == (T0 + MIN).isoformat()
+    assert why["sentence_zh"] == "西广场负荷率达到黄色（III级）阈值：82–88% ≥ 80%，持续约3分钟"
+    assert why["sentence_en"] == ("West Plaza load rate reached the yellow (level III) threshold: "
+                                  "82–88% ≥ 80% for about 3 min")
+    assert why["fired_at"] == (T0 + 4 * MIN).isoformat()
+
+
+def test_transition_is_pure_and_deterministic():
+    r = rule(**{"for": "0s"})
+    prev, _ = play(r, [85])
+    snapshot = state_to_dict(prev)
+    ev = Evaluation(T0 + MIN, 95)
+    a = transition(prev, ev, r, T0 + MIN)
+    b = transition(prev, ev, r, T0 + MIN)
+    assert a == b                                     # same inputs, same transition (and event keys)
+    assert state_to_dict(prev) == snapshot            # the previous state is not touched
+    assert [e.key for e in a.events] == [f"{prev.alert_id}#2"]
+
+
+def test_one_alert_per_rule_and_scope_and_a_new_episode_gets_a_new_id():
+    r = rule(**{"for": "0s"})
+    st, ev = play(r, [85, 95, 85, 50, 85])
+    ids = [e.alert_id for e in ev]
+    assert [e.kind for e in ev] == ["firing", "tier_up", "tier_down", "resolved", "firing"]
+    assert len(set(ids[:4])) == 1 and ids[4] != ids[0]
+    assert [e.seq for e in ev] == [1, 2, 3, 4, 1]
+    assert len({e.key for e in ev}) == 5
+
+
+def test_scopes_are_separate_alerts():
+    r = rule(**{"for": "0s"})
+    a = transition(None, Evaluation(T0, 85, scope="gate-1"), r, T0).state
+    b = transition(None, Evaluation(T0, 85, scope="gate-2"), r, T0).state
+    assert a.alert_id != b.alert_id and (a.scope, b.scope) == ("gate-1", "gate-2")
+
+
+def test_user_actions_say_who_and_why_and_refuse_what_makes_no_sense():
+    r = rule(**{"for": "0s"})
+    st, _ = play(r, [95])
+    with pytest.raises(AlertActionError):
+        acknowledge(st, by="li", comment="  ", now=T0)          # a comment is required
+    with pytest.raises(AlertActionError):
+        acknowledge(st, by="", comment="ok", now=T0)
+    with pytest.raises(AlertActionError):
+        acknowledge(AlertState(WEST), by="li", comment="ok", now=T0)   # nothing to acknowledge
+    with pytest.raises(AlertActionError):
+        silence(st, until=T0 - MIN, by="li", comment="x", now=T0)
+    tr = acknowledge(st, by="li", comment="guides sent", now=T0 + MIN)
+    (e,) = tr.events
+    assert (e.kind, e.actor, e.reason, e.at) == ("acknowledged", "user:li", "guides sent", T0 + MIN)
+    tr2 = assign(tr.state, assignee="patrol-07", by="li", now=T0 + 2 * MIN)
+    assert tr2.state.assignee == "patrol-07" and tr2.events[0].details == {"assignee": "patrol-07"}
+    assert tr2.state.acked_by == "li"
+
+
+def test_escalation_deadline_is_per_tier():
+    r = rule(**{"for": "0s", "escalate_after": {"yellow": "20m", "red": "2m"}})
+    st, ev = play(r, [85] * 12)
+    assert [e.kind for e in ev] == ["firing"]                  # yellow: 20 min not reached
+    st, ev = play(r, [105] * 5)
+    assert [e.kind for e in ev] == ["firing", "escalated", "escalated"]
+    assert st.escalation_level == 2
+
+
+def test_state_round_trips_through_its_dict():
+    st, _ = play(rule(**{"for": "2m"}), [85, 86, 87])
+    assert state_from_dict(state_to_dict(st)) == st
+
+
+def test_stale_counts_as_no_data_and_a_non_finite_ok_value_as_error():
+    assert Evaluation(T0, 1.0, "stale").kind == "nodata"
+    assert Evaluation(T0, None, "ok").kind == "nodata"
+    assert Evaluation(T0, float("inf"), "ok").kind == "error"
+    assert Evaluation(T0, 1.0, "error").kind == "error"
+    assert Evaluation(T0, 1.0, "ok").kind == "ok"
+
+
+def test_the_core_reads_no_clock_and_imports_no_adapter():
+    """rules/state/compound/plans/cases/routing/forecast: time and data are parameters."""
+    import ast
+    from pathlib import Path
+
+    core = ("rules", "state", "compound", "plans", "cases", "routing", "forecast")
+    root = Path(__file__).resolve().parents[1] / "indicators" / "alerts"
+    for name in core:
+        src = (root / f"{name}.py").read_text(encoding="utf-8")
+        for bad in ("datetime.now(", "datetime.utcnow(", "time.time(", "date.today(", "open("):
+            assert bad not in src, f"{name}.py uses {bad}"
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                assert mod.split(".")[-1] not in ("store", "runtime", "cli") and "dashboard" not in mod, \
+                    f"{name}.py imports {mod}"
