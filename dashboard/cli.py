@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _cmd_assets_build(args) -> int:
@@ -55,12 +56,28 @@ def _cmd_assets_import(args) -> int:
 def _cmd_run(args) -> int:
     import uvicorn
     from dashboard.app import create_app
+    from dashboard.live import LiveHub
+    from indicators.feeds.http import make_ingest_router
+    from indicators.service import Service, ServiceConfig
     from twin_assets import inventory as inv
     if not inv.inventory_path().exists():
         _cmd_assets_build(argparse.Namespace(out=None))
-    app = create_app()
-    print(f"scenic-twin dashboard on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(app.server, host=args.host, port=args.port, log_level="warning")
+    hub = LiveHub()
+    cfg = ServiceConfig(scenario=args.scenario, speed=args.speed, seed=args.seed, simulate=not args.no_simulate)
+    if args.var:
+        cfg.var = Path(args.var)
+    print(f"starting the engine (state in {cfg.var}) …", file=sys.stderr)
+    service = Service(cfg, publish=hub.publish)
+    app = create_app(hub=hub)
+    app.server.include_router(make_ingest_router(service.ingestor))
+    service.start()
+    feeds = f"simulated feeds: {cfg.scenario} at {cfg.speed:g}x" if cfg.simulate else "no simulator"
+    print(f"scenic-twin dashboard on http://{args.host}:{args.port} ({feeds}; POST feeds to /ingest/KIND)",
+          file=sys.stderr)
+    try:
+        uvicorn.run(app.server, host=args.host, port=args.port, log_level="warning")
+    finally:
+        service.stop()
     return 0
 
 
@@ -69,10 +86,16 @@ def parser() -> argparse.ArgumentParser:
         "Digital-twin operations dashboard of the Canton Tower (广州塔) scenic area."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the dashboard (the main job)",
-                         description="Run the dashboard on http://HOST:PORT with the 3D twin.")
+    run = sub.add_parser("run", help="run the dashboard with live simulated feeds, engine and alerts (the main job)",
+                         description=("Run the simulator live, the indicator engine, the alerts and the dashboard on "
+                                      "http://HOST:PORT, on embedded defaults (state in var/)."))
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8050)
+    run.add_argument("--scenario", default="normal-weekday", help="simulated scenario (see `scenic-twin simulate --list`)")
+    run.add_argument("--speed", type=float, default=1.0, help="simulation speed: 1 = real time, 60 = a minute a second")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--no-simulate", action="store_true", help="no simulator: feeds come only over HTTP or files")
+    run.add_argument("--var", default=None, help="state folder (default var/ or SCENIC_TWIN_VAR)")
     run.set_defaults(func=_cmd_run)
 
     assets = sub.add_parser("assets", help="the asset inventory: build, summary, import",

@@ -58,7 +58,9 @@ def server(tmp_path_factory):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = tmp_path_factory.mktemp("server") / "server.log"
     out = open(log, "wb")   # a file, not a pipe: an unread pipe fills up and stalls the server
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "run", "--port", str(port)],
+    var = tmp_path_factory.mktemp("var")
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "run", "--port", str(port),
+                             "--speed", "120", "--var", str(var)],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     proc.log_path = log
     base = f"http://127.0.0.1:{port}"

@@ -1,0 +1,284 @@
+"""The indicator engine: order independence, duplicates, lateness, checkpoints, changes, history, replay, kernels."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indicators.catalog import load_catalog
+from indicators.engine import NO_DATA, OK, STALE, Engine
+from indicators.engine.history import History
+from indicators.engine.kernels import SeenSet, hash_strings, last_per_entity
+from indicators.engine.synthetic import arrival_order, synthetic_feeds, to_table
+
+START = datetime(2025, 10, 1, 15, 55, tzinfo=timezone.utc)       # 23:55 local: the run crosses midnight
+TICK = timedelta(seconds=1)
+LATE = timedelta(seconds=20)
+ANCHOR = START - timedelta(milliseconds=1)      # the tick grid starts here in every run (ticks after it)
+
+
+@pytest.fixture(scope="module")
+def catalog(inventory):
+    return load_catalog(inventory=inventory)
+
+
+@pytest.fixture(scope="module")
+def feeds(catalog):
+    return synthetic_feeds(catalog, START, 480, seed=11)
+
+
+def _end(tables) -> datetime:
+    hi = max(int(np.asarray(t.column("event_time").cast(pa.int64())).max()) for t in tables.values())
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=hi)
+
+
+def run(engine: Engine, batches, end: datetime, *, seqs=None) -> list:
+    ticks = []
+    far = end + timedelta(days=1)
+    for i, (kind, table) in enumerate(batches):
+        engine.ingest(kind, table, feed_seq=None if seqs is None else seqs[i])
+        ticks.extend(engine.ticks(far))
+    engine.heartbeat(end + engine.lateness_ms * timedelta(milliseconds=1))
+    ticks.extend(engine.ticks(end))
+    return ticks
+
+
+def same_ticks(a: list, b: list) -> None:
+    assert [t.time_ms for t in a] == [t.time_ms for t in b]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.values, y.values, err_msg=f"tick {x.time}")
+        np.testing.assert_array_equal(x.quality, y.quality, err_msg=f"tick {x.time}")
+
+
+def shuffled_with_duplicates(tables, lateness_ms: int, seed: int):
+    """Every event arrives up to ``lateness`` after its time, in random order, some twice, in random batches."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind, t in tables.items():
+        t = t.drop_columns(["arrival_time"])
+        n = t.num_rows
+        et = np.asarray(t.column("event_time").cast(pa.int64()))
+        dup = rng.random(n) < 0.05
+        idx = np.concatenate([np.arange(n), np.flatnonzero(dup)])
+        arrival = et[idx] + rng.integers(0, lateness_ms // 2, len(idx))
+        rows.append((kind, t.take(idx), arrival))
+    batches = []
+    for kind, t, arrival in rows:
+        order = np.argsort(arrival, kind="stable")
+        t, arrival = t.take(order), arrival[order]
+        # deliveries every 2 s of arrival time, each split again at random: a row waits < 2 s for its batch
+        bucket = arrival // 2000
+        for b in np.unique(bucket):
+            idx = np.flatnonzero(bucket == b)
+            rng.shuffle(idx)                                  # out of order inside a delivery
+            for part in np.array_split(idx, int(rng.integers(1, 4))):
+                if len(part):
+                    batches.append((int(arrival[part].max()), float(rng.random()), kind, t.take(part)))
+    batches.sort(key=lambda x: (x[0], x[1]))
+    return [(k, t) for _, _, k, t in batches]
+
+
+@pytest.fixture(scope="module")
+def in_order(catalog, feeds):
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=ANCHOR)
+    return run(eng, arrival_order(feeds, 1000), _end(feeds)), eng
+
+
+def test_shuffled_within_lateness_with_duplicates_gives_identical_values(catalog, feeds, in_order):
+    ticks, _ = in_order
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=ANCHOR)
+    batches = shuffled_with_duplicates(feeds, LATE // timedelta(milliseconds=1), seed=5)
+    got = run(eng, batches, _end(feeds))
+    assert len(ticks) > 400
+    same_ticks(ticks, got)
+    assert sum(s["duplicates"] for s in eng.stats.values()) > 100
+    assert sum(s["late"] for s in eng.stats.values()) == 0
+    ok = np.mean(ticks[-1].quality == OK)
+    assert ok > 0.95, "the synthetic feeds should give almost every indicator a value"
+
+
+def test_checkpoint_restore_then_continue_equals_uninterrupted(catalog, feeds, in_order, tmp_path):
+    ticks, _ = in_order
+    batches = list(arrival_order(feeds, 1000))
+    half = len(batches) // 2
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=ANCHOR)
+    far = _end(feeds) + timedelta(days=1)
+    before = []
+    for i, (kind, t) in enumerate(batches[:half]):
+        eng.ingest(kind, t, feed_seq=i + 1)
+        before.extend(eng.ticks(far))
+    covered = eng.checkpoint(tmp_path / "engine.ckpt")
+    assert covered == half
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
+
+    fresh = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=ANCHOR)
+    assert fresh.restore(tmp_path / "engine.ckpt") == half
+    # a restart replays the log from too early: batches the checkpoint covers are skipped
+    after = run(fresh, batches, _end(feeds), seqs=list(range(1, len(batches) + 1)))
+    same_ticks(ticks, before + after)
+
+
+def test_restore_keeps_duplicate_detection(catalog, feeds, tmp_path):
+    batches = list(arrival_order(feeds, 1000))[:40]
+    eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(minutes=10), start=ANCHOR)
+    for kind, t in batches:
+        eng.ingest(kind, t)
+    eng.checkpoint(tmp_path / "c.ckpt")
+    fresh = Engine(catalog, tick=TICK, allowed_lateness=timedelta(minutes=10), start=ANCHOR)
+    fresh.restore(tmp_path / "c.ckpt")
+    kind, t = batches[-1]
+    r = fresh.ingest(kind, t)
+    assert r.accepted == 0 and r.duplicates == t.num_rows
+
+
+def test_restore_refuses_another_catalog_or_tick(catalog, tmp_path):
+    eng = Engine(catalog, tick=TICK)
+    eng.checkpoint(tmp_path / "c.ckpt")
+    with pytest.raises(ValueError, match="another tick"):
+        Engine(catalog, tick=timedelta(seconds=2)).restore(tmp_path / "c.ckpt")
+
+
+def _crowd(catalog, rows):
+    """A crowd table from (event id, ms, zone, count) rows."""
+    return to_table("crowd", {"event_id": np.array([r[0] for r in rows], dtype=object),
+                              "event_time": [r[1] for r in rows], "source": np.array(["t"] * len(rows), dtype=object),
+                              "zone_id": np.array([r[2] for r in rows], dtype=object),
+                              "cell_id": np.array([None] * len(rows), dtype=object),
+                              "count": [r[3] for r in rows]})
+
+
+def test_late_events_are_counted_and_never_applied(catalog):
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(seconds=5))
+    i = catalog.index("crowd.count:zone=west_plaza@now")
+    eng.ingest("crowd", _crowd(catalog, [("a", t0, "west_plaza", 100), ("b", t0 + 30_000, "west_plaza", 200)]))
+    tick = eng.advance(START + timedelta(minutes=1))
+    assert tick.time_ms == t0 + 25_000 and tick.values[i] == 100
+    r = eng.ingest("crowd", _crowd(catalog, [("c", t0 + 10_000, "west_plaza", 999),     # older than the watermark
+                                              ("d", t0 + 26_000, "west_plaza", 300)]))   # within the lateness
+    assert (r.accepted, r.late) == (1, 1) and eng.stats["crowd"]["late"] == 1
+    eng.heartbeat(START + timedelta(minutes=2))
+    ticks = list(eng.ticks(START + timedelta(seconds=40)))
+    by_t = {t.time_ms - t0: t.values[i] for t in ticks}
+    assert by_t[26_000] == 300 and by_t[30_000] == 200 and 999 not in by_t.values()
+
+
+def test_unknown_ids_are_counted(catalog):
+    eng = Engine(catalog, tick=TICK)
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    r = eng.ingest("crowd", _crowd(catalog, [("a", t0, "atlantis", 5), ("b", t0, "west_plaza", 5)]))
+    assert r.unknown == 1 and r.accepted == 2
+
+
+def test_staleness_follows_time_without_events(catalog):
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(0))
+    i = catalog.index("crowd.count:zone=west_plaza@now")
+    eng.ingest("crowd", _crowd(catalog, [("a", t0, "west_plaza", 100)]))
+    assert eng.advance(START).quality[i] == OK
+    fresh_s = catalog.indicators[i].family.freshness_s
+    eng.heartbeat(START + timedelta(seconds=fresh_s + 5))
+    ticks = list(eng.ticks(START + timedelta(seconds=fresh_s + 5)))
+    q = {t.time_ms - t0: t.quality[i] for t in ticks}
+    assert q[fresh_s * 1000] == OK and q[fresh_s * 1000 + 1000] == STALE
+    assert ticks[-1].values[i] == 100, "a stale value keeps its last value"
+    j = catalog.index("crowd.count:zone=tower_base@now")
+    assert ticks[-1].quality[j] == NO_DATA and np.isnan(ticks[-1].values[j])
+
+
+def test_changes_and_subscribers_get_only_what_changed(catalog):
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(0))
+    got = []
+    eng.subscribe(got.append)
+    eng.ingest("crowd", _crowd(catalog, [("a", t0, "west_plaza", 100)]))
+    eng.advance(START)
+    first = eng.changes()
+    assert len(first) == len(catalog)                       # everything is new the first time
+    assert len(eng.changes()) == 0                          # nothing since
+    eng.ingest("crowd", _crowd(catalog, [("b", t0 + 1000, "west_plaza", 120)]))
+    tick = eng.advance(START + timedelta(seconds=1))
+    ch = eng.changes()
+    names = {catalog.indicators[k].family.id for k in ch.index}
+    assert "crowd.count" in names and "crowd.load_rate" in names and "video.events" not in names
+    assert set(got[-1].index) == set(tick.changed) and len(got[-1]) < 200
+    i = catalog.index("crowd.count:zone=west_plaza@now")
+    assert ch.values[list(ch.index).index(i)] == 120
+
+
+def test_history_persists_queries_and_prunes(catalog, in_order, tmp_path):
+    ticks, _ = in_order
+    h = History(tmp_path / "hist", catalog.ids, retention=timedelta(hours=2), flush_ticks=100)
+    h.extend(ticks)
+    h.flush()
+    parts = sorted(p.relative_to(tmp_path / "hist").parts[:2] for p in (tmp_path / "hist").rglob("*.parquet"))
+    assert ("date=2025-10-01", "hour=23") in parts and ("date=2025-10-02", "hour=00") in parts
+    ids = ["crowd.count:zone=west_plaza@now", "video.events:zone=west_plaza,algorithm=fall@15m"]
+    t = h.query(ids, ticks[10].time, ticks[20].time)
+    assert t.num_rows == 2 * 11
+    got = t.filter(pa.compute.equal(t.column("indicator"), ids[0])).column("value").to_numpy(zero_copy_only=False)
+    want = [ticks[k].values[catalog.index(ids[0])] for k in range(10, 21)]
+    np.testing.assert_array_equal(got, want)
+    assert set(t.column("quality").to_pylist()) <= {"ok", "stale", "no_data"}
+    assert h.prune(ticks[-1].time + timedelta(hours=2, minutes=30)) == 1      # the 23:00 hour is gone
+    assert h.query(ids, ticks[0].time, ticks[20].time).num_rows == 0
+
+
+def test_replay_writes_every_tick(catalog, feeds, in_order, tmp_path):
+    from indicators.engine.replay import replay
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    small = synthetic_feeds(catalog, START, 120, seed=3, max_delay_ms=5000)
+    for kind, t in small.items():
+        pq.write_table(t, rec / f"{kind}.parquet")
+    seen = []
+    r = replay(rec, tmp_path / "out.parquet", tick=TICK, lateness=LATE, catalog=catalog, progress=False,
+               on_tick=seen.append)
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert r["ticks"] == len(seen) >= 110 and out.num_rows == len(seen) * len(catalog)
+    assert out.schema.names == ["indicator", "tick_time", "value", "quality"]
+    last = out.filter(pa.compute.equal(out.column("tick_time"), out.column("tick_time")[-1]))
+    assert last.num_rows == len(catalog)
+
+
+# ------------------------------------------------------------- kernels
+def test_id_hash_is_stable_across_versions():
+    # checkpoints remember hashes of event ids: changing the hash breaks de-duplication across a restart
+    h = hash_strings(pa.array(["crowd:west_plaza@1759334400000", "", "a"]), 3)
+    assert h.tolist() == HASHES
+
+
+HASHES = [11219331047684618584, 15689549541921401604, 12269968357516741004]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), max_size=30), min_size=1, max_size=8))
+def test_seen_set_agrees_with_a_python_set(batches):
+    s = SeenSet()
+    seen: set[int] = set()
+    for b in batches:
+        h = np.array([x * 0x9E3779B97F4A7C15 % (2 ** 64) or 1 for x in b], dtype=np.uint64)
+        new = s.add(h, np.zeros(len(h), dtype=np.int64))
+        want = []
+        for x in h.tolist():
+            want.append(x not in seen)
+            seen.add(x)
+        assert new.tolist() == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1000)), min_size=1, max_size=60, unique_by=lambda x: x))
+def test_last_per_entity_picks_the_largest_key(pairs):
+    ent = np.array([p[0] for p in pairs], dtype=np.intp)
+    key = np.array([p[1] for p in pairs], dtype=np.int64)
+    win = last_per_entity(ent, key, 6)
+    best = {}
+    for e, k in pairs:
+        best[e] = max(best.get(e, -1), k)
+    assert sorted(zip(ent[win].tolist(), key[win].tolist())) == sorted(best.items())
