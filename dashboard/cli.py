@@ -126,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
 
     from indicators.feeds.cli import register as register_feeds
     register_feeds(sub, bench_sub)
+    from indicators.cli import register as register_engine
+    register_engine(sub, bench_sub)
     from indicators.alerts.cli import register as register_alerts
     register_alerts(sub, bench_sub)
     return p
@@ -138,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"scenic-twin: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # `scenic-twin … | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
