@@ -57,6 +57,7 @@ def _cmd_run(args) -> int:
     import uvicorn
     from dashboard.app import create_app
     from dashboard.live import LiveHub
+    from dashboard.security import ingest_guard
     from indicators.feeds.http import make_ingest_router
     from indicators.service import Service, ServiceConfig
     from twin_assets import inventory as inv
@@ -69,7 +70,7 @@ def _cmd_run(args) -> int:
     print(f"starting the engine (state in {cfg.var}) …", file=sys.stderr)
     service = Service(cfg, publish=hub.publish)
     app = create_app(hub=hub)
-    app.server.include_router(make_ingest_router(service.ingestor))
+    app.server.include_router(make_ingest_router(service.ingestor), dependencies=ingest_guard())
     service.start()
     feeds = f"simulated feeds: {cfg.scenario} at {cfg.speed:g}x" if cfg.simulate else "no simulator"
     print(f"scenic-twin dashboard on http://{args.host}:{args.port} ({feeds}; POST feeds to /ingest/KIND)",

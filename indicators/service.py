@@ -183,7 +183,7 @@ class Service:
         local = tick.time.astimezone(timezone(timedelta(hours=8)))
         return {"as_of": local.strftime("%Y-%m-%d %H:%M:%S"), "present": int(present),
                 "core_load": (max(zones[z]["load"] for z in core) if core else None),
-                "alerts": len(self.alert_store.active_alerts()) if hasattr(self.alert_store, "active_alerts") else None,
+                "alerts": sum(1 for a in self.alert_store.active_alerts() if a.status == "firing"),
                 "zones": zones}
 
     # ------------------------------------------------------------ running

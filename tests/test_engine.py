@@ -1,7 +1,6 @@
 """The indicator engine: order independence, duplicates, lateness, checkpoints, changes, history, replay, kernels."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np

@@ -22,7 +22,7 @@ import pytest
 from indicators.catalog import load_catalog
 from indicators.engine import Engine
 from indicators.engine.synthetic import arrival_order, synthetic_feeds
-from indicators.feeds.schemas import FACILITY_METRICS, WARNING_COLOURS
+from indicators.feeds.schemas import WARNING_COLOURS
 
 START = datetime(2025, 10, 1, 11, 0, tzinfo=timezone.utc)       # 19:00 local
 SECONDS = 330 * 60

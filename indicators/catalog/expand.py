@@ -35,7 +35,7 @@ import numpy as np
 
 from indicators.feeds.schemas import CASE_CATEGORIES, VIDEO_ALGORITHMS, WARNING_SIGNALS
 
-from .ids import SCOPE_KEYS, VALUE_RE, IndicatorId, Window, format as format_id
+from .ids import VALUE_RE, IndicatorId, Window, format as format_id
 from .model import (
     REPO_ROOT, CatalogError, FacilityClass, Family, FamilyFile, Problem, Thresholds, ZONE_ATTRS, read_families,
 )

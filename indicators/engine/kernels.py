@@ -100,8 +100,15 @@ class _Table:
     def __init__(self, capacity: int = 1 << 12) -> None:
         size = 1 << max(4, int(4 * capacity - 1).bit_length())
         self.keys = np.zeros(size, dtype=np.uint64)
-        self.owner = np.zeros(size, dtype=np.intp)     # scratch: which row claimed a slot this round
+        self.owner = np.empty(size, dtype=np.intp)     # scratch: which row claimed a slot this round
         self.used = 0
+
+    def clear(self) -> "_Table":
+        """Empty the table in place (cheaper than a new one: no fresh pages to fault in)."""
+        if self.used:
+            self.keys.fill(0)
+            self.used = 0
+        return self
 
     @property
     def mask(self) -> int:
@@ -155,7 +162,7 @@ class _Table:
         old = self.keys[self.keys != 0]
         size = 1 << max(4, int(need * 8 - 1).bit_length())
         self.keys = np.zeros(size, dtype=np.uint64)
-        self.owner = np.zeros(size, dtype=np.intp)
+        self.owner = np.empty(size, dtype=np.intp)
         self.used = 0
         if len(old):
             self.insert_new(old)
@@ -198,11 +205,13 @@ class SeenSet:
         if watermark_ms is None or self.prev_max >= watermark_ms:
             return
         if self.cur_max < watermark_ms:            # everything seen is late already
-            self.cur, self.prev = _Table(max(16, self.cur.used)), _Table(4)
+            self.cur.clear()
+            self.prev.clear()
             self.cur_max = self.prev_max = self.NEVER
             return
-        self.prev, self.prev_max = self.cur, self.cur_max
-        self.cur, self.cur_max = _Table(max(16, self.cur.used)), self.NEVER
+        # the old previous generation is all late: empty it and reuse it as the current one
+        self.prev, self.cur = self.cur, self.prev.clear()
+        self.prev_max, self.cur_max = self.cur_max, self.NEVER
 
     def __len__(self) -> int:
         return self.cur.used + self.prev.used

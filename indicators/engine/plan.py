@@ -705,10 +705,11 @@ class Plan:
             if cond in ("anomaly", "normal"):
                 lax = ~strict                   # <= / >=: equality is an anomaly too
 
-                def test(v, e, thr=thr, sign=sign, lax=lax, normal=cond == "normal"):
+                def class_test(v, e, thr=thr, sign=sign, lax=lax, normal=cond == "normal"):
                     d = sign[e] * (v - thr[e])  # negative: on the anomalous side of the threshold
                     an = (d < 0) | (lax[e] & (d == 0)) if lax.any() else d < 0
                     return (~an if normal else an).astype(np.float64)
+                test = class_test
         else:
             if fam.keys != ("area",):
                 raise AssertionError(f"{fam.id}: aggregates of {ent} are over the whole area")

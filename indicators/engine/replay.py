@@ -12,7 +12,6 @@ tick_time, value, quality), one row group per ``ticks_per_group`` ticks.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime, timedelta, timezone

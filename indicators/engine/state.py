@@ -1,22 +1,24 @@
 """The engine's state: a few kinds of statistic, each a small class over arrays.
 
 Every class follows one protocol (River's ``update`` / ``get``, but on
-arrays and with time passed in):
+arrays, and with time passed in):
 
-* ``update(batch, ctx)`` - apply the events of *one tick* (``batch`` is a
-  dict of equal-length arrays from :mod:`.encode`, possibly empty) at tick
-  time ``ctx.T``; events of a tick are always newer than everything applied
-  before, because the engine applies them in tick order;
-* read methods the evaluators (:mod:`.plan`) call;
+* ``update(batch, rows, ctx)`` - apply the events of *one tick* (``batch``:
+  a dict of equal-length arrays from :mod:`.encode`, or None; ``rows``: the
+  tick's :class:`RowCache`) at tick time ``ctx.T``.  Events of a tick are
+  always newer than everything applied before: the engine applies ticks in
+  order, after their events can no longer arrive;
+* read methods or attributes the evaluators (:mod:`.plan`) use;
 * ``state()`` / ``load()`` - all arrays, for checkpoints.
 
-Kinds: :class:`Latest` (latest value per entity), :class:`Windows` (rings
-of one-tick buckets with running sums and per-bucket max/min),
-:class:`Today` (sums since local midnight), :class:`Visits` (person-time
-since midnight), :class:`Distinct` (last-seen per (row, vehicle)),
-:class:`Cases` (the case loop), :class:`Warnings` (signal colours),
-:class:`VisitAge` (last staff visit of checkpoints), :class:`Series`
-(per-tick history for changes and forecasts).
+Kinds: :class:`Latest` (latest value per entity and column),
+:class:`Windows` (stacked rings of one-tick buckets with running counts and
+sums), :class:`Extremes` (ring of per-tick maxima or minima with block
+extremes), :class:`Today` (sums since local midnight), :class:`Visits`
+(person-time since midnight), :class:`Distinct` (last-seen time per (row,
+vehicle)), :class:`Cases` (the case loop), :class:`Warnings` (signal
+levels), :class:`VisitAge` (last staff visit of checkpoints),
+:class:`Series` (per-tick history for changes and forecasts).
 """
 from __future__ import annotations
 
