@@ -46,6 +46,7 @@ class ServiceConfig:
     tick: timedelta = timedelta(seconds=1)
     alerts_every: timedelta = timedelta(seconds=15)   # evaluation interval of the alert rules
     checkpoint_every_s: float = 30.0
+    history_retention: timedelta = timedelta(days=30)
 
 
 def rule_defaults(catalog):
@@ -96,6 +97,11 @@ class Service:
             self.engine.ingest(kind, table, feed_seq=seq)
             replayed += 1
         log.info("engine restored at feed seq %s, replayed %d batches", covered, replayed)
+        from indicators.engine.history import History
+        self.history = History(cfg.var / "history", self.catalog.ids, retention=cfg.history_retention)
+        # ticks after the checkpoint are recomputed: drop what was written of them
+        last = self.engine.last_tick
+        self.history.drop_after(None if last is None else int(last.timestamp() * 1000))
         self._pending: dict[str, list] = {}
         self.ingestor.subscribe(self._on_batch)
 
@@ -146,6 +152,7 @@ class Service:
                 return 0
             events = {k: pa.concat_tables(v) for k, v in self._pending.items()}
             self._pending = {}
+        self.history.extend(ticks)
         last = ticks[-1]
         self.latest = last
         t = last.time
@@ -156,9 +163,7 @@ class Service:
             self._last_alert_eval = t
         self.publish(self.view_state(last))
         if time.monotonic() - self._last_ckpt > self.cfg.checkpoint_every_s:
-            with self.lock:
-                self.engine.checkpoint(self.ckpt)
-            self._last_ckpt = time.monotonic()
+            self.checkpoint()
         return len(ticks)
 
     def view_state(self, tick) -> dict:
@@ -210,10 +215,18 @@ class Service:
                 log.exception("engine step failed; continuing")
             self.stop_event.wait(0.5)
 
+    def checkpoint(self) -> None:
+        """History first, then the engine: after a crash between the two, the
+        history parts past the engine's checkpoint are dropped on restart."""
+        with self.lock:
+            self.history.flush()
+            self.history.prune(self.engine.last_tick or datetime.now(UTC))
+            self.engine.checkpoint(self.ckpt)
+        self._last_ckpt = time.monotonic()
+
     def stop(self) -> None:
         self.stop_event.set()
-        with self.lock:
-            self.engine.checkpoint(self.ckpt)
+        self.checkpoint()
 
 
 def _tier(rule, value: float, now: datetime) -> str:

@@ -120,6 +120,22 @@ class History:
         self._buf = []
         return path
 
+    def drop_after(self, ms: int | None) -> int:
+        """Delete part files holding ticks after ``ms`` (None: all of them).
+
+        After a crash the engine resumes from its checkpoint and recomputes
+        the ticks after it; parts written past the checkpoint would then be
+        there twice.  Returns how many files were deleted."""
+        n = 0
+        for _, d in self._hours():
+            for f in list(d.iterdir()):
+                m = _PART.match(f.name)
+                if m and (ms is None or int(m.group(2)) > ms):
+                    f.unlink()
+                    n += 1
+        self._buf = [t for t in self._buf if ms is not None and t.time_ms <= ms]
+        return n
+
     def _hours(self) -> list[tuple[datetime, Path]]:
         out = []
         for d in sorted(self.root.glob("date=*/hour=*")):
