@@ -1,7 +1,6 @@
 """Shared fixtures: the committed inventory, a running dashboard, a real Chromium."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -17,6 +16,28 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--enable-unsafe-swiftshader"]
+
+
+def _testdata_dir() -> Path | None:
+    """The third-party feed samples: shared/testdata beside the repository, or SCENIC_TWIN_SHARED."""
+    beside = ROOT.parent / "shared" / "testdata"
+    if beside.is_dir():
+        return beside
+    env = os.environ.get("SCENIC_TWIN_SHARED")
+    if env:
+        for candidate in (Path(env) / "testdata", Path(env)):
+            if (candidate / "SOURCES.md").is_file():
+                return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def td() -> Path:
+    d = _testdata_dir()
+    if d is None:
+        pytest.fail("the shared test data is missing: expected shared/testdata beside the repository, "
+                    "or SCENIC_TWIN_SHARED pointing at shared/ (or its testdata/)", pytrace=False)
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ sample contains, not only that it parses.
 """
 from __future__ import annotations
 
-import os
 import random
 import socket
 import urllib.request
@@ -22,30 +21,6 @@ from hypothesis import strategies as st
 from indicators.feeds.adapters import FORMATS, Parsed, Reject, detect_format, parse
 from indicators.feeds.adapters.base import RAW_LIMIT
 from indicators.feeds.schemas import FACILITY_METRICS, SCHEMAS, WARNING_COLOURS, WARNING_SIGNALS
-
-
-def _testdata_dir() -> Path | None:
-    beside = Path(__file__).resolve().parents[2] / "shared" / "testdata"
-    if beside.is_dir():
-        return beside
-    env = os.environ.get("SCENIC_TWIN_SHARED")
-    if env:
-        for candidate in (Path(env) / "testdata", Path(env)):
-            if (candidate / "SOURCES.md").is_file():
-                return candidate
-    return None
-
-
-TESTDATA = _testdata_dir()
-
-
-@pytest.fixture(scope="session")
-def td() -> Path:
-    if TESTDATA is None:
-        pytest.fail("the shared test data is missing: expected shared/testdata beside the "
-                    "repository, or SCENIC_TWIN_SHARED pointing at shared/ (or its testdata/)",
-                    pytrace=False)
-    return TESTDATA
 
 
 def utc(*args) -> datetime:

@@ -7,7 +7,6 @@ Every ingest writes its log and dead-letter store under ``tmp_path``.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -23,25 +22,6 @@ from indicators.feeds.simulator import Faults, read_recording, simulate, write_r
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _testdata_dir() -> Path | None:
-    beside = Path(__file__).resolve().parents[2] / "shared" / "testdata"
-    if beside.is_dir():
-        return beside
-    env = os.environ.get("SCENIC_TWIN_SHARED")
-    if env:
-        for candidate in (Path(env) / "testdata", Path(env)):
-            if (candidate / "SOURCES.md").is_file():
-                return candidate
-    return None
-
-
-@pytest.fixture(scope="session")
-def td() -> Path:
-    d = _testdata_dir()
-    if d is None:
-        pytest.fail("the shared test data is missing: expected shared/testdata beside the repository, "
-                    "or SCENIC_TWIN_SHARED pointing at shared/ (or its testdata/)", pytrace=False)
-    return d
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -9,14 +9,13 @@ capacities), source (where the position or rule comes from), geometry.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 
+from .fsio import atomic_write
 from .geo import LocalFrame
 from .layout import data_dir, load as load_layout
 
@@ -33,20 +32,8 @@ def inventory_path() -> Path:
 
 def write(gdf: gpd.GeoDataFrame, path: Path | None = None) -> Path:
     """Write atomically: a reader never sees a half-written inventory."""
-    path = Path(path or inventory_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".inventory-", suffix=".parquet")
-    os.close(fd)
-    try:
-        gdf.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path or inventory_path(),
+                        lambda tmp: gdf.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=False))
 
 
 def load(path: Path | None = None) -> gpd.GeoDataFrame:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -50,6 +49,7 @@ import pyarrow as pa
 
 from indicators.catalog.expand import Catalog
 from indicators.feeds.schemas import SCHEMAS
+from twin_assets.fsio import atomic_write
 
 from .encode import PRIMARY, Encoder
 from .kernels import Forecaster, LinearTrend, SeenSet
@@ -448,21 +448,11 @@ class Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = self._state_arrays()
         arrays["meta"] = np.array(json.dumps(self._meta()))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, write)
         return self.clock.covered_seq
 
     def restore(self, path: str | os.PathLike) -> int | None:

@@ -58,6 +58,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+
+from twin_assets.geo import LocalFrame
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -296,7 +298,7 @@ def _catalog(path: str, mtime_ns: int) -> Catalog:
 class _Group:
     """Assets of one type: ids, zone index, position and attributes."""
 
-    def __init__(self, rows, zone_index: dict[str, int], frame: "_Frame") -> None:
+    def __init__(self, rows, zone_index: dict[str, int], frame: LocalFrame) -> None:
         self.ids = [r.asset_id for r in rows]
         self.n = len(self.ids)
         self.zone = np.array([zone_index.get(r.zone_id, -1) for r in rows], dtype=np.int64)
@@ -307,27 +309,6 @@ class _Group:
         self.attrs = [json.loads(r.attrs) if isinstance(r.attrs, str) else dict(r.attrs or {}) for r in rows]
         self.index = {a: i for i, a in enumerate(self.ids)}
         self.ids_pa = _str(self.ids)
-
-
-@dataclass(frozen=True)
-class _Frame:
-    lon0: float
-    lat0: float
-
-    @property
-    def kx(self) -> float:
-        return 111412.84 * math.cos(math.radians(self.lat0)) - 93.5 * math.cos(3 * math.radians(self.lat0))
-
-    @property
-    def ky(self) -> float:
-        p = math.radians(self.lat0)
-        return 111132.92 - 559.82 * math.cos(2 * p) + 1.175 * math.cos(4 * p)
-
-    def to_xy(self, lon, lat):
-        return (np.asarray(lon) - self.lon0) * self.kx, (np.asarray(lat) - self.lat0) * self.ky
-
-    def to_lonlat(self, x, y):
-        return self.lon0 + np.asarray(x) / self.kx, self.lat0 + np.asarray(y) / self.ky
 
 
 class _Polyline:
@@ -367,7 +348,7 @@ class World:
     def __init__(self, gdf) -> None:
         typ = gdf["type"].to_numpy()
         minx, miny, maxx, maxy = gdf.total_bounds
-        self.frame = _Frame((minx + maxx) / 2, (miny + maxy) / 2)
+        self.frame = LocalFrame((minx + maxx) / 2, (miny + maxy) / 2)
         self.sun_lat, self.sun_lon = float(self.frame.lat0), float(self.frame.lon0)
         zrows = list(gdf[typ == "management_zone"].itertuples())
         if not zrows:
