@@ -73,8 +73,15 @@ def _cmd_replay(args) -> int:
     print(f"wrote {r['ticks']} ticks x {r['indicators']} indicators = {r['rows']} rows to {r['out']} "
           f"({late} late and {dups} duplicate events dropped, {r['malformed_skipped']} malformed records skipped)",
           file=sys.stderr)
-    if args.json:
+    if args.json and not args.alerts:
         print(json.dumps(r, indent=2, default=str))
+    if args.alerts:
+        # a second pass through a fresh engine feeds the alert runtime; its
+        # store is what `scenic-twin alerts / cases / plans` read afterwards
+        from indicators.alerts import replay as alert_replay
+        from indicators.alerts.store import default_store_path
+        args.store = args.store or str(default_store_path())
+        return alert_replay.run_cli(args)
     return 0
 
 
@@ -109,6 +116,8 @@ def register(sub, bench_sub) -> None:
                    help="allowed lateness of events (default 2m: feeds deliver minute batches)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print a JSON summary")
+    from indicators.alerts.replay import add_cli_arguments
+    add_cli_arguments(r)
     r.set_defaults(func=_cmd_replay)
 
     from indicators.engine import bench

@@ -168,6 +168,23 @@ def test_late_events_are_counted_and_never_applied(catalog):
     assert by_t[26_000] == 300 and by_t[30_000] == 200 and 999 not in by_t.values()
 
 
+def test_an_event_at_the_watermark_is_late_whether_or_not_advance_ran(catalog):
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    i = catalog.index("crowd.count:zone=west_plaza@now")
+    finals = []
+    for advance_between in (True, False):
+        eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(seconds=120))
+        eng.ingest("crowd", _crowd(catalog, [("a", t0 + 10_000, "west_plaza", 100),
+                                              ("b", t0 + 200_000, "west_plaza", 100)]))
+        if advance_between:
+            eng.advance(START + timedelta(minutes=10))
+        r = eng.ingest("crowd", _crowd(catalog, [("c", t0 + 80_000, "west_plaza", 5000)]))   # == watermark
+        assert r.late == 1
+        eng.heartbeat(START + timedelta(minutes=10))
+        finals.append([t.values[i] for t in eng.ticks(START + timedelta(seconds=100))][-1])
+    assert finals[0] == finals[1] == 100
+
+
 def test_unknown_ids_are_counted(catalog):
     eng = Engine(catalog, tick=TICK)
     t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)

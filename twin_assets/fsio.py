@@ -16,6 +16,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, mode:
     """Call ``write(tmp_path)`` and move the result to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):   # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

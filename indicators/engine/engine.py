@@ -245,7 +245,9 @@ class Engine:
         late = np.zeros(len(t), dtype=bool)
         wm = self.watermark_ms
         if wm is not None:
-            late |= t < wm
+            # inclusive: a tick at the watermark may already be computed, so an
+            # event there is late whether or not advance() ran in between
+            late |= t <= wm
         if self.clock.last_tick is not None:
             late |= t <= self.clock.last_tick
         on_time = np.flatnonzero(~late)
