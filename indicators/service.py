@@ -45,6 +45,7 @@ class ServiceConfig:
     simulate: bool = True
     tick: timedelta = timedelta(seconds=1)
     alerts_every: timedelta = timedelta(seconds=15)   # evaluation interval of the alert rules
+    alerts_warmup: timedelta = timedelta(minutes=15)  # no evaluation before every feed has reported once
     checkpoint_every_s: float = 30.0
     history_retention: timedelta = timedelta(days=30)
 
@@ -116,6 +117,7 @@ class Service:
             cases=acfg.cases, places=places,
             forecast=art.ForecastSetup(zones, [f"crowd.load_rate:zone={z}@now" for z in zones]))
         self._last_alert_eval: datetime | None = None
+        self._first_tick: datetime | None = None
         self._last_ckpt = time.monotonic()
         self._ids = self.catalog.ids
         self._index = {i: k for k, i in enumerate(self._ids)}
@@ -150,13 +152,18 @@ class Service:
             ticks = list(self.engine.ticks(wm))
             if not ticks:
                 return 0
-            events = {k: pa.concat_tables(v) for k, v in self._pending.items()}
-            self._pending = {}
         self.history.extend(ticks)
         last = ticks[-1]
         self.latest = last
         t = last.time
-        if self._last_alert_eval is None or t - self._last_alert_eval >= self.cfg.alerts_every:
+        self._first_tick = self._first_tick or ticks[0].time
+        # slow feeds (hydrants, bins) report every 15 min: evaluating before they
+        # have would raise a flood of no-data alerts on every start
+        warm = t - self._first_tick >= self.cfg.alerts_warmup
+        if warm and (self._last_alert_eval is None or t - self._last_alert_eval >= self.cfg.alerts_every):
+            with self.lock:   # the feed records since the last evaluation (staff positions, video, cases …)
+                events = {k: pa.concat_tables(v) for k, v in self._pending.items()}
+                self._pending = {}
             values = {i: (None if math.isnan(v) else float(v), QUALITY_NAMES[q])
                       for i, v, q in zip(self._ids, last.values.tolist(), last.quality.tolist())}
             self.alerts.on_tick(t, values, events)

@@ -53,3 +53,21 @@ def test_values_history_and_view_state_then_restart_resumes(tmp_path):
     times = h.column("tick_time")
     assert pc.count_distinct(times).as_py() == h.num_rows, "a tick was written to history twice"
     assert h.num_rows > hist.num_rows
+
+
+def test_alerts_wait_for_the_warm_up_then_evaluate_with_the_feed_records(tmp_path):
+    cfg = ServiceConfig(var=tmp_path, scenario="national-day", speed=60, simulate=False,
+                        alerts_warmup=timedelta(minutes=5))
+    published: list[dict] = []
+    s = Service(cfg, publish=published.append)
+    s.sim_clock.set(START)
+    feed(s, 4)
+    s.step()
+    assert s.alert_store.active_alerts() == [] and s._pending, "no evaluation during the warm-up"
+    for minute in range(4, 16):
+        feed(s, 1, offset=minute)
+        s.step()
+    assert s._pending == {}, "the feed records since the last evaluation went to the alert runtime"
+    active = s.alert_store.active_alerts()
+    assert active, "after the warm-up the rules are evaluated"
+    assert published[-1]["alerts"] == sum(a.status == "firing" for a in active)
