@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 
@@ -64,7 +65,11 @@ def _cmd_run(args) -> int:
     if not inv.inventory_path().exists():
         _cmd_assets_build(argparse.Namespace(out=None))
     hub = LiveHub()
-    cfg = ServiceConfig(scenario=args.scenario, speed=args.speed, seed=args.seed, simulate=not args.no_simulate)
+    cfg = ServiceConfig(scenario=args.scenario, speed=args.speed, seed=args.seed, simulate=not args.no_simulate,
+                        start=datetime.fromisoformat(args.start) if args.start else None)
+    if cfg.start is not None and cfg.start.tzinfo is None:
+        print("scenic-twin: --start needs a time zone, e.g. 2026-10-01T19:00+08:00", file=sys.stderr)
+        return 2
     if args.var:
         cfg.var = Path(args.var)
     print(f"starting the engine (state in {cfg.var}) …", file=sys.stderr)
@@ -95,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", default="normal-weekday", help="simulated scenario (see `scenic-twin simulate --list`)")
     run.add_argument("--speed", type=float, default=1.0, help="simulation speed: 1 = real time, 60 = a minute a second")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--start", default=None,
+                     help="simulated start time, ISO with zone (default: now), e.g. 2026-10-01T19:00+08:00")
     run.add_argument("--no-simulate", action="store_true", help="no simulator: feeds come only over HTTP or files")
     run.add_argument("--var", default=None, help="state folder (default var/ or SCENIC_TWIN_VAR)")
     run.set_defaults(func=_cmd_run)

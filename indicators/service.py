@@ -43,6 +43,7 @@ class ServiceConfig:
     speed: float = 1.0               # 1 = real time; 60 = a simulated minute per second
     seed: int = 0
     simulate: bool = True
+    start: datetime | None = None    # simulated start (default: now, or after the last logged event)
     tick: timedelta = timedelta(seconds=1)
     alerts_every: timedelta = timedelta(seconds=15)   # evaluation interval of the alert rules
     alerts_warmup: timedelta = timedelta(minutes=15)  # no evaluation before every feed has reported once
@@ -85,9 +86,11 @@ class Service:
         self.dead = DeadLetterStore(cfg.var / "deadletter.sqlite")
         last = self._last_event_time()
         now = datetime.now(UTC).replace(second=0, microsecond=0)
-        self.sim_start = max(now, last + timedelta(minutes=1)) if last else now
+        begin = cfg.start or now
+        self.sim_start = max(begin, last + timedelta(minutes=1)) if last else begin
         self.sim_clock = SimClock(self.sim_start)
-        clock = self.sim_clock if cfg.speed != 1.0 else (lambda: datetime.now(UTC))
+        simulated_time = cfg.speed != 1.0 or cfg.start is not None
+        clock = self.sim_clock if simulated_time else (lambda: datetime.now(UTC))
         self.ingestor = Ingestor(self.feed_log, self.dead, clock=clock)
 
         self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick)
@@ -210,7 +213,8 @@ class Service:
         try:
             run_live(self.ingestor, self.cfg.scenario, start=self.sim_start, speed=self.cfg.speed,
                      seed=self.cfg.seed, stop_event=self.stop_event,
-                     sim_clock=self.sim_clock if self.cfg.speed != 1.0 else None, inventory=self.inventory)
+                     sim_clock=self.sim_clock if (self.cfg.speed != 1.0 or self.cfg.start) else None,
+                     inventory=self.inventory)
         except Exception:
             log.exception("simulator stopped")
 
