@@ -54,7 +54,8 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from indicators.engine.replay import recording_span, read_batches
 
 log = logging.getLogger(__name__)
 
@@ -76,42 +77,10 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _as_ms(x: Any) -> int:
-    if isinstance(x, datetime):
-        x = x if x.tzinfo else x.replace(tzinfo=timezone.utc)
-        return (x - _EPOCH) // timedelta(milliseconds=1)
-    return int(x)
-
-
-def _span(directory: Path) -> tuple[int | None, int | None]:
-    """Event-time span of a recording from its Parquet statistics (no full read)."""
-    from indicators.feeds.schemas import SCHEMAS
-    lo = hi = None
-    for kind in SCHEMAS:
-        p = directory / f"{kind}.parquet"
-        if not p.exists():
-            continue
-        try:
-            md = pq.ParquetFile(p).metadata
-            col = md.schema.to_arrow_schema().get_field_index("event_time")
-            if col < 0:
-                continue
-            for rg in range(md.num_row_groups):
-                st = md.row_group(rg).column(col).statistics
-                if st is not None and st.has_min_max:
-                    a, b = _as_ms(st.min), _as_ms(st.max)
-                    lo = a if lo is None else min(lo, a)
-                    hi = b if hi is None else max(hi, b)
-        except Exception:                                  # an unreadable file: the reader will say so
-            log.warning("cannot read the statistics of %s", p, exc_info=True)
-    return lo, hi
-
-
 def _batches(directory: Path, counters: Counter) -> Iterator[tuple[str, Any]]:
     """(kind, payload) in arrival order.  If ``malformed.jsonl`` itself cannot be
     parsed, the typed files are replayed without it (its lines all count as
     malformed)."""
-    from indicators.engine.replay import read_batches
     try:
         it = read_batches(directory)
         first = next(it, None)
@@ -285,7 +254,7 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
     inventory = inv.load() if inventory is None else inventory
     catalog = load_catalog(inventory=inventory) if catalog is None else catalog
 
-    lo, hi = _span(directory)
+    lo, hi = recording_span(directory)
     # the tick grid starts just before the recording's first event, whatever order batches come in
     start = None if lo is None else _EPOCH + timedelta(milliseconds=lo - 1)
     engine = Engine(catalog, inventory, tick=tick, allowed_lateness=lateness, start=start)

@@ -88,8 +88,8 @@ class _Group:
         self.plan = plan
         self.first = True
 
-    def fill(self, ctx: TickCtx) -> None:
-        raise NotImplementedError
+    def fill(self, ctx: TickCtx) -> None:   # each subclass fills its own positions
+        raise TypeError(f"{type(self).__name__} must define fill()")
 
 
 class LatestValue(_Group):

@@ -91,15 +91,20 @@ def _as_ms(x) -> int:
     return int(x)
 
 
-def _span(directory: Path) -> tuple[int | None, int | None]:
-    """Event-time span of a recording from its files' statistics (for the progress bar)."""
+def recording_span(directory: Path) -> tuple[int | None, int | None]:
+    """Event-time span of a recording from its files' statistics (no full read; for the progress bar)."""
     lo = hi = None
     for kind in SCHEMAS:
         p = directory / f"{kind}.parquet"
         if not p.exists():
             continue
-        md = pq.ParquetFile(p).metadata
+        try:
+            md = pq.ParquetFile(p).metadata
+        except Exception:                                  # an unreadable file: the reader will say so
+            continue
         col = md.schema.to_arrow_schema().get_field_index("event_time")
+        if col < 0:
+            continue
         for rg in range(md.num_row_groups):
             st = md.row_group(rg).column(col).statistics
             if st is not None and st.has_min_max:
@@ -116,7 +121,7 @@ def replay(directory: str | Path, out: str | Path, *, tick: timedelta = timedelt
     """Run the recording in ``directory`` through a fresh engine; write every tick to ``out``."""
     directory = Path(directory)
     catalog = catalog or load_catalog()
-    lo, hi = _span(directory)
+    lo, hi = recording_span(directory)
     # the tick grid starts just before the recording's first event, whatever order the batches come in
     start = None if lo is None else _EPOCH + timedelta(milliseconds=lo - 1)
     engine = Engine(catalog, tick=tick, allowed_lateness=lateness, start=start)
