@@ -357,7 +357,7 @@ def test_a_late_plan_step_is_escalated_once(make, places):
 def test_the_cli_lists_alerts_cases_and_plans_from_the_store(make, places, tmp_path, capsys, monkeypatch):
     import json
 
-    from indicators.alerts.cli import main
+    from dashboard.cli import main
 
     rt, clock, notifier, store = make(crowd_rules(places))
     rt.on_tick(T0, crowd_values(places, west_plaza=93))

@@ -8,7 +8,6 @@ one.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -187,24 +186,3 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--scenario", default="normal-weekday")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_forecast)
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m indicators.alerts.cli")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench = sub.add_parser("bench", help="benchmarks")
-    register(sub, bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT"))
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except FileNotFoundError as e:
-        print(f"scenic-twin: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
