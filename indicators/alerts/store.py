@@ -449,21 +449,23 @@ class AlertStore:
         r = self._query("SELECT case_json FROM cases WHERE case_id = ?", (case_id,))
         return case_from_dict(json.loads(r[0][0])) if r else None
 
-    def case_steps(self, case_id: str | None = None) -> list[dict[str, Any]]:
-        cols = ("key", "case_id", "seq", "step", "status", "at", "actor", "note", "department", "details")
-        q = ("SELECT step_key, case_id, seq, step, status, occurred_at, actor, note, department, details_json "
-             "FROM case_steps")
-        args: list[Any] = []
-        if case_id is not None:
-            q += " WHERE case_id = ?"
-            args.append(case_id)
-        q += " ORDER BY case_id, seq"
-        out = []
-        for r in self._query(q, args):
-            d = dict(zip(cols, r))
+    def _log_rows(self, table: str, cols: Sequence[str], select: str, key: str, value: str | None,
+                  order: str) -> list[dict[str, Any]]:
+        """Rows of an append-only log table as dicts, optionally for one ``key``; ``details`` decoded."""
+        q, args = f"SELECT {select} FROM {table}", []
+        if value is not None:
+            q += f" WHERE {key} = ?"
+            args.append(value)
+        rows = [dict(zip(cols, r)) for r in self._query(q + f" ORDER BY {order}", args)]
+        for d in rows:
             d["details"] = json.loads(d["details"])
-            out.append(d)
-        return out
+        return rows
+
+    def case_steps(self, case_id: str | None = None) -> list[dict[str, Any]]:
+        return self._log_rows(
+            "case_steps", ("key", "case_id", "seq", "step", "status", "at", "actor", "note", "department", "details"),
+            "step_key, case_id, seq, step, status, occurred_at, actor, note, department, details_json",
+            "case_id", case_id, "case_id, seq")
 
     def plans(self, active_only: bool = False) -> list[PlanInstance]:
         q = "SELECT instance_json FROM plan_instances"
@@ -479,21 +481,11 @@ class AlertStore:
             "WHERE instance_id = ? ORDER BY due_at, step_id", (instance_id,))]
 
     def plan_events(self, instance_id: str | None = None) -> list[dict[str, Any]]:
-        cols = ("key", "instance_id", "plan_id", "seq", "at", "kind", "actor", "note", "level", "step_id",
-                "details")
-        q = ("SELECT event_key, instance_id, plan_id, seq, occurred_at, kind, actor, note, level, step_id, "
-             "details_json FROM plan_events")
-        args: list[Any] = []
-        if instance_id is not None:
-            q += " WHERE instance_id = ?"
-            args.append(instance_id)
-        q += " ORDER BY instance_id, seq"
-        out = []
-        for r in self._query(q, args):
-            d = dict(zip(cols, r))
-            d["details"] = json.loads(d["details"])
-            out.append(d)
-        return out
+        return self._log_rows(
+            "plan_events", ("key", "instance_id", "plan_id", "seq", "at", "kind", "actor", "note", "level",
+                            "step_id", "details"),
+            "event_key, instance_id, plan_id, seq, occurred_at, kind, actor, note, level, step_id, details_json",
+            "instance_id", instance_id, "instance_id, seq")
 
     def threshold_versions(self) -> list[ThresholdVersion]:
         return [ThresholdVersion(v, a, _dt(t), c, json.loads(j)) for v, a, t, c, j in self._query(
