@@ -78,7 +78,7 @@ def _cmd_replay(args) -> int:
     if args.alerts:
         # a second pass through a fresh engine feeds the alert runtime; its
         # store is what `scenic-twin alerts / cases / plans` read afterwards
-        from indicators.alerts import replay as alert_replay
+        from indicators import replay_alerts as alert_replay
         from indicators.alerts.store import default_store_path
         args.store = args.store or str(default_store_path())
         return alert_replay.run_cli(args)
@@ -116,7 +116,7 @@ def register(sub, bench_sub) -> None:
                    help="allowed lateness of events (default 2m: feeds deliver minute batches)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print a JSON summary")
-    from indicators.alerts.replay import add_cli_arguments
+    from indicators.replay_alerts import add_cli_arguments
     add_cli_arguments(r)
     r.set_defaults(func=_cmd_replay)
 

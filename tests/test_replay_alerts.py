@@ -25,12 +25,12 @@ import pytest
 
 from indicators.alerts import RANK
 from indicators.alerts import rules as R
-from indicators.alerts.replay import replay_alerts
+from indicators.replay_alerts import replay_alerts
 from indicators.alerts.runtime import load_config
 from indicators.alerts.store import open_store
 from indicators.catalog import load_catalog
 from indicators.feeds.simulator import Faults, simulate, write_recording
-from indicators.service import rule_defaults
+from indicators.pipeline import rule_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow.compute as pc
 
 from indicators.feeds.simulator import Faults, SimClock, simulate
+from indicators.pipeline import zone_indicator
 from indicators.service import Service, ServiceConfig
 
 START = datetime(2026, 10, 1, 11, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -30,10 +31,10 @@ def test_values_history_and_view_state_then_restart_resumes(tmp_path):
     s = make(tmp_path, published)
     feed(s, 12)
     assert s.step() > 0
-    view = published[-1]
-    assert len(view["zones"]) == 17 and view["present"] > 1000
-    loads = [z["load"] for z in view["zones"].values() if z["load"] is not None]
-    assert loads and max(loads) > 10
+    snap = published[-1]
+    loads = [snap.value(zone_indicator("crowd.load_rate", z)) for z in s.pipeline.zones]
+    assert len(loads) == 17 and all(v is not None for v in loads) and max(loads) > 10
+    assert snap.as_of == s.engine.last_tick and snap.feeds["crowd"].last_event is not None
     s.checkpoint()
     last = s.engine.last_tick
     hist = s.history.query(["crowd.load_rate:zone=west_plaza@now"], START, START + timedelta(hours=1))
@@ -63,11 +64,12 @@ def test_alerts_wait_for_the_warm_up_then_evaluate_with_the_feed_records(tmp_pat
     s.sim_clock.set(START)
     feed(s, 4)
     s.step()
-    assert s.alert_store.active_alerts() == [] and s._pending, "no evaluation during the warm-up"
+    assert s.alert_store.active_alerts() == [] and s.pipeline._pending, "no evaluation during the warm-up"
     for minute in range(4, 16):
         feed(s, 1, offset=minute)
         s.step()
-    assert s._pending == {}, "the feed records since the last evaluation went to the alert runtime"
+    assert s.pipeline._pending == {}, "the feed records since the last evaluation went to the alert runtime"
     active = s.alert_store.active_alerts()
     assert active, "after the warm-up the rules are evaluated"
-    assert published[-1]["alerts"] == sum(a.status == "firing" for a in active)
+    assert {a.alert_id for a in published[-1].alerts} == {a.alert_id for a in active}, \
+        "the snapshot carries the active alerts the store holds"

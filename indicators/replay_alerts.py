@@ -1,7 +1,7 @@
 """``scenic-twin replay DIR --alerts``: a recording through the engine AND the alert runtime.
 
-:func:`replay_alerts` wires the pieces the way :class:`indicators.service.Service`
-does live, but over a recording (a directory written by
+The pipeline is driven the way :class:`indicators.service.Service`
+drives it live, but over a recording (a directory written by
 :func:`indicators.feeds.simulator.write_recording`) and in event time:
 
     recording ─> Engine (catalog + inventory) ─> AlertRuntime ─> store (SQLite)
@@ -15,7 +15,9 @@ does live, but over a recording (a directory written by
   warnings, AI video, gate counts, external cases) that ARRIVED since the
   previous evaluation - staff positions matter: cases are dispatched to the
   nearest available person by walking distance;
-* rules = the catalog defaults (:func:`indicators.service.rule_defaults`) plus
+* the wiring is :class:`indicators.pipeline.Pipeline`, the same object the
+  live service drives, so both decide the same alerts for the same events;
+* rules = the catalog defaults (:func:`indicators.pipeline.rule_defaults`) plus
   the overrides document: ``thresholds`` if given, else the latest threshold
   version saved in the store (what the service uses);
 * compound rules, plans and case routing come from ``data/alerts``; the zone
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -63,16 +64,6 @@ __all__ = ["replay_alerts", "add_cli_arguments", "run_cli"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FIRED = ("firing", "tier_up", "refiring")
-# rows the runtime reads from each feed it uses, and the fields each row must have
-_REQUIRED = {
-    "staff": ("staff_id", "event_time"),
-    "warning": ("signal", "colour", "status", "event_time"),
-    "video": ("event_id", "event_time", "camera_id", "algorithm", "confidence"),
-    "gate": ("zone_id", "event_time"),
-    "case": ("case_id", "event_time"),
-}
-
-
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -101,24 +92,6 @@ def _batches(directory: Path, counters: Counter) -> Iterator[tuple[str, Any]]:
         return
     yield first
     yield from it
-
-
-def _usable_rows(kind: str, table: pa.Table) -> pa.Table | None:
-    """The rows of ``table`` the alert runtime can read (required fields present)."""
-    need = _REQUIRED.get(kind)
-    if need is None or table.num_rows == 0:
-        return None
-    if any(f not in table.schema.names for f in need):
-        return None
-    mask = None
-    for f in need:
-        m = pc.is_valid(table.column(f))
-        mask = m if mask is None else pc.and_(mask, m)
-    if kind == "video":
-        conf = table.column("confidence").cast(pa.float64())
-        mask = pc.and_(mask, pc.fill_null(pc.is_finite(conf), False))
-    t = table.filter(mask)
-    return t if t.num_rows else None
 
 
 class _Collector:
@@ -193,7 +166,7 @@ class _Collector:
         """Each forecast alert firing (or raise) with the predicted lead, and - when
         the zone's threshold alert later fired at that tier or higher - the
         actual lead (threshold firing minus forecast firing)."""
-        from . import RANK
+        from indicators.alerts import RANK
         out = []
         for f in self.forecasts:
             need = RANK.get(f["tier"] or "", 0)
@@ -237,15 +210,13 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
     from twin_assets import inventory as inv
 
     from indicators.catalog import load_catalog
-    from indicators.engine import DEFAULT_LATENESS, QUALITY_NAMES, Engine
+    from indicators.engine import DEFAULT_LATENESS, Engine
     from indicators.engine.replay import Progress
     from indicators.feeds.schemas import SCHEMAS
-    from indicators.service import rule_defaults
+    from indicators.pipeline import Cadence, Pipeline
 
-    from . import routing
-    from .rules import build_rules
-    from .runtime import FEEDS_USED, AlertRuntime, ForecastSetup, ListNotifier, load_config
-    from .store import open_store
+    from indicators.alerts.runtime import ListNotifier
+    from indicators.alerts.store import open_store
 
     directory = Path(recording_dir)
     if not directory.is_dir():
@@ -259,17 +230,7 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
     start = None if lo is None else _EPOCH + timedelta(milliseconds=lo - 1)
     engine = Engine(catalog, inventory, tick=tick, allowed_lateness=lateness, start=start)
 
-    places = routing.places_from_inventory(inventory, inv.frame())
-    zones = list(places.zones)
-    acfg = load_config(zones=zones)
     with open_store(store_path) as store:
-        defaults = list(rule_defaults(catalog))
-        version = None
-        if thresholds is None:
-            doc = store.threshold_version()
-            version = doc.version if doc else None
-            thresholds = doc.content if doc else None
-        rules = build_rules(defaults, thresholds)
         before = store.meta("last_tick")
         if before:
             print(f"replay --alerts: the store {store_path} already has ticks up to {before}; "
@@ -284,47 +245,26 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
                 sink.send(m)
                 sent_by_channel[m.channel] += 1
 
-        fc_ids = [f"crowd.load_rate:zone={z}@now" for z in zones]
-        runtime = AlertRuntime(store, rules, acfg.compound, acfg.plans, lambda: now["t"], _Counting(),
-                               cases=acfg.cases, places=places, forecast=ForecastSetup(zones, fc_ids))
-
-        ids = list(catalog.ids)
+        pipe = Pipeline(catalog, inventory, store, lambda: now["t"], _Counting(),
+                        cadence=Cadence(every=alerts_every, warmup=warmup),
+                        **({} if thresholds is None else {"thresholds": thresholds}))
+        version = pipe.thresholds_version
+        runtime = pipe.runtime
         counters: Counter = Counter()
-        pending: dict[str, list[pa.Table]] = {}
         col = _Collector()
         bar = Progress(lo, hi, enabled=progress)
-        state = {"last_eval": None, "ticks": 0, "evals": 0, "first": None, "last": None}
+        state = {"ticks": 0, "first": None, "last": None}
 
-        def evaluate(t) -> None:
-            tt = t.time
-            now["t"] = tt
-            values = {i: (None if math.isnan(v) else float(v), QUALITY_NAMES[q])
-                      for i, v, q in zip(ids, t.values.tolist(), t.quality.tolist())}
-            events = {k: (v[0] if len(v) == 1 else pa.concat_tables(v)) for k, v in pending.items() if v}
-            pending.clear()
-            try:
-                res = runtime.on_tick(tt, values, events)
-            except Exception:                                   # bad feed rows must not stop the replay
-                log.exception("alert evaluation at %s failed; retried without the feed records", _iso(tt))
-                counters["alert_errors"] += 1
-                res = runtime.on_tick(tt, values, {})
-            if not res.skipped:
-                col.add(res, runtime)
-                state["evals"] += 1
-            state["last_eval"] = tt
-
-        def run(ticks) -> None:
+        def run(ticks, force_last: bool = False) -> None:
             for t in ticks:
                 state["ticks"] += 1
                 if state["first"] is None:
                     state["first"] = t.time
                 state["last"] = t.time
-                le = state["last_eval"]
-                if le is None:
-                    if t.time - state["first"] >= warmup:
-                        evaluate(t)
-                elif t.time - le >= alerts_every:
-                    evaluate(t)
+                now["t"] = t.time
+                res = pipe.on_tick(t)
+                if res is not None and not res.skipped:
+                    col.add(res, runtime)
 
         far = datetime(9999, 1, 1, tzinfo=timezone.utc)
         max_ms = None
@@ -345,12 +285,7 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
             m = pc.max(table.column("event_time").cast(pa.int64())).as_py()     # nulls ignored
             if m is not None:
                 max_ms = m if max_ms is None else max(max_ms, m)
-            if kind in FEEDS_USED:
-                rows = _usable_rows(kind, table)
-                dropped = table.num_rows - (rows.num_rows if rows is not None else 0)
-                counters["unusable_event_rows"] += dropped
-                if rows is not None:
-                    pending.setdefault(kind, []).append(rows)
+            pipe.offer(kind, table)
             run(engine.ticks(far))
             bar.update(engine.clock.last_tick, state["ticks"])
         if max_ms is not None:                                  # the end of the recording: nothing more will come
@@ -360,16 +295,21 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
             for t in engine.ticks(end):
                 run([t])
                 final = t
-            if final is not None and state["last_eval"] != final.time and final.time - state["first"] >= warmup:
-                evaluate(final)                                 # the last tick is evaluated too
+            if final is not None and pipe.last_eval != final.time:
+                now["t"] = final.time
+                res = pipe.on_tick(final, force=True)           # the last tick is evaluated too
+                if res is not None and not res.skipped:
+                    col.add(res, runtime)
         bar.update(engine.clock.last_tick, state["ticks"], force=True)
         bar.done()
+        counters["unusable_event_rows"] = pipe.unusable_rows
+        counters["alert_errors"] = pipe.errors
 
         cases = list(col.cases.values())
         dispatched = [c for c in cases if c["dispatches"]]
         summary = {
             "recording": str(directory), "store": str(store_path), "store_last_tick_before": before,
-            "thresholds_version": version, "ticks": state["ticks"], "evaluations": state["evals"],
+            "thresholds_version": version, "ticks": state["ticks"], "evaluations": pipe.evaluations,
             "first_tick": _iso(state["first"]), "last_tick": _iso(state["last"]),
             "alerts_every_s": alerts_every.total_seconds(), "warmup_s": warmup.total_seconds(),
             "alerts": {g: {"fired_by_tier": dict(col.by_tier[g]), "new_by_tier": dict(col.new_alerts[g])}
