@@ -1,27 +1,38 @@
-"""The Dash app factory.
+"""The Dash app factory: the wall (/wall), the operator console (/ops), login.
 
 ``create_app()`` builds one Dash app on the FastAPI backend (the backend that
-can push over WebSocket callbacks) with the twin page and the plain HTTP
-routes that serve the scene's binary buffers.  Run it with uvicorn:
-``uvicorn.run(create_app().server)`` — ``scenic-twin run`` does.
+can push over WebSocket callbacks).  Pages are small: a layout and a few
+callbacks whose bodies call a presenter (:mod:`dashboard.views`) or the
+service.  Every callback is registered through :func:`dashboard.auth.callback`
+with the role it needs; :class:`dashboard.auth.AccessMiddleware` checks
+identity, host, origin and roles for every request and socket message.
+
+Live data: one persistent WebSocket callback per browser pushes the changed
+parts of the view model (built once per snapshot) into a store; the panels
+are drawn in the browser from that store by ``assets/wall.js`` (text only,
+never HTML), so an update costs no round trip back to the server.
 """
 from __future__ import annotations
 
+import html as htmlesc
 import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import dash
-from dash import ClientsideFunction, Input, Output, ctx, dcc, html, set_props
-from fastapi import Response
+from dash import ClientsideFunction, Input, Output, State, ctx, dcc, html, set_props
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from twin_assets import inventory as inv
 
-from . import i18n, ids
-from .live import LiveHub
-from .presenters import asset_details, legend, present_live
+from . import auth, i18n, ids
+from .live import SnapshotHub, ViewCache
+from .presenters import asset_details, legend
 from .scene import furniture_binary, furniture_rows, static_scene, tower_binary
+from .views import Names, ops_view, wall_view
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -73,61 +84,112 @@ class TwinData:
         return aid if isinstance(aid, str) and aid in self.by_id.index else None
 
 
-def _layout(lang: str = i18n.DEFAULT):
+# --------------------------------------------------------------------------- layouts
+def _shell():
     return html.Div(className="st-app", children=[
+        dcc.Location(id=ids.URL),
+        dcc.Store(id=ids.LANG_STORE, storage_type="local"),
         html.Header(className="st-header", children=[
-            html.H1(i18n.t("title", lang), id=ids.TITLE),
-            html.Span(i18n.t("subtitle", lang), id=ids.SUBTITLE, className="st-sub"),
+            html.H1(i18n.t("title", "zh"), id=ids.TITLE),
+            html.Div(id=ids.BANNERS, className="st-banners"),
             html.Div(className="st-spacer"),
-            html.Div(className="st-kpis", children=[
-                _kpi(ids.KPI_ASOF, "asof", lang), _kpi(ids.KPI_PRESENT, "present", lang),
-                _kpi(ids.KPI_LOAD, "load", lang), _kpi(ids.KPI_ALERTS, "alerts", lang)]),
-            dcc.RadioItems(id=ids.LANG, className="st-lang", value=i18n.DEFAULT, persistence=True,
+            html.Div(className="st-clock", children=[
+                html.Span(i18n.t("asof", "zh"), id="asof-label", className="st-kpi-label"),
+                html.Span("—", id=ids.ASOF, className="st-asof")]),
+            html.Span("", id=ids.CONN, className="st-conn"),
+            dcc.RadioItems(id=ids.LANG, className="st-lang", value=i18n.DEFAULT,
                            options=[{"label": "中文", "value": "zh"}, {"label": "English", "value": "en"}],
                            inline=True),
+            html.Span(id=ids.WHO, className="st-who"),
+            html.A(i18n.t("logout", "zh"), href="/logout", id=ids.LOGOUT, className="st-logout"),
         ]),
-        html.Main(className="st-main", children=[
-            html.Div(id=ids.DECK, className="st-deck"),
-            html.Aside(className="st-side", children=[
-                html.H3(i18n.t("details", lang), id=ids.DETAILS_TITLE),
-                html.Div(i18n.t("hint", lang), id=ids.DETAILS, className="st-hint"),
-                html.H3(i18n.t("zones", lang), id="zones-title"),
-                html.Ul(i18n.t("waiting", lang), id=ids.ZONE_LIST, className="st-zones"),
-                html.H3(i18n.t("legend", lang), id="legend-title"),
-                html.Ul(id=ids.LEGEND, className="st-legend"),
-            ]),
-        ]),
-        dcc.Store(id=ids.TWIN_CONFIG, data={"container": ids.DECK, "scene_url": "/twin/scene.json",
-                                            "furniture_url": "/twin/furniture.bin", "tower_url": "/twin/tower.bin"}),
-        dcc.Store(id=ids.TWIN_MOUNTED),
-        dcc.Store(id=ids.SELECTED),
+        html.Div(id=ids.PAGE, className="st-page"),
         dcc.Store(id=ids.LIVE),
         dcc.Store(id=ids.LIVE_APPLIED),
+        dcc.Store(id=ids.PING),
+        dcc.Store(id=ids.PONG),
+        dcc.Store(id=ids.ACTION),
     ])
 
 
-def _kpi(id_: str, label: str, lang: str):
-    return html.Div(className="st-kpi", children=[
-        html.Span(i18n.t(label, lang), id=f"{id_}-label", className="st-kpi-label"),
-        html.Span("—", id=id_, className="st-kpi-value")])
+def _twin_config():
+    return dcc.Store(id=ids.TWIN_CONFIG, data={"container": ids.DECK, "scene_url": "/twin/scene.json",
+                                               "furniture_url": "/twin/furniture.bin",
+                                               "tower_url": "/twin/tower.bin"})
 
 
-def _details_table(pairs):
-    return html.Table(className="st-details", children=[
-        html.Tbody([html.Tr([html.Td(k), html.Td(str(v))]) for k, v in pairs])])
+def wall_layout(lang: str):
+    t = lambda k: i18n.t(k, lang)  # noqa: E731
+    return html.Main(className="st-wall", children=[
+        html.Div(className="st-scene", children=[
+            html.Div(id=ids.DECK, className="st-deck"),
+            html.Div(id=ids.TIER_LEGEND, className="st-tier-legend"),
+            html.Div(className="st-details-pop", id=ids.DETAILS_BOX, children=[
+                html.H3(t("details"), id=ids.DETAILS_TITLE),
+                html.Div(t("hint"), id=ids.DETAILS, className="st-hint")]),
+        ]),
+        html.Aside(className="st-panels", children=[
+            html.Section(id=ids.KPI_PANEL, className="st-kpi-grid"),
+            html.Section(className="st-panel st-alerts-panel", children=[
+                html.H3(t("alerts"), id="alerts-title"), html.Div(id=ids.ALERT_COUNTS, className="st-counts"),
+                html.Ol(id=ids.ALERT_LIST, className="st-alert-list")]),
+            html.Section(className="st-panel", children=[
+                html.H3(t("plan"), id="plan-title"), html.Div(id=ids.PLAN_PANEL)]),
+            html.Section(className="st-panel", children=[
+                html.H3(t("cases"), id="cases-title"), html.Div(id=ids.CASE_BOARD, className="st-case-board")]),
+        ]),
+        _twin_config(),
+        dcc.Store(id=ids.SELECTED),
+        dcc.Store(id=ids.TWIN_MOUNTED),
+    ])
 
 
-def create_app(data: TwinData | None = None, hub: LiveHub | None = None) -> dash.Dash:
-    """The app; ``hub`` is where the engine publishes live state (a quiet one by default)."""
+def ops_layout(lang: str):
+    t = lambda k: i18n.t(k, lang)  # noqa: E731
+    return html.Main(className="st-ops", children=[
+        html.Section(className="st-panel st-ops-alerts", children=[
+            html.H3(t("alerts")),
+            html.Div(className="st-filters", children=[
+                html.Select(id=ids.FILTER_TIER, className="st-select"),
+                html.Select(id=ids.FILTER_FAMILY, className="st-select"),
+                html.Select(id=ids.FILTER_ZONE, className="st-select")]),
+            html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_ALERTS)])]),
+        html.Section(className="st-panel st-ops-cases", children=[
+            html.H3(t("cases")), html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_CASES)])]),
+        html.Section(className="st-panel st-ops-plans", children=[
+            html.H3(t("plan")), html.Div(id=ids.OPS_PLANS)]),
+        html.Div(id=ids.ACTION_RESULT, className="st-toast", role="status"),
+    ])
+
+
+def _denied(lang: str):
+    return html.Main(className="st-denied", children=[html.P(i18n.t("denied", lang))])
+
+
+# --------------------------------------------------------------------------- the app
+def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, service=None, access=None,
+               hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]")) -> dash.Dash:
+    """The app; ``hub`` is where the service publishes snapshots; ``service`` takes the writes;
+    ``access`` is the account store (sessions, login, audit)."""
     data = data or TwinData(inv.load())
-    hub = hub or LiveHub()
+    hub = hub or SnapshotHub()
+    case_cfg = getattr(getattr(service, "alerts", None), "case_cfg", None)
+    plan_defs = getattr(getattr(service, "alerts", None), "plan_defs", None)
+    names = Names.build(data.gdf, data.frame, case_cfg, plan_defs)
+    views = ViewCache({"wall": lambda s: wall_view(s, names), "ops": lambda s: ops_view(s, names)})
     app = dash.Dash(__name__, backend="fastapi", websocket_callbacks=True, compress=True,
                     assets_folder=str(ASSETS), title="广州塔景区数字孪生", update_title=None,
-                    serve_locally=True)
-    app.layout = _layout()
+                    serve_locally=True, suppress_callback_exceptions=True,
+                    websocket_inactivity_timeout=0)
+    app.layout = _shell()
+    app.validation_layout = html.Div([_shell(), wall_layout("zh"), ops_layout("zh")])
     server = app.server
+    audit = getattr(access, "record", None)
+    if access is not None:
+        server.add_middleware(auth.AccessMiddleware, access=access, hosts=hosts, audit=audit)
     cache = {"Cache-Control": "no-cache"}
 
+    # ------------------------------------------------------------- plain HTTP routes
     @server.get("/twin/scene.json", include_in_schema=False)
     def _scene():
         return Response(data.scene_json, media_type="application/json", headers=cache)
@@ -144,56 +206,252 @@ def create_app(data: TwinData | None = None, hub: LiveHub | None = None) -> dash
     def _health():
         return {"ok": True, "assets": int(len(data.gdf))}
 
-    app.clientside_callback(ClientsideFunction("twin", "mount"),
-                            Output(ids.TWIN_MOUNTED, "data"), Input(ids.TWIN_CONFIG, "data"))
+    if access is not None:
+        _login_routes(server, access)
 
-    @app.callback(Output(ids.DETAILS, "children"), Output(ids.DETAILS, "className"),
-                  Input(ids.SELECTED, "data"), Input(ids.LANG, "value"), prevent_initial_call=True)
+    # ------------------------------------------------------------- routing
+    @auth.callback(app, "viewer", Output(ids.PAGE, "children"), Output(ids.WHO, "children"),
+                   Input(ids.URL, "pathname"), State(ids.LANG_STORE, "data"))
+    def _route(path, lang):
+        lang = i18n.pick_lang(lang)
+        who = auth.current()
+        label = "" if who is None else f"{who.display_name or who.username} · {i18n.role_name(who.role, lang)}"
+        if path in ("/ops",):
+            return (ops_layout(lang) if who is None or who.can("operator") else _denied(lang)), label
+        return wall_layout(lang), label
+
+    auth.clientside_role(app, "viewer", ClientsideFunction("st", "lang_init"),
+                         Output(ids.LANG, "value"), Input(ids.URL, "pathname"), State(ids.LANG_STORE, "data"))
+    auth.clientside_role(app, "viewer", ClientsideFunction("st", "lang_save"),
+                         Output(ids.LANG_STORE, "data"), Input(ids.LANG, "value"), prevent_initial_call=True)
+    auth.clientside_role(app, "viewer", ClientsideFunction("twin", "mount"),
+                         Output(ids.TWIN_MOUNTED, "data"), Input(ids.TWIN_CONFIG, "data"))
+    auth.clientside_role(app, "viewer", ClientsideFunction("st", "render"),
+                         Output(ids.LIVE_APPLIED, "data"), Input(ids.LIVE, "data"), Input(ids.LANG, "value"))
+
+    # ------------------------------------------------------------- live push
+    @auth.callback(app, "viewer", persistent=True)
+    async def _push():
+        """One per browser connection: wait for a newer snapshot, push what changed of its views."""
+        ws = ctx.websocket
+        seq, sent = -1, {}
+        who = auth.current()
+        want_ops = who is not None and who.can("operator")
+        while ws is not None and not ws.is_shutdown:
+            seq, snap = await hub.wait_newer(seq, timeout=10.0)
+            if snap.version == 0:
+                set_props(ids.LIVE, {"data": {"beat": seq}})
+                continue
+            model = {"wall": views.get("wall", snap)}
+            if want_ops:
+                model["ops"] = views.get("ops", snap)
+            patch = {}
+            for view, m in model.items():
+                changed = {k: v for k, v in m.items() if sent.get(view, {}).get(k) != v}
+                if changed:
+                    patch[view] = changed
+                    sent[view] = m
+            # a beat every push keeps the page's watchdog quiet even when nothing changed
+            set_props(ids.LIVE, {"data": {"beat": seq, **patch}})
+
+    @auth.callback(app, "viewer", Output(ids.PONG, "data"), Input(ids.PING, "data"), prevent_initial_call=True)
+    def _ping(n):
+        """The page's watchdog sends this after a silence: sending reopens a closed socket,
+        and Dash restarts the push callback on reconnect."""
+        return n
+
+    # ------------------------------------------------------------- details of a picked thing
+    @auth.callback(app, "viewer", Output(ids.DETAILS, "children"), Output(ids.DETAILS, "className"),
+                   Input(ids.SELECTED, "data"), State(ids.LANG, "value"), prevent_initial_call=True)
     def _show_details(selection, lang):
         lang = i18n.pick_lang(lang)
         if not selection:
             return i18n.t("hint", lang), "st-hint"
+        if isinstance(selection, dict) and selection.get("kind") == "zone":
+            return _zone_details(selection.get("id"), hub.snapshot, names, lang), "st-detail-box"
         aid = data.resolve(selection)
         if aid is None:
             return i18n.t("not_found", lang), "st-hint"
-        return _details_table(asset_details(data.by_id.loc[aid], lang, data.zone_names)), "st-detail-box"
+        pairs = asset_details(data.by_id.loc[aid], lang, data.zone_names)
+        pairs += _live_pairs(aid, hub.snapshot, names, lang)
+        return _details_table(pairs), "st-detail-box"
 
-    app.clientside_callback(ClientsideFunction("twin", "live"),
-                            Output(ids.LIVE_APPLIED, "data"), Input(ids.LIVE, "data"))
-
-    @app.callback(persistent=True)
-    async def _push():
-        """One per browser connection: wait for newer live state, push what changed."""
-        ws = ctx.websocket
-        version, state = -1, {}
-        while ws is not None and not ws.is_shutdown:
-            version, changed = await hub.wait_newer(version, timeout=10.0)
-            if not changed:
-                continue
-            state.update(changed)
-            set_props(ids.LIVE, {"data": state})
-
-    @app.callback(Output(ids.KPI_ASOF, "children"), Output(ids.KPI_PRESENT, "children"),
-                  Output(ids.KPI_LOAD, "children"), Output(ids.KPI_ALERTS, "children"),
-                  Output(ids.ZONE_LIST, "children"), Input(ids.LIVE, "data"), Input(ids.LANG, "value"),
-                  prevent_initial_call=True)
-    def _live_texts(live, lang):
+    # ------------------------------------------------------------- operator actions
+    @auth.callback(app, "operator", Output(ids.ACTION_RESULT, "children"), Input(ids.ACTION, "data"),
+                   State(ids.LANG, "value"), prevent_initial_call=True)
+    def _act(action, lang):
         lang = i18n.pick_lang(lang)
-        return present_live(live or {}, lang, data.zone_names)
+        who = auth.require("operator")
+        if service is None:
+            return i18n.t("no_service", lang)
+        return _do_action(service, who, action, lang)
 
-    @app.callback(Output(ids.TITLE, "children"), Output(ids.SUBTITLE, "children"),
-                  Output(ids.DETAILS_TITLE, "children"), Output("legend-title", "children"),
-                  Output(ids.LEGEND, "children"), Output("zones-title", "children"),
-                  Output(f"{ids.KPI_ASOF}-label", "children"), Output(f"{ids.KPI_PRESENT}-label", "children"),
-                  Output(f"{ids.KPI_LOAD}-label", "children"), Output(f"{ids.KPI_ALERTS}-label", "children"),
-                  Input(ids.LANG, "value"))
-    def _texts(lang):
-        lang = i18n.pick_lang(lang)
-        items = [html.Li([html.Span(className="st-swatch",
-                                    style={"background": f"rgba({c[0]},{c[1]},{c[2]},{c[3] / 255:.2f})"}), name])
-                 for name, c in legend(lang)]
-        return (i18n.t("title", lang), i18n.t("subtitle", lang), i18n.t("details", lang),
-                i18n.t("legend", lang), items, i18n.t("zones", lang), i18n.t("asof", lang),
-                i18n.t("present", lang), i18n.t("load", lang), i18n.t("alerts", lang))
-
+    _routes_first(server, {"/", "/login", "/logout", "/healthz", "/twin/scene.json", "/twin/furniture.bin",
+                           "/twin/tower.bin"})
     return app
+
+
+def _routes_first(server, paths: set[str]) -> None:
+    """Our own routes before Dash's catch-all page route (FastAPI matches in order)."""
+    mine = [r for r in server.router.routes if getattr(r, "path", None) in paths]
+    rest = [r for r in server.router.routes if r not in mine]
+    server.router.routes[:] = mine + rest
+
+
+def _details_table(pairs):
+    return html.Table(className="st-details", children=[
+        html.Tbody([html.Tr([html.Td(k), html.Td(str(v))]) for k, v in pairs])])
+
+
+def _live_pairs(asset_id: str, snap, names: Names, lang: str) -> list[tuple[str, str]]:
+    """The asset's live indicator values and its active alerts."""
+    out = []
+    zh = lang == "zh"
+    for iid, (v, q) in snap.values.items():
+        if f"={asset_id}@" not in iid and f"={asset_id}," not in iid:
+            continue
+        rule = snap.rules.get(iid)
+        name = (getattr(rule, "name_zh", "") if zh else getattr(rule, "name_en", "")) or iid
+        unit = getattr(rule, "unit", "")
+        text = "—" if v is None else f"{v:g} {unit}".strip()
+        if q != "ok":
+            text += " (" + i18n.t("stale", lang) + ")"
+        out.append((name, text))
+    for st in snap.alerts:
+        rule = snap.rules.get(st.rule_id)
+        labels = dict(getattr(rule, "labels", {}) or {})
+        if asset_id in labels.values():
+            from .views import alert_item
+            a = alert_item(st, rule, names, snap.now)
+            out.append((i18n.t("alert", lang), a["why_zh"] if zh else a["why_en"]))
+    return out
+
+
+def _zone_details(zid, snap, names: Names, lang: str):
+    from indicators.pipeline import zone_indicator
+    from .views import zone_tiers, TIER_NAMES
+    if zid not in names.zones:
+        return i18n.t("not_found", lang)
+    zh = lang == "zh"
+    pairs = [(i18n.t("field.zone", lang), names.zones[zid][0 if zh else 1])]
+    for fam in ("crowd.count", "crowd.load_rate", "crowd.density"):
+        iid = zone_indicator(fam, zid)
+        v, q = snap.values.get(iid, (None, "no_data"))
+        rule = snap.rules.get(iid)
+        name = (getattr(rule, "name_zh", "") if zh else getattr(rule, "name_en", "")) or fam
+        unit = getattr(rule, "unit", "")
+        text = "—" if v is None else f"{v:,.1f} {unit}".strip()
+        if q != "ok":
+            text += " (" + i18n.t("stale", lang) + ")"
+        pairs.append((name, text))
+    tier = zone_tiers(snap).get(zid)
+    pairs.append((i18n.t("tier", lang), TIER_NAMES[tier][0 if zh else 1] if tier else i18n.t("normal", lang)))
+    return _details_table(pairs)
+
+
+def _do_action(service, who, action: Any, lang: str) -> str:
+    """Run one console action; returns a message for the operator (never raises)."""
+    from indicators.service import ActionError
+    if not isinstance(action, dict) or not isinstance(action.get("kind"), str):
+        return i18n.t("bad_action", lang)
+    kind = action["kind"]
+    target = str(action.get("id") or "")[:300]
+    note = str(action.get("note") or "")[:500]
+    by = who.username
+    try:
+        if kind == "ack":
+            service.acknowledge(target, by=by, comment=note or i18n.t("acked", lang))
+        elif kind == "assign":
+            service.assign(target, assignee=str(action.get("to") or by)[:64], by=by, comment=note)
+        elif kind == "silence":
+            service.silence(target, minutes=float(action.get("minutes") or 30), by=by, comment=note)
+        elif kind == "case":
+            service.case_from_alert(target, by=by, note=note)
+        elif kind == "case_step":
+            service.case_step(target, str(action.get("step") or ""), by=by, note=note or i18n.t("done", lang),
+                              to_staff=action.get("to") or None)
+        elif kind == "plan_step":
+            service.plan_step(target, str(action.get("step") or ""), by=by, note=note)
+        else:
+            return i18n.t("bad_action", lang)
+    except (ActionError, ValueError, TypeError) as e:
+        return f"{i18n.t('refused', lang)}: {e}"
+    return i18n.t("action_done", lang)
+
+
+# --------------------------------------------------------------------------- login
+_LOGIN_HTML = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<link rel="stylesheet" href="/assets/twin.css"></head><body class="st-login-body">
+<form class="st-login" method="post" action="/login">
+<h1>{title}</h1><p class="st-error" role="alert">{error}</p>
+<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="{next}">
+<label>{user}<input name="username" autocomplete="username" autofocus></label>
+<label>{pw}<input name="password" type="password" autocomplete="current-password"></label>
+<button type="submit">{login}</button>
+<details><summary>{device}</summary><label>{token}<input name="device_token" autocomplete="off"></label></details>
+</form></body></html>"""
+
+
+def _login_routes(server, access) -> None:
+    from indicators.access.store import LoginRefused
+
+    def page(request: Request, error: str = "", status: int = 200) -> Response:
+        lang = "zh"
+        token = auth.csrf_token()
+        nxt = request.query_params.get("next", "/wall")
+        body = _LOGIN_HTML.format(
+            lang="zh-CN", title=htmlesc.escape(i18n.t("title", lang)), error=htmlesc.escape(error),
+            csrf=token, next=htmlesc.escape(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/wall"),
+            user=i18n.t("username", lang), pw=i18n.t("password", lang), login=i18n.t("login", lang),
+            device=i18n.t("device_login", lang), token=i18n.t("device_token", lang))
+        r = HTMLResponse(body, status_code=status)
+        r.set_cookie(auth.CSRF_COOKIE, token, httponly=True, samesite="strict")
+        return r
+
+    @server.get("/login", include_in_schema=False)
+    def _login_form(request: Request):
+        return page(request)
+
+    @server.post("/login", include_in_schema=False)
+    async def _login(request: Request):
+        body = await request.body()
+        if len(body) > 8192:
+            return page(request, i18n.t("login_failed", "zh"), 413)
+        from urllib.parse import parse_qs
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), max_num_fields=10).items()}
+        if not auth.csrf_ok(request.cookies.get(auth.CSRF_COOKIE), form.get("csrf")):
+            return page(request, i18n.t("csrf_failed", "zh"), 403)
+        client = auth.CLIENT.get() or (request.client.host if request.client else "")
+        try:
+            if form.get("device_token"):
+                token = access.device_login(str(form.get("device_token")), client=client)
+            else:
+                s = access.login(str(form.get("username", ""))[:64], str(form.get("password", ""))[:256],
+                                 client=client)
+                token = s.token
+        except LoginRefused as e:
+            key = {"rate_limited": "login_rate_limited", "disabled": "login_disabled"}.get(e.reason, "login_failed")
+            return page(request, i18n.t(key, "zh"), 429 if e.reason == "rate_limited" else 401)
+        nxt = str(form.get("next") or "/wall")
+        if not nxt.startswith("/") or nxt.startswith("//"):
+            nxt = "/wall"
+        r = RedirectResponse(nxt, status_code=303)
+        r.set_cookie(auth.COOKIE, token, httponly=True, samesite="strict", path="/")
+        return r
+
+    @server.get("/logout", include_in_schema=False)
+    def _logout(request: Request):
+        token = request.cookies.get(auth.COOKIE)
+        if token:
+            access.logout(token)
+        r = RedirectResponse("/login", status_code=303)
+        r.delete_cookie(auth.COOKIE, path="/")
+        return r
+
+    @server.get("/", include_in_schema=False)
+    def _root():
+        who = auth.current()
+        if who is None:
+            return RedirectResponse("/login", status_code=303)
+        return RedirectResponse("/ops" if who.can("operator") else "/wall", status_code=303)

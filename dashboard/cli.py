@@ -54,17 +54,29 @@ def _cmd_assets_import(args) -> int:
     return 0
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _cmd_run(args) -> int:
+    import os
+
     import uvicorn
     from dashboard.app import create_app
-    from dashboard.live import LiveHub
-    from dashboard.security import ingest_guard
+    from dashboard.live import SnapshotHub
+    from dashboard.security import INGEST_TOKEN_ENV, ingest_guard
+    from indicators.access.store import AccessStore
     from indicators.feeds.http import make_ingest_router
     from indicators.service import Service, ServiceConfig
     from twin_assets import inventory as inv
+    if args.host not in LOOPBACK and not os.environ.get(INGEST_TOKEN_ENV):
+        print(f"scenic-twin: refusing to listen on {args.host} without an ingest token: anyone on the network "
+              f"could inject feed records.  Set {INGEST_TOKEN_ENV} to a long random secret (feeds then send "
+              f"'Authorization: Bearer <token>'), and SCENIC_TWIN_HOSTS to the host names the screens use; "
+              "logins are always required.", file=sys.stderr)
+        return 2
     if not inv.inventory_path().exists():
         _cmd_assets_build(argparse.Namespace(out=None))
-    hub = LiveHub()
+    hub = SnapshotHub()
     cfg = ServiceConfig(scenario=args.scenario, speed=args.speed, seed=args.seed, simulate=not args.no_simulate,
                         start=datetime.fromisoformat(args.start) if args.start else None)
     if cfg.start is not None and cfg.start.tzinfo is None:
@@ -72,9 +84,19 @@ def _cmd_run(args) -> int:
         return 2
     if args.var:
         cfg.var = Path(args.var)
+    access = AccessStore.open(cfg.var / "access.sqlite")
+    first = access.bootstrap_admin()
+    if first:
+        print("\nFirst start: created the account 'admin' (role admin).  Its one-time password, shown only "
+              f"now:\n\n    {first}\n\nLog in at /login and add operators with `scenic-twin users add`.\n",
+              file=sys.stderr)
     print(f"starting the engine (state in {cfg.var}) …", file=sys.stderr)
-    service = Service(cfg, publish=hub.publish)
-    app = create_app(hub=hub)
+    service = Service(cfg, publish=hub.publish, audit=access.record)
+    hosts = set(LOOPBACK) | {"[::1]"}
+    if args.host not in ("0.0.0.0", "::"):
+        hosts.add(args.host)
+    hosts |= {h.strip().lower() for h in os.environ.get("SCENIC_TWIN_HOSTS", "").split(",") if h.strip()}
+    app = create_app(hub=hub, service=service, access=access, hosts=tuple(sorted(hosts)))
     app.server.include_router(make_ingest_router(service.ingestor), dependencies=ingest_guard())
     service.start()
     feeds = f"simulated feeds: {cfg.scenario} at {cfg.speed:g}x" if cfg.simulate else "no simulator"
@@ -138,6 +160,8 @@ def parser() -> argparse.ArgumentParser:
     register_engine(sub, bench_sub)
     from indicators.alerts.cli import register as register_alerts
     register_alerts(sub, bench_sub)
+    from indicators.access.cli import register as register_access
+    register_access(sub)
     return p
 
 

@@ -26,7 +26,38 @@ STRINGS: dict[str, dict[str, str]] = {
     "waiting": {"zh": "等待实时数据…", "en": "Waiting for live data…"},
     "stale": {"zh": "数据延迟", "en": "stale"},
     "not_found": {"zh": "未找到该资产", "en": "Asset not found"},
+    "alert": {"zh": "告警", "en": "Alert"},
+    "plan": {"zh": "应急预案", "en": "Emergency plan"},
+    "cases": {"zh": "案件处置", "en": "Cases"},
+    "tier": {"zh": "告警等级", "en": "Alert tier"},
+    "normal": {"zh": "正常", "en": "Normal"},
+    "logout": {"zh": "退出", "en": "Log out"},
+    "denied": {"zh": "您的角色无权访问此页面。", "en": "Your role may not open this page."},
+    "no_service": {"zh": "服务未运行", "en": "The service is not running"},
+    "bad_action": {"zh": "无法识别的操作", "en": "Unknown action"},
+    "refused": {"zh": "操作未执行", "en": "Not done"},
+    "action_done": {"zh": "已完成", "en": "Done"},
+    "acked": {"zh": "已确认", "en": "acknowledged"},
+    "done": {"zh": "已处理", "en": "done"},
+    "username": {"zh": "用户名", "en": "User name"},
+    "password": {"zh": "密码", "en": "Password"},
+    "login": {"zh": "登录", "en": "Log in"},
+    "device_login": {"zh": "值守大屏设备登录", "en": "Wall display device"},
+    "device_token": {"zh": "设备令牌", "en": "Device token"},
+    "csrf_failed": {"zh": "页面已过期，请重新登录", "en": "The form expired; please log in again"},
+    "login_failed": {"zh": "用户名或密码错误", "en": "Wrong user name or password"},
+    "login_disabled": {"zh": "该账号已停用", "en": "This account is disabled"},
+    "login_rate_limited": {"zh": "尝试次数过多，请15分钟后再试", "en": "Too many attempts; try again in 15 minutes"},
 }
+
+ROLE_NAMES = {"viewer": ("值守大屏", "Wall viewer"), "patrol": ("巡查员", "Patrol officer"),
+              "operator": ("调度员", "Operator"), "supervisor": ("值班主管", "Supervisor"),
+              "admin": ("系统管理员", "Administrator")}
+
+
+def role_name(role: str, lang: str) -> str:
+    zh, en = ROLE_NAMES.get(role, ("用户", "User"))
+    return zh if lang == "zh" else en
 
 
 def t(key: str, lang: str) -> str:

@@ -1,73 +1,92 @@
-"""The live state the views show, and how it reaches the browser.
+"""How the published snapshot reaches the browsers.
 
-The engine thread publishes what changed (zone load and tier, headline
-indicators, alert counts, the data-as-of time) into a :class:`LiveHub`.
-Each browser connection runs one persistent WebSocket callback that waits
-for a newer version of the hub and pushes it with ``set_props`` — the
-server pushes, the page never polls.  Only changed keys travel.
+The service publishes a :class:`~indicators.snapshot.Snapshot` into a
+:class:`SnapshotHub` after every step and every action.  Each browser
+connection runs one persistent WebSocket callback that waits for a newer
+snapshot and pushes the *changed top-level keys* of its view model with
+``set_props`` — the server pushes, the page never polls.  View models are
+built once per snapshot version (:class:`ViewCache`), however many screens
+are connected.
 """
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Callable
+
+from indicators.snapshot import EMPTY, Snapshot
 
 
-class LiveHub:
-    """Versioned snapshot of the live view state; thread-safe, async-awaitable."""
+class SnapshotHub:
+    """The latest snapshot; thread-safe to publish, awaitable to read."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._version = 0
-        self._state: dict[str, Any] = {}
-        self._changed_at: dict[str, int] = {}
+        self._snap: Snapshot = EMPTY
+        self._seq = 0
         self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     @property
     def version(self) -> int:
-        return self._version
+        return self._seq
 
-    def publish(self, patch: dict[str, Any]) -> int:
-        """Merge a patch (top-level key -> value; dict values are merged one level down)."""
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+    def publish(self, snap: Snapshot) -> int:
         with self._lock:
-            for key, value in patch.items():
-                if isinstance(value, dict) and isinstance(self._state.get(key), dict):
-                    merged = dict(self._state[key])
-                    merged.update(value)
-                    value = merged
-                if self._state.get(key) != value:
-                    self._state[key] = value
-                    self._version += 1
-                    self._changed_at[key] = self._version
-            version = self._version
+            self._snap = snap
+            self._seq += 1
+            seq = self._seq
             waiters = list(self._loops)
         for loop, event in waiters:
-            loop.call_soon_threadsafe(event.set)
-        return version
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:          # the loop of a closed connection
+                pass
+        return seq
 
-    def since(self, version: int) -> tuple[int, dict[str, Any]]:
-        """(current version, the keys changed after ``version``)."""
-        with self._lock:
-            changed = {k: copy.deepcopy(self._state[k]) for k, v in self._changed_at.items() if v > version}
-            return self._version, changed
-
-    async def wait_newer(self, version: int, timeout: float) -> tuple[int, dict[str, Any]]:
-        """Wait until the hub is newer than ``version`` (or the timeout), then return ``since``."""
-        if self._version > version:
-            return self.since(version)
+    async def wait_newer(self, seq: int, timeout: float) -> tuple[int, Snapshot]:
+        """Wait until the hub is newer than ``seq`` (or the timeout); (current seq, snapshot)."""
+        if self._seq > seq:
+            return self._seq, self._snap
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         entry = (loop, event)
         with self._lock:
             self._loops.append(entry)
         try:
-            if self._version <= version:
+            if self._seq <= seq:
                 try:
                     await asyncio.wait_for(event.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
-            return self.since(version)
+            return self._seq, self._snap
         finally:
             with self._lock:
                 self._loops.remove(entry)
+
+
+class ViewCache:
+    """View models by (view name, snapshot version): built once, shared by every screen."""
+
+    def __init__(self, builders: dict[str, Callable[[Snapshot], dict[str, Any]]], keep: int = 8):
+        self.builders = builders
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+
+    def get(self, view: str, snap: Snapshot) -> dict[str, Any]:
+        key = (view, snap.version)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        model = self.builders[view](snap)
+        with self._lock:
+            self._cache[key] = model
+            while len(self._cache) > self.keep:
+                self._cache.popitem(last=False)
+        return model

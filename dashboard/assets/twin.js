@@ -53,14 +53,52 @@
     }
   }
 
-  function onClick(info) {
-    if (!info || !info.layer) return;
-    if (info.layer.id === "furniture" && info.index >= 0) {
-      select({ kind: "furniture", index: info.index, t: Date.now() });
-    } else if (info.object && info.object.id) {
-      select({ kind: "asset", id: info.object.id, t: Date.now() });
+  // Small street furniture wins over what is drawn on or around it: a hydrant
+  // or a lamp under a tree canopy is what the operator means.
+  const LOW = new Set(["street_tree", "gully_grate", "ground_light", "bollard"]);
+  function rank(info) {
+    const id = info.layer && info.layer.id;
+    if (id === "alert-markers") return 0;
+    if (id === "furniture") {
+      const t = state.furn.header.types[state.furn.codes[info.index]];
+      return LOW.has(t) ? 3 : 1;
     }
+    if (id === "places") return 2;
+    if (id === "zones") return 5;
+    return 4;
   }
+  function pickAt(x, y) {
+    if (!state.deck) return null;
+    const infos = state.deck.pickMultipleObjects({ x, y, radius: 6, depth: 12 }) || [];
+    const usable = infos.filter((i) => i.layer && (i.layer.id === "furniture" ? i.index >= 0 : i.object));
+    usable.sort((a, b) => rank(a) - rank(b));
+    return usable[0] || null;
+  }
+  function selectInfo(info) {
+    if (!info) return;
+    const id = info.layer.id;
+    if (id === "furniture") select({ kind: "furniture", index: info.index, t: Date.now() });
+    else if (id === "zones" && info.object.zone_id) select({ kind: "zone", id: info.object.zone_id, t: Date.now() });
+    else if (id === "alert-markers" && info.object.asset) select({ kind: "asset", id: info.object.asset, t: Date.now() });
+    else if (info.object && info.object.id) select({ kind: "asset", id: info.object.id, t: Date.now() });
+  }
+  // A tap is judged by our own pointer events (down and up close in place and
+  // time), not deck.gl's gesture recogniser, whose 250 ms tap limit a slow
+  // software-rendered pick can exceed.
+  function bindTaps(el) {
+    let down = null;
+    el.addEventListener("pointerdown", (e) => { down = { x: e.clientX, y: e.clientY, t: Date.now() }; }, true);
+    el.addEventListener("pointerup", (e) => {
+      if (!down) return;
+      const moved = Math.hypot(e.clientX - down.x, e.clientY - down.y);
+      const long = Date.now() - down.t;
+      down = null;
+      if (moved > 8 || long > 1500) return;
+      const r = el.getBoundingClientRect();
+      selectInfo(pickAt(e.clientX - r.left, e.clientY - r.top));
+    }, true);
+  }
+  state.pickAt = pickAt;
 
   function tooltip(info) {
     if (!info || !info.object || !info.object.id) return null;
@@ -70,7 +108,11 @@
 
   async function mount(cfg) {
     const el = document.getElementById(cfg.container);
-    if (!el || state.deck) return window.dash_clientside.no_update;
+    if (!el) return window.dash_clientside.no_update;
+    if (state.deck) {                     // the page was re-rendered (language, route): start again
+      try { state.deck.finalize(); } catch (e) { /* already gone */ }
+      state.deck = null;
+    }
     const D = window.deck;
     const [specR, furnR, towR] = await Promise.all([
       fetch(cfg.scene_url), fetch(cfg.furniture_url), fetch(cfg.tower_url)]);
@@ -97,6 +139,7 @@
       id: "tower-shell", ...common, data: [{ position: [0, 0, 0] }], mesh,
       getPosition: (d) => d.position, getColor: [255, 140, 60, 70], pickable: false,
     });
+    state.furn = furn;
     state.spec = spec;
     state.staticLayers = props.layers;
     state.extraLayers = [furniture, shell];
@@ -106,37 +149,74 @@
       initialViewState: props.initialViewState,
       controller: true,
       layers: [...props.layers, ...state.extraLayers],
-      onClick,
       getTooltip: tooltip,
       onAfterRender: () => { state.frames += 1; el.dataset.frames = String(state.frames); },
       onError: (e) => { state.errors.push(String(e)); console.error("deck.gl:", e); },
     });
     el.dataset.assets = String(furn.n);
+    bindTaps(el);
+    if (state.pendingLive) applyLive(state.pendingLive);
     return { mounted: true, furniture: furn.n };
   }
 
-  // Pushed live state: recolour the zones by tier.  Only the zones layer's
-  // fill accessor is re-run (updateTriggers), the rest of the scene stays.
+  // Pushed live state (the wall view model): zones by alert tier, alerting
+  // assets as pulsing markers, staff positions.  Only these layers change.
+  const TIER_RGB = { red: [230, 30, 30], orange: [255, 140, 0], yellow: [250, 210, 30], blue: [30, 120, 255] };
+  function overlayLayers() {
+    const D = window.deck, common = { coordinateSystem: D.COORDINATE_SYSTEM.METER_OFFSETS, coordinateOrigin: state.spec.origin };
+    const phase = state.phase || 0;
+    const markers = (state.live.markers || []).map((m) => ({ ...m, asset: m.asset }));
+    return [
+      new D.ScatterplotLayer({
+        id: "alert-markers", ...common, data: markers, pickable: true, stroked: true, filled: true,
+        getPosition: (m) => [m.p[0], m.p[1], 2], radiusUnits: "pixels",
+        getRadius: (m) => (m.tier === "red" ? 14 : m.tier === "orange" ? 12 : 10) * (1 + 0.35 * phase),
+        getFillColor: (m) => [...(TIER_RGB[m.tier] || [200, 200, 200]), 110 + Math.round(100 * (1 - phase))],
+        getLineColor: [255, 255, 255, 230], lineWidthMinPixels: 2,
+        updateTriggers: { getRadius: phase, getFillColor: phase },
+      }),
+      new D.ScatterplotLayer({
+        id: "staff", ...common, data: state.live.staff || [], pickable: false,
+        getPosition: (s) => [s[0], s[1], 1], radiusUnits: "pixels", getRadius: 5,
+        getFillColor: (s) => (s[2] === "available" ? [80, 255, 160, 230] : [255, 255, 255, 200]),
+      }),
+    ];
+  }
+  function redraw() {
+    if (!state.deck) return;
+    state.deck.setProps({ layers: [...state.staticLayers, ...state.extraLayers, ...overlayLayers()] });
+  }
   function applyLive(live) {
-    if (!live || !state.deck || !live.zones) return false;
+    state.live = Object.assign(state.live || {}, live || {});
+    if (!state.deck) { state.pendingLive = state.live; return false; }
     state.liveVersion = (state.liveVersion || 0) + 1;
+    const zones = state.live.zones || {};
     state.staticLayers = state.staticLayers.map((layer) => {
       if (layer.id !== "zones") return layer;
       for (const o of layer.props.data) {
-        const z = live.zones[o.zone_id];
+        const z = zones[o.zone_id];
         if (z && Array.isArray(z.color)) { o.color = z.color; o.load = z.load; o.tier = z.tier; }
       }
       return layer.clone({ updateTriggers: { getFillColor: state.liveVersion } });
     });
-    state.deck.setProps({ layers: [...state.staticLayers, ...state.extraLayers] });
+    redraw();
     const el = document.getElementById("twin-deck");
-    if (el) el.dataset.liveVersion = String(state.liveVersion);
+    if (el) {
+      el.dataset.liveVersion = String(state.liveVersion);
+      el.dataset.markers = String((state.live.markers || []).length);
+    }
     return true;
   }
+  state.applyLive = applyLive;
+  // markers pulse twice a second (a layer prop change, not a per-frame loop)
+  setInterval(() => {
+    if (!state.deck || !state.live || !(state.live.markers || []).length) return;
+    state.phase = state.phase ? 0 : 1;
+    redraw();
+  }, 700);
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     twin: {
-      live: function (live) { return { applied: applyLive(live), version: state.liveVersion || 0 }; },
       mount: function (cfg) {
         if (!cfg) return window.dash_clientside.no_update;
         return mount(cfg).catch((e) => { console.error("twin mount failed:", e); return { mounted: false, error: String(e) }; });

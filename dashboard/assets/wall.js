@@ -1,0 +1,263 @@
+/* scenic-twin: draws the wall and console panels from the pushed view model.
+ *
+ * The server pushes only the changed top-level keys of each view ("wall",
+ * "ops") into the live-state store; this module merges them into its copy
+ * and redraws the panels.  Text from the model is set with textContent,
+ * never as HTML: feed text cannot become markup.  A watchdog notices a
+ * silent socket (no push for 25 s: the server pushes at least every 10 s),
+ * shows since when the screen is disconnected, and sends a ping callback,
+ * which makes Dash reopen the socket and restart the push.
+ */
+(function () {
+  "use strict";
+  const S = { wall: {}, ops: {}, lang: "zh", lastBeat: Date.now(), downSince: null, pings: 0,
+              filters: { tier: "", family: "", zone: "" } };
+  window.scenicWall = S;
+
+  const T = {
+    disconnected: ["连接中断，自", "Disconnected since"], stale: ["数据延迟", "stale"],
+    feedStale: ["数据中断：", "Feed stopped: "], minutes: ["分钟", "min"], none: ["暂无", "None"],
+    ack: ["确认", "Ack"], assign: ["指派给我", "Assign to me"], silence: ["静默30分钟", "Silence 30 min"],
+    case: ["立案", "Open case"], ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
+    tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
+    alertsMore: ["条告警", "more alerts"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
+    done: ["完成", "Done"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
+    degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
+    tiers: { red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
+             none: ["无", "None"] },
+  };
+  const tr = (k) => (T[k] ? T[k][S.lang === "en" ? 1 : 0] : k);
+  const pick = (o, base) => (o ? (S.lang === "en" ? o[base + "en"] : o[base + "zh"]) || "" : "");
+  function el(tag, cls, text, attrs) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (attrs) for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    return e;
+  }
+  const $ = (id) => document.getElementById(id);
+  function fill(id, nodes) { const e = $(id); if (!e) return; e.replaceChildren(...nodes); }
+
+  function spark(values) {
+    const vs = (values || []).filter((v) => v !== null && v !== undefined);
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 100 24"); svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("class", "st-spark");
+    if (vs.length > 1) {
+      const lo = Math.min(...vs), hi = Math.max(...vs), span = hi - lo || 1;
+      const pts = vs.map((v, i) => `${(i / (vs.length - 1)) * 100},${22 - ((v - lo) / span) * 20}`).join(" ");
+      const pl = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+      pl.setAttribute("points", pts); svg.appendChild(pl);
+    }
+    return svg;
+  }
+
+  // ------------------------------------------------------------------ wall
+  function renderHeader(w) {
+    const asof = $("asof");
+    if (asof && w.asof !== undefined) asof.textContent = w.asof;
+    const banners = [];
+    if (w.warning) {
+      const b = el("div", "st-banner st-warning st-colour-" + w.warning.colour, pick(w.warning, ""));
+      b.appendChild(el("span", "st-headline", w.warning.headline));
+      banners.push(b);
+    }
+    if (w.stale_feeds && w.stale_feeds.length) {
+      banners.push(el("div", "st-banner st-stale-banner",
+        tr("feedStale") + w.stale_feeds.map((f) => pick(f, "") + (f.minutes !== null ? ` (${f.minutes}${tr("minutes")})` : "")).join("、")));
+    }
+    if (w.degraded && w.degraded.length) {
+      banners.push(el("div", "st-banner st-degraded", tr("degraded") + w.degraded.map((d) => d.reason || d.name).join("; ")));
+    }
+    fill("banners", banners);
+  }
+
+  function renderKpis(w) {
+    if (!w.kpis) return;
+    const staleKinds = new Set((w.stale_feeds || []).map((f) => f.kind));
+    const groupFeed = { crowd: "crowd", facility: "facility", traffic: "traffic", weather: "weather", video: "video", cases: "case" };
+    fill("kpi-panel", w.kpis.map((g) => {
+      const tile = el("div", "st-kpi-tile" + (staleKinds.has(groupFeed[g.group]) ? " st-stale" : ""), null, { "data-group": g.group });
+      tile.appendChild(el("div", "st-kpi-group", pick(g, "")));
+      for (const it of g.items) {
+        const row = el("div", "st-kpi-row", null, { "data-kpi": it.key });
+        row.appendChild(el("span", "st-kpi-label", pick(it, "")));
+        row.appendChild(el("span", "st-kpi-value", it.value + (it.unit && it.value !== "—" ? " " + it.unit : "")));
+        row.appendChild(spark(it.trend));
+        tile.appendChild(row);
+      }
+      return tile;
+    }));
+  }
+
+  function alertLi(a) {
+    const li = el("li", "st-alert st-tier-" + a.tier + (a.acked_by ? " st-acked" : ""), null, { "data-alert": a.id });
+    li.appendChild(el("span", "st-badge st-bg-" + a.tier, (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0]));
+    const body = el("div", "st-alert-body");
+    body.appendChild(el("div", "st-alert-title", pick(a, "place_") + " · " + pick(a, "title_")));
+    body.appendChild(el("div", "st-alert-why", pick(a, "why_")));
+    const meta = [tr("since") + " " + a.since];
+    if (a.acked_by) meta.push(tr("ackedBy") + a.acked_by);
+    if (a.status !== "firing") meta.push(pick(a, "status_"));
+    body.appendChild(el("div", "st-alert-meta", meta.join(" · ")));
+    li.appendChild(body);
+    return li;
+  }
+
+  function renderAlerts(w) {
+    if (!w.alerts) return;
+    fill("alert-list", w.alerts.slice(0, 14).map(alertLi));
+    const c = w.alert_counts || {};
+    fill("alert-counts", ["red", "orange", "yellow", "blue"].map((t) =>
+      el("span", "st-count st-bg-" + t, `${(T.tiers[t])[S.lang === "en" ? 1 : 0]} ${c[t] || 0}`, { "data-tier": t })));
+  }
+
+  function planNodes(plans) {
+    if (!plans || !plans.length) return [el("p", "st-hint", tr("noplan"))];
+    return plans.map((p) => {
+      const box = el("div", "st-plan", null, { "data-plan": p.id });
+      box.appendChild(el("div", "st-plan-title", `${pick(p, "")} · ${p.level}${tr("level")}`));
+      const ol = el("ol", "st-steps");
+      for (const s of p.steps) {
+        const li = el("li", "st-step" + (s.done ? " st-done" : "") + (s.overdue ? " st-overdue" : ""), null, { "data-step": s.id });
+        li.appendChild(el("span", "st-step-text", pick(s, "")));
+        li.appendChild(el("span", "st-step-dept", pick(s, "dept_") + " · " + s.due + (s.overdue ? " " + tr("overdue") : "")));
+        ol.appendChild(li);
+      }
+      box.appendChild(ol);
+      return box;
+    });
+  }
+
+  function renderCases(w) {
+    if (!w.cases) return;
+    fill("case-board", w.cases.map((st) => {
+      const col = el("div", "st-stage", null, { "data-stage": st.key });
+      col.appendChild(el("div", "st-stage-title", `${pick(st, "")} ${st.count}`));
+      for (const c of st.items) {
+        col.appendChild(el("div", "st-case" + (c.overdue ? " st-overdue" : ""), `${pick(c, "")} · ${pick(c, "place_")}`, { "data-case": c.id }));
+      }
+      return col;
+    }));
+  }
+
+  function renderWall(w) {
+    renderHeader(w);
+    if (!$("alert-list")) return;
+    renderKpis(w); renderAlerts(w); renderCases(w);
+    if (w.plans) fill("plan-panel", planNodes(w.plans));
+    if (window.scenicTwin && window.scenicTwin.applyLive) window.scenicTwin.applyLive(w);
+  }
+
+  // ------------------------------------------------------------------ console
+  function act(payload) {
+    window.dash_clientside.set_props("action", { data: Object.assign({ t: Date.now() }, payload) });
+  }
+
+  function options(id, label, values) {
+    const sel = $(id); if (!sel) return;
+    const cur = sel.value;
+    const opts = [el("option", null, tr("all") + " " + label, { value: "" })];
+    for (const [v, text] of values) opts.push(el("option", null, text, { value: v }));
+    sel.replaceChildren(...opts);
+    sel.value = cur;
+    if (!sel.dataset.bound) {
+      sel.dataset.bound = "1";
+      sel.addEventListener("change", () => { S.filters[id.replace("filter-", "")] = sel.value; renderOps(S.ops); });
+    }
+  }
+
+  function btn(text, cls, onclick) {
+    const b = el("button", "st-btn " + cls, text, { type: "button" });
+    b.addEventListener("click", onclick);
+    return b;
+  }
+
+  function renderOps(o) {
+    if (!$("ops-alerts") || !o || !o.alerts) return;
+    options("filter-tier", tr("tier"), ["red", "orange", "yellow", "blue"].map((t) => [t, T.tiers[t][S.lang === "en" ? 1 : 0]]));
+    options("filter-family", tr("family"), (o.families || []).map((f) => [f, f]));
+    options("filter-zone", tr("zone"), (o.zones || []).map((z) => [z.id, pick(z, "")]));
+    const f = S.filters;
+    const rows = o.alerts.filter((a) => (!f.tier || a.tier === f.tier) && (!f.family || a.family.startsWith(f.family + "."))
+      && (!f.zone || a.zone === f.zone));
+    fill("ops-alerts", rows.slice(0, 200).map((a) => {
+      const tr_ = el("tr", "st-tier-" + a.tier, null, { "data-alert": a.id });
+      tr_.appendChild(el("td", null, (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0]));
+      tr_.appendChild(el("td", null, pick(a, "place_")));
+      tr_.appendChild(el("td", null, pick(a, "why_")));
+      tr_.appendChild(el("td", null, a.since + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + a.assignee : "")));
+      const td = el("td", "st-actions");
+      td.appendChild(btn(tr("ack"), "st-ack", () => act({ kind: "ack", id: a.id })));
+      td.appendChild(btn(tr("assign"), "st-assign", () => act({ kind: "assign", id: a.id })));
+      td.appendChild(btn(tr("silence"), "st-silence", () => {
+        const why = window.prompt(tr("reason")); if (why) act({ kind: "silence", id: a.id, minutes: 30, note: why });
+      }));
+      td.appendChild(btn(tr("case"), "st-open-case", () => act({ kind: "case", id: a.id })));
+      tr_.appendChild(td);
+      return tr_;
+    }));
+    fill("ops-cases", (o.cases || []).slice(0, 200).map((c) => {
+      const r = el("tr", "st-case-row" + (c.overdue ? " st-overdue" : ""), null, { "data-case": c.id, "data-stage": c.stage });
+      r.appendChild(el("td", null, pick(c, "")));
+      r.appendChild(el("td", null, pick(c, "place_")));
+      r.appendChild(el("td", null, c.opened + (c.assignee ? " → " + c.assignee : "")));
+      const td = el("td", "st-actions");
+      for (const a of c.actions || []) {
+        td.appendChild(btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step, note: "" })));
+      }
+      r.appendChild(td);
+      return r;
+    }));
+    fill("ops-plans", (o.plans || []).map((p) => {
+      const box = planNodes([p])[0];
+      box.querySelectorAll("li.st-step").forEach((li, i) => {
+        const s = p.steps[i];
+        if (!s.done) li.appendChild(btn(tr("done"), "st-plan-done", () => act({ kind: "plan_step", id: p.id, step: s.id })));
+      });
+      return box;
+    }));
+  }
+
+  // ------------------------------------------------------------------ watchdog
+  setInterval(() => {
+    const quiet = Date.now() - S.lastBeat;
+    const conn = $("conn");
+    if (quiet > 25000) {
+      if (!S.downSince) S.downSince = new Date(S.lastBeat);
+      if (conn) { conn.textContent = tr("disconnected") + " " + S.downSince.toLocaleTimeString("zh-CN", { hour12: false }); conn.className = "st-conn st-down"; }
+      document.body.classList.add("st-disconnected");
+      S.pings += 1;
+      if (window.dash_clientside && window.dash_clientside.set_props) window.dash_clientside.set_props("ping", { data: S.pings });
+    }
+  }, 5000);
+
+  function merge(live) {
+    S.lastBeat = Date.now();
+    if (S.downSince) {
+      S.downSince = null;
+      document.body.classList.remove("st-disconnected");
+      const conn = $("conn"); if (conn) { conn.textContent = ""; conn.className = "st-conn"; }
+    }
+    if (live.wall) Object.assign(S.wall, live.wall);
+    if (live.ops) Object.assign(S.ops, live.ops);
+  }
+
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    st: {
+      render: function (live, lang) {
+        const langChanged = lang && lang !== S.lang;
+        S.lang = lang === "en" ? "en" : "zh";
+        document.documentElement.lang = S.lang === "en" ? "en" : "zh-CN";
+        const trig = (window.dash_clientside.callback_context || {}).triggered || [];
+        if (live && trig.some((t) => t.prop_id === "live-state.data")) merge(live);
+        else if (live && !langChanged && S.wall.v === undefined) merge(live);
+        renderWall(S.wall);
+        renderOps(S.ops);
+        return { v: S.wall.v || 0, lang: S.lang };
+      },
+      lang_init: function (_path, stored) { return stored === "en" ? "en" : "zh"; },
+      lang_save: function (lang) { document.documentElement.lang = lang === "en" ? "en" : "zh-CN"; return lang; },
+    },
+  });
+})();

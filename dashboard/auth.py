@@ -1,0 +1,348 @@
+"""Who is calling, and may they: enforced on the server, in one place.
+
+* **Identity** comes from the ``st_session`` cookie (HttpOnly, SameSite=Strict),
+  resolved by :class:`AccessMiddleware` for every HTTP request *and* for the
+  WebSocket handshake.  Dash's WebSocket callbacks see no cookies (dash
+  #3814), so the identity is bound when the socket connects: the middleware
+  sets :data:`CURRENT` in the connection's context, which every callback of
+  that connection inherits (Dash copies the context into each callback's
+  task or worker thread).  Each WebSocket message re-checks the session
+  (expired, revoked, disabled user -> the socket is closed with 4001).
+* **Roles**: every HTTP route is in :data:`ROUTES` with the role it needs
+  (anything else is 404: deny by default); every Dash callback is registered
+  through :func:`callback` with the role it needs (a test fails for a
+  callback without one).  The middleware checks the role of a callback
+  before Dash runs it (HTTP: the ``output`` of the request body; WebSocket:
+  the ``output`` of each message), and :func:`callback`'s wrapper checks it
+  again inside (defence in depth).  Refusals are audited.
+* **Cross-origin**: a state-changing request (POST) and the WebSocket
+  handshake must come from the page's own origin (``Origin`` checked
+  against the allowed hosts); the login form also carries a CSRF token
+  (double submit: cookie + field).  The ``Host`` header must be one of the
+  allowed host names (DNS rebinding).
+"""
+from __future__ import annotations
+
+import contextvars
+import hmac
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+from urllib.parse import urlparse
+
+from indicators.access.roles import ROLES, allowed
+
+log = logging.getLogger("scenic_twin.auth")
+
+COOKIE = "st_session"
+CSRF_COOKIE = "st_csrf"
+MAX_CALLBACK_BODY = 1 << 20          # 1 MiB: the largest callback body the pages send is a few KB
+PUBLIC = "public"
+ANY = "viewer"                       # every role holds viewer
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    role: str
+    display_name: str = ""
+    kind: str = "password"           # password | device
+    token_id: str = ""
+    must_change_password: bool = False
+
+    def can(self, role: str) -> bool:
+        return role == PUBLIC or allowed(self.role, role)
+
+
+CURRENT: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("scenic_twin_identity", default=None)
+CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("scenic_twin_client", default="")
+
+# Every HTTP route and the role it needs: exact paths, then prefixes (longest first).
+ROUTES: dict[str, str] = {
+    "/": PUBLIC,                       # redirects to the page of the caller's role
+    "/login": PUBLIC, "/logout": PUBLIC, "/password": ANY,
+    "/healthz": PUBLIC,
+    "/wall": ANY, "/ops": "operator",
+    "/_dash-layout": PUBLIC, "/_dash-dependencies": PUBLIC,   # the page shell, no data
+    "/_dash-update-component": ANY,    # then the callback's own role
+    "/_dash-ws-callback": ANY,         # then each message's callback role
+    "/_favicon.ico": PUBLIC, "/favicon.ico": PUBLIC, "/_reload-hash": PUBLIC,
+}
+PREFIXES: dict[str, str] = {
+    "/_dash-component-suites/": PUBLIC, "/assets/": PUBLIC,
+    "/twin/": ANY,
+    "/ingest": "ingest",               # bearer token, checked by the ingest router
+}
+
+CALLBACK_ROLES: dict[str, str] = {}
+"""Dash callback key (its output spec, as in ``app.callback_map``) -> role needed."""
+
+
+def route_role(path: str) -> str | None:
+    if path in ROUTES:
+        return ROUTES[path]
+    for p in sorted(PREFIXES, key=len, reverse=True):
+        if path.startswith(p):
+            return PREFIXES[p]
+    return None
+
+
+def current() -> Identity | None:
+    return CURRENT.get()
+
+
+class Forbidden(PermissionError):
+    pass
+
+
+def require(role: str) -> Identity:
+    """The caller, if they hold ``role``; else :class:`Forbidden`."""
+    who = CURRENT.get()
+    if who is None or not who.can(role):
+        raise Forbidden(f"needs role {role}")
+    return who
+
+
+def callback(app, role: str, *args, **kwargs) -> Callable:
+    """``@callback(app, "operator", Output(...), Input(...))``: a Dash callback
+    that only ``role`` (or a role granting it) may run.  The role is recorded
+    under the callback's key so the middleware checks it before Dash runs
+    it, and the wrapper checks it again."""
+    if role not in ROLES and role != PUBLIC:
+        raise ValueError(f"unknown role {role!r}")
+    import functools
+    import inspect
+
+    from dash.exceptions import PreventUpdate
+
+    def deco(fn):
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def wrapped(*a, **k):
+                if not _allowed_now(role):
+                    raise PreventUpdate
+                return await fn(*a, **k)
+        else:
+            @functools.wraps(fn)
+            def wrapped(*a, **k):
+                if not _allowed_now(role):
+                    raise PreventUpdate
+                return fn(*a, **k)
+        before = set(app.callback_map)
+        app.callback(*args, **kwargs)(wrapped)
+        for key in set(app.callback_map) - before:
+            CALLBACK_ROLES[key] = role
+        return wrapped
+    return deco
+
+
+def _allowed_now(role: str) -> bool:
+    who = CURRENT.get()
+    return role == PUBLIC or (who is not None and who.can(role))
+
+
+def clientside_role(app, role: str, *args, **kwargs) -> None:
+    """A clientside callback runs in the browser and reaches no server data;
+    it is declared with a role too, so the access test sees every callback."""
+    before = set(app.callback_map)
+    app.clientside_callback(*args, **kwargs)
+    for key in set(app.callback_map) - before:
+        CALLBACK_ROLES[key] = role
+
+
+# --------------------------------------------------------------------------- the middleware
+class AccessMiddleware:
+    """Pure ASGI middleware: identity, host, origin, route and callback roles, body limit, headers."""
+
+    def __init__(self, app, access, *, hosts: Iterable[str], audit: Callable[..., Any] | None = None):
+        self.app = app
+        self.access = access
+        self.hosts = {h.lower() for h in hosts}
+        self.audit = audit
+
+    # --- helpers
+    def _host_ok(self, headers: dict[str, str]) -> bool:
+        host = headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+        return name.lower() in self.hosts
+
+    def _origin_ok(self, headers: dict[str, str]) -> bool:
+        origin = headers.get("origin")
+        if origin is None:
+            return True                 # same-origin GETs and non-browser clients send none
+        o = urlparse(origin)
+        return (o.hostname or "").lower() in self.hosts and o.netloc == headers.get("host", "")
+
+    def _identity(self, headers: dict[str, str]) -> Identity | None:
+        token = _cookie(headers.get("cookie", ""), COOKIE)
+        if not token:
+            return None
+        s = self.access.session(token)
+        if s is None:
+            return None
+        return Identity(s.username, s.role, s.display_name, s.kind, s.token_id, s.must_change_password)
+
+    def _refuse(self, who: Identity | None, path: str, why: str) -> None:
+        if self.audit is not None:
+            try:
+                self.audit(who.username if who else "anonymous", "access.refused", "route", path,
+                           outcome="refused", client=CLIENT.get(), detail={"reason": why})
+            except Exception:
+                log.exception("audit failed")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = scope.get("path", "/")
+        client = scope.get("client")
+        CLIENT.set(f"{client[0]}" if client else "")
+        if not self._host_ok(headers):
+            return await _deny(scope, send, 421, "unknown host name: add it to SCENIC_TWIN_HOSTS")
+        who = self._identity(headers)
+        CURRENT.set(who)
+        role = route_role(path)
+        if role is None:
+            return await _deny(scope, send, 404, "not found")
+        if scope["type"] == "websocket":
+            if not self._origin_ok(headers) or who is None or not who.can(role):
+                self._refuse(who, path, "websocket without session or from a foreign origin")
+                return await _deny(scope, send, 4003, "forbidden")
+            return await self.app(scope, _ws_receive(receive, self, who, send), send)
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD", "OPTIONS") and not self._origin_ok(headers):
+            self._refuse(who, path, "foreign origin")
+            return await _deny(scope, send, 403, "cross-origin request refused")
+        if role == "ingest" or role == PUBLIC:
+            return await self.app(scope, receive, _with_headers(send))
+        if who is None:
+            if method == "GET" and path in ROUTES and not path.startswith("/_"):
+                return await _redirect(send, "/login?next=" + path)
+            return await _deny(scope, send, 401, "login needed")
+        if not who.can(role):
+            self._refuse(who, path, f"role {who.role} lacks {role}")
+            return await _deny(scope, send, 403, f"your role ({who.role}) may not open this")
+        if path == "/_dash-update-component":
+            body, err = await _read_body(receive, MAX_CALLBACK_BODY)
+            if err:
+                return await _deny(scope, send, err[0], err[1])
+            try:
+                payload = json.loads(body)
+                output = payload.get("output") if isinstance(payload, dict) else None
+            except (ValueError, UnicodeDecodeError):
+                return await _deny(scope, send, 400, "callback body is not JSON")
+            need = CALLBACK_ROLES.get(output or "")
+            if need is None or not who.can(need):
+                self._refuse(who, f"callback:{output}", f"role {who.role} lacks {need}")
+                return await _deny(scope, send, 403, "this action needs another role")
+            return await self.app(scope, _replay(body), _with_headers(send))
+        return await self.app(scope, receive, _with_headers(send))
+
+
+def _ws_receive(receive, mw: AccessMiddleware, who: Identity, send):
+    """Check every WebSocket message: the session still valid, the callback's role held."""
+    async def checked():
+        msg = await receive()
+        if msg["type"] != "websocket.receive":
+            return msg
+        text = msg.get("text") or (msg.get("bytes") or b"").decode("utf-8", "replace")
+        if len(text) > MAX_CALLBACK_BODY:
+            return {"type": "websocket.disconnect", "code": 1009}
+        try:
+            m = json.loads(text)
+        except ValueError:
+            return {"type": "websocket.disconnect", "code": 1007}
+        if not isinstance(m, dict):
+            return {"type": "websocket.disconnect", "code": 1007}
+        if m.get("type") == "callback_request":
+            s = mw.access.session_by_id(who.token_id) if who.token_id else None
+            if s is None:
+                mw._refuse(who, "websocket", "session ended")
+                await send({"type": "websocket.close", "code": 4001, "reason": "session ended"})
+                return {"type": "websocket.disconnect", "code": 4001}
+            output = (m.get("payload") or {}).get("output")
+            need = CALLBACK_ROLES.get(output or "")
+            if need is None or not who.can(need):
+                mw._refuse(who, f"callback:{output}", f"role {who.role} lacks {need}")
+                await send({"type": "websocket.close", "code": 4003, "reason": "forbidden"})
+                return {"type": "websocket.disconnect", "code": 4003}
+        return msg
+    return checked
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        k, _, v = part.strip().partition("=")
+        if k == name:
+            return v
+    return None
+
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+def _with_headers(send):
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+        await send(message)
+    return wrapped
+
+
+async def _read_body(receive, limit: int) -> tuple[bytes, tuple[int, str] | None]:
+    chunks, size = [], 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return b"", (400, "client went away")
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", (413, f"callback body over {limit} bytes")
+        chunks.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(chunks), None
+
+
+def _replay(body: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+    return receive
+
+
+async def _deny(scope, send, status: int, reason: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": status if status >= 4000 else 4003, "reason": reason})
+        return
+    body = json.dumps({"error": reason}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")] + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def csrf_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def csrf_ok(cookie_value: str | None, form_value: str | None) -> bool:
+    return bool(cookie_value and form_value and hmac.compare_digest(cookie_value, form_value))

@@ -1,0 +1,303 @@
+"""Snapshot -> what each screen shows (view models).  Plain functions, no Dash.
+
+A view model is JSON-able and carries both languages where text is shown
+(``zh`` / ``en``), so the browser switches language without asking the
+server, and one model per snapshot serves every screen.  Nothing raw
+reaches a screen: tiers, statuses, departments, categories, feed kinds,
+plan steps and places are translated here; feed text (warning headlines,
+case notes) is passed as plain text and rendered with ``textContent``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from indicators.alerts import RANK, TIER_LEVEL
+from indicators.alerts.cases import STEP_ZH
+from indicators.kpis import KPIS
+from indicators.localtime import fmt_local
+from indicators.pipeline import zone_indicator
+from indicators.snapshot import Snapshot
+
+TIERS = ("blue", "yellow", "orange", "red")
+TIER_NAMES = {"blue": ("蓝色", "Blue"), "yellow": ("黄色", "Yellow"), "orange": ("橙色", "Orange"),
+              "red": ("红色", "Red")}
+STATUS_NAMES = {"pending": ("待确认", "pending"), "firing": ("告警中", "firing"), "recovering": ("恢复中", "recovering"),
+                "no_data": ("无数据", "no data"), "error": ("计算出错", "error"), "resolved": ("已恢复", "resolved")}
+FEED_NAMES = {"crowd": ("客流", "Crowd"), "gate": ("闸机", "Gates"), "video": ("视频AI", "AI video"),
+              "facility": ("设施", "Facilities"), "bus": ("公交", "Buses"), "station": ("地铁", "Metro"),
+              "traffic": ("交通", "Traffic"), "weather": ("气象", "Weather"), "warning": ("预警", "Warnings"),
+              "case": ("案件", "Cases"), "staff": ("人员定位", "Staff positions")}
+GROUP_NAMES = {"crowd": ("客流", "Visitors"), "facility": ("设施", "Facilities"), "traffic": ("交通", "Traffic"),
+               "weather": ("气象", "Weather"), "video": ("视频AI", "AI video"), "cases": ("执法", "Enforcement")}
+KPI_NAMES = {"present": ("在园人数", "Present"), "max_load": ("最高承载率", "Highest load"),
+             "anomalies": ("设施异常", "Anomalies"), "cameras_offline": ("摄像机离线", "Cameras offline"),
+             "area_speed": ("区域车速", "Area speed"), "congested": ("拥堵路段", "Congested roads"),
+             "temperature": ("气温", "Temperature"), "rain_1h": ("小时雨量", "Rain, 1 h"),
+             "video_events": ("近1小时事件", "Events, 1 h"), "cases_open": ("在办案件", "Open cases"),
+             "cases_overdue": ("超时案件", "Overdue")}
+CASE_STAGES = (("open", ("open",)), ("dispatch", ("dispatched",)), ("handle", ("handling",)),
+               ("verify", ("verifying", "verified")), ("close", ("closed",)))
+STAGE_EN = {"open": "Opened", "dispatch": "Dispatched", "handle": "Handling", "verify": "Verifying",
+            "close": "Closed"}
+SIGNAL_NAMES = {"typhoon": ("台风", "Typhoon"), "rainstorm": ("暴雨", "Rainstorm"),
+                "thunderstorm_gale": ("雷雨大风", "Thunderstorm gale"), "high_temperature": ("高温", "High temperature"),
+                "cold": ("寒冷", "Cold"), "fog": ("大雾", "Fog"), "haze": ("灰霾", "Haze"),
+                "road_icing": ("道路结冰", "Road icing"), "hail": ("冰雹", "Hail"),
+                "forest_fire": ("森林火险", "Forest fire"), "other": ("其他预警", "Other warning")}
+COLOUR_NAMES = {"white": ("白色", "white"), "blue": ("蓝色", "blue"), "yellow": ("黄色", "yellow"),
+                "orange": ("橙色", "orange"), "red": ("红色", "red")}
+TIER_RGBA = {"none": [70, 130, 180, 60], "blue": [30, 120, 255, 120], "yellow": [250, 210, 30, 140],
+             "orange": [255, 140, 0, 160], "red": [230, 30, 30, 180], "nodata": [120, 120, 120, 60]}
+ZONE_FAMILIES = ("crowd.", "walk.")
+ALERTS_SHOWN = 40
+CASES_PER_STAGE = 6
+
+
+@dataclass
+class Names:
+    """Everything a view needs to translate ids into words and places (built once)."""
+
+    zones: dict[str, tuple[str, str]] = field(default_factory=dict)
+    zone_xy: dict[str, tuple[float, float]] = field(default_factory=dict)
+    assets: dict[str, tuple[str, str, float, float, str]] = field(default_factory=dict)  # zh, en, x, y, type
+    departments: dict[str, tuple[str, str]] = field(default_factory=dict)
+    categories: dict[str, tuple[str, str]] = field(default_factory=dict)
+    plans: dict[str, tuple[str, str]] = field(default_factory=dict)
+    staff: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, gdf, frame, case_cfg=None, plan_defs=None) -> "Names":
+        n = cls()
+        pts = gdf.geometry.representative_point()
+        x, y = frame.to_xy(pts.x.to_numpy(), pts.y.to_numpy())
+        for i, r in enumerate(gdf.itertuples()):
+            n.assets[r.asset_id] = (r.name_zh, r.name_en, float(x[i]), float(y[i]), r.type)
+            if r.type == "management_zone":
+                n.zones[r.zone_id] = (r.name_zh, r.name_en)
+                n.zone_xy[r.zone_id] = (float(x[i]), float(y[i]))
+        if case_cfg is not None:
+            n.departments = {k: (d.name_zh, d.name_en) for k, d in case_cfg.departments.items()}
+            n.categories = {k: (c.phrase_zh, c.phrase_en) for k, c in case_cfg.categories.items()}
+        for k, p in (plan_defs or {}).items():
+            n.plans[k] = (p.name_zh, p.name_en)
+        return n
+
+    def zone(self, zid: str | None) -> tuple[str, str]:
+        if not zid:
+            return ("景区", "Scenic area")
+        return self.zones.get(zid, ("未知片区", "Unknown zone"))
+
+    def dept(self, d: str | None) -> tuple[str, str]:
+        return self.departments.get(d or "", ("未知部门", "Unknown department"))
+
+
+def _fmt_num(v: float | None, unit: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if unit in ("%",):
+        return f"{v:.0f}%"
+    if unit in ("°C", "km/h", "mm"):
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def _place(rule, names: Names) -> tuple[str, str, tuple[float, float] | None]:
+    """Where an alert is: the asset, camera or gate it is about, else its zone, else the area."""
+    labels = dict(getattr(rule, "labels", {}) or {})
+    for key in ("asset", "camera", "gate", "station", "stop", "segment"):
+        aid = labels.get(key)
+        if aid and aid in names.assets:
+            zh, en, x, y, _ = names.assets[aid]
+            return zh, en, (x, y)
+    zid = labels.get("zone")
+    if zid:
+        zh, en = names.zone(zid)
+        return zh, en, names.zone_xy.get(zid)
+    if labels.get("route"):
+        return f"{labels['route']}路", f"Route {labels['route']}", None
+    return "景区", "Scenic area", None
+
+
+def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
+    """One alert as the list shows it: tier, place, why in words, since when, who acknowledged."""
+    from indicators.alerts.state import explain
+    ex = explain(st, rule)
+    pzh, pen, xy = _place(rule, names)
+    name_zh = getattr(rule, "name_zh", "") or "告警"
+    name_en = getattr(rule, "name_en", "") or "Alert"
+    why_zh = ex.get("sentence_zh") or f"{name_zh}：{STATUS_NAMES.get(st.status, ('', ''))[0]}"
+    why_en = ex.get("sentence_en") or f"{name_en}: {STATUS_NAMES.get(st.status, ('', st.status))[1]}"
+    since = st.fired_at or st.started_at
+    return {
+        "id": st.alert_id, "tier": st.tier or "none", "level": TIER_LEVEL.get(st.tier or "", ""),
+        "status": st.status, "status_zh": STATUS_NAMES.get(st.status, ("", ""))[0],
+        "status_en": STATUS_NAMES.get(st.status, ("", st.status))[1],
+        "title_zh": name_zh, "title_en": name_en, "place_zh": pzh, "place_en": pen,
+        "why_zh": why_zh, "why_en": why_en,
+        "since": fmt_local(since, date=False, seconds=False),
+        "minutes": None if since is None else int((now - since).total_seconds() // 60),
+        "acked_by": st.acked_by, "assignee": st.assignee,
+        "silenced": bool(st.silenced_until and now < st.silenced_until),
+        "escalation": st.escalation_level, "family": getattr(rule, "family", ""), "xy": xy,
+        "zone": dict(getattr(rule, "labels", {}) or {}).get("zone"),
+        "asset": next((v for k, v in (getattr(rule, "labels", {}) or {}).items()
+                       if k in ("asset", "camera", "gate") and v in names.assets), None),
+    }
+
+
+def zone_tiers(snap: Snapshot) -> dict[str, str]:
+    """Zone colour = the highest tier of the zone's firing crowd alerts (the alert state,
+    with its pending period and hysteresis, not a re-classification of the value)."""
+    out: dict[str, str] = {}
+    for st in snap.alerts:
+        if st.status not in ("firing", "recovering") or not st.tier:
+            continue
+        rule = snap.rules.get(st.rule_id)
+        if rule is None or not str(getattr(rule, "family", "")).startswith(ZONE_FAMILIES):
+            continue
+        z = dict(getattr(rule, "labels", {}) or {}).get("zone")
+        if z and RANK.get(st.tier, 0) > RANK.get(out.get(z, ""), 0):
+            out[z] = st.tier
+    return out
+
+
+def _kpis(snap: Snapshot) -> list[dict[str, Any]]:
+    latest = {k: (pts[-1][1] if pts else None) for k, pts in snap.trends.items()}
+    groups = []
+    for g, (zh, en) in GROUP_NAMES.items():
+        items = []
+        for k in KPIS:
+            if k.group != g:
+                continue
+            pts = snap.trends.get(k.name, ())
+            items.append({"key": k.name, "zh": KPI_NAMES[k.name][0], "en": KPI_NAMES[k.name][1],
+                          "value": _fmt_num(latest.get(k.name), k.unit), "unit": "" if k.unit in ("%",) else k.unit,
+                          "trend": [None if v is None else round(v, 2) for _, v in pts[-120:]]})
+        groups.append({"group": g, "zh": zh, "en": en, "items": items})
+    return groups
+
+
+def _plan_items(snap: Snapshot, names: Names) -> list[dict[str, Any]]:
+    out = []
+    for p in snap.plans:
+        zh, en = names.plans.get(p.plan_id, ("应急预案", "Emergency plan"))
+        steps = []
+        for s in p.steps:
+            dzh, den = names.dept(s.department)
+            steps.append({"id": s.step_id, "zh": s.text_zh, "en": s.text_en, "dept_zh": dzh, "dept_en": den,
+                          "due": fmt_local(s.due_at, date=False, seconds=False), "done": s.done_at is not None,
+                          "done_by": s.done_by, "overdue": s.done_at is None and snap.now > s.due_at})
+        out.append({"id": p.instance_id, "zh": zh, "en": en, "level": p.level,
+                     "opened": fmt_local(p.opened_at, date=False, seconds=False), "steps": steps})
+    return out
+
+
+def case_item(c, names: Names, now: datetime) -> dict[str, Any]:
+    czh, cen = names.categories.get(c.category, ("案件", "Case"))
+    zzh, zen = (c.place_zh, c.place_en) if (c.place_zh or c.place_en) else names.zone(c.zone_id)
+    stage = next((k for k, sts in CASE_STAGES if c.status in sts), "open")
+    return {"id": c.case_id, "zh": czh, "en": cen, "place_zh": zzh, "place_en": zen, "stage": stage,
+            "priority": c.priority, "assignee": c.assignee, "note": c.description[:120],
+            "opened": fmt_local(c.opened_at, date=False, seconds=False),
+            "overdue": bool(c.due_at and c.status != "closed" and now > c.due_at),
+            "escalation": c.escalation_level, "xy": None if c.x is None else [c.x, c.y],
+            "departments": [{"zh": names.dept(d)[0], "en": names.dept(d)[1]} for d in c.departments]}
+
+
+def _cases(snap: Snapshot, names: Names) -> list[dict[str, Any]]:
+    stages = []
+    items = [case_item(c, names, snap.now) for c in snap.cases]
+    for key, _ in CASE_STAGES:
+        mine = [i for i in items if i["stage"] == key]
+        stages.append({"key": key, "zh": STEP_ZH[key], "en": STAGE_EN[key], "count": len(mine),
+                       "items": mine[:CASES_PER_STAGE]})
+    return stages
+
+
+def _warning(snap: Snapshot) -> dict[str, Any] | None:
+    order = ("white", "blue", "yellow", "orange", "red")
+    ws = list(snap.warnings.values())
+    if not ws:
+        return None
+    best = max(ws, key=lambda w: order.index(w.colour) if w.colour in order else -1)
+    szh, sen = SIGNAL_NAMES.get(best.signal, SIGNAL_NAMES["other"])
+    czh, cen = COLOUR_NAMES.get(best.colour, ("", best.colour))
+    return {"signal": best.signal, "colour": best.colour, "zh": f"{szh}{czh}预警信号生效中",
+            "en": f"{sen} warning signal ({cen}) in force", "headline": best.headline[:200],
+            "since": fmt_local(best.issued_at, date=False, seconds=False), "count": len(snap.warnings)}
+
+
+def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
+    """Everything the wall display shows, from one snapshot."""
+    now = snap.now
+    tiers = zone_tiers(snap)
+    zones = {}
+    for zid in names.zones:
+        zones[zid] = {"tier": tiers.get(zid, "none"), "color": TIER_RGBA[tiers.get(zid, "none")]}
+        iid = zone_indicator("crowd.load_rate", zid)
+        v, q = snap.values.get(iid, (None, "no_data"))
+        zones[zid]["load"] = None if v is None else round(v, 1)
+        zones[zid]["stale"] = q != "ok"
+        if v is None:
+            zones[zid]["color"] = TIER_RGBA["nodata"]
+    firing = [a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")]
+    items = [alert_item(a, snap.rules.get(a.rule_id), names, now) for a in firing]
+    counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
+    markers = [{"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
+                "asset": i["asset"]}
+               for i in items if i["xy"] is not None and i["tier"] in TIERS
+               and not i["family"].startswith(ZONE_FAMILIES)]
+    stale = [{"kind": k, "zh": FEED_NAMES.get(k, (k, k))[0], "en": FEED_NAMES.get(k, (k, k))[1],
+              "minutes": None if f.age_s is None else int(f.age_s // 60)}
+             for k, f in sorted(snap.feeds.items()) if f.stale]
+    age = None if snap.as_of is None else max(0.0, (now - snap.as_of).total_seconds())
+    return {
+        "v": snap.version,
+        "asof": fmt_local(snap.as_of), "age_s": None if age is None else round(age),
+        "now": fmt_local(now),
+        "stale_feeds": stale,
+        "kpis": _kpis(snap),
+        "alerts": items[:ALERTS_SHOWN], "alert_total": len(items), "alert_counts": counts,
+        "plans": _plan_items(snap, names),
+        "cases": _cases(snap, names),
+        "zones": zones,
+        "markers": markers,
+        "staff": [[round(s.x, 1), round(s.y, 1), s.status] for s in snap.staff],
+        "warning": _warning(snap),
+        "degraded": [{"name": k, "reason": h.get("reason", "")} for k, h in snap.health.items() if not h.get("ok", True)],
+    }
+
+
+def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
+    """The operator console: every active alert (filterable in the page), open cases with their
+    next steps, active plans with their steps, and the staff who can be dispatched."""
+    now = snap.now
+    items = [alert_item(a, snap.rules.get(a.rule_id), names, now) for a in snap.alerts]
+    cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
+    return {
+        "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),
+        "alerts": items, "cases": cases, "plans": _plan_items(snap, names),
+        "staff": [{"id": s.staff_id, "status": s.status} for s in snap.staff],
+        "zones": [{"id": z, "zh": n[0], "en": n[1]} for z, n in sorted(names.zones.items())],
+        "families": sorted({i["family"].split(".")[0] for i in items if i["family"]}),
+    }
+
+
+CASE_ACTIONS = {"open": ("dispatch",), "dispatched": ("accept", "handle", "dispatch"), "handling": ("handle",),
+                "verifying": ("verify", "rework"), "verified": ("close",), "closed": ()}
+ACTION_NAMES = {"dispatch": ("派遣", "Dispatch"), "accept": ("接单", "Accept"), "handle": ("处置完成", "Handled"),
+                "verify": ("核查通过", "Verified"), "rework": ("退回重办", "Rework"), "close": ("结案", "Close")}
+
+
+def _case_actions(status: str) -> list[dict[str, str]]:
+    return [{"step": a, "zh": ACTION_NAMES[a][0], "en": ACTION_NAMES[a][1]} for a in CASE_ACTIONS.get(status, ())]
+
+
+def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level keys of ``new`` that differ from ``old`` (what a push carries)."""
+    if not old:
+        return dict(new)
+    return {k: v for k, v in new.items() if old.get(k) != v}

@@ -1,0 +1,1 @@
+"""Accounts, roles, sessions and the audit trail (see :mod:`.store`, :mod:`.roles`)."""
