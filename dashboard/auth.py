@@ -282,7 +282,9 @@ def _cookie(header: str, name: str) -> str | None:
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on the page's own
+    # POSTs, and the origin check needs the real one; nothing leaks to other sites either way
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
 

@@ -121,6 +121,20 @@ def _place(rule, names: Names) -> tuple[str, str, tuple[float, float] | None]:
     return "景区", "Scenic area", None
 
 
+def rule_for(snap: Snapshot, rule_id: str):
+    """The rule of an alert; a forecast alert speaks with its indicator's rule (names, zone, unit)."""
+    from dataclasses import replace
+    rule = snap.rules.get(rule_id)
+    if rule is None and ":" in rule_id:
+        kind, _, base = rule_id.partition(":")
+        r = snap.rules.get(base)
+        if r is not None and kind == "forecast":
+            return replace(r, id=rule_id, name_zh=f"{r.name_zh}（预测）", name_en=f"{r.name_en} (forecast)",
+                           family="forecast.load_rate")
+        return r
+    return rule
+
+
 def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
     """One alert as the list shows it: tier, place, why in words, since when, who acknowledged."""
     from indicators.alerts.state import explain
@@ -155,7 +169,7 @@ def zone_tiers(snap: Snapshot) -> dict[str, str]:
     for st in snap.alerts:
         if st.status not in ("firing", "recovering") or not st.tier:
             continue
-        rule = snap.rules.get(st.rule_id)
+        rule = rule_for(snap, st.rule_id)
         if rule is None or not str(getattr(rule, "family", "")).startswith(ZONE_FAMILIES):
             continue
         z = dict(getattr(rule, "labels", {}) or {}).get("zone")
@@ -244,7 +258,7 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         if v is None:
             zones[zid]["color"] = TIER_RGBA["nodata"]
     firing = [a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")]
-    items = [alert_item(a, snap.rules.get(a.rule_id), names, now) for a in firing]
+    items = [alert_item(a, rule_for(snap, a.rule_id), names, now) for a in firing]
     counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
     markers = [{"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
                 "asset": i["asset"]}
@@ -275,7 +289,7 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """The operator console: every active alert (filterable in the page), open cases with their
     next steps, active plans with their steps, and the staff who can be dispatched."""
     now = snap.now
-    items = [alert_item(a, snap.rules.get(a.rule_id), names, now) for a in snap.alerts]
+    items = [alert_item(a, rule_for(snap, a.rule_id), names, now) for a in snap.alerts]
     cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),
