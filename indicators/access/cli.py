@@ -1,166 +1,284 @@
-"""`scenic-twin users …` and `scenic-twin audit`: accounts and the audit trail from the command line."""
+"""`scenic-twin users …` and `scenic-twin audit`: accounts, wall-screen tokens and the audit trail.
+
+A one-time password or a device token is printed once, as the LAST line of
+stdout (a script can take it with ``tail -n 1``); nothing else prints, logs or
+stores it in clear.  Writes from here are attributed to ``cli:<OS user>``.
+"""
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from .roles import ROLES
+from .roles import ROLE_NAMES, ROLES
 
-
-def _store(args):
-    from .store import AccessStore
-    return AccessStore.open(args.store)
+STORE_HELP = "account store (default var/access.sqlite; SCENIC_TWIN_VAR replaces var/)"
 
 
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
-    except Exception:
+    except Exception:               # no login name in a bare container
         return "cli:unknown"
 
 
-def _run(fn):
-    def wrapped(args) -> int:
+def _path(args) -> Path:
+    from .store import default_path
+    return Path(args.store) if args.store else default_path()
+
+
+def _open(args, *, create: bool = False):
+    """The account store; only commands that add something may create it."""
+    from .store import AccessError, AccessStore
+    path = _path(args)
+    if not create and not path.exists():
+        raise AccessError(f"no account store at {path}: `scenic-twin run` creates it (or `scenic-twin users add`); "
+                          "pass --store if it is elsewhere")
+    return AccessStore.open(path)
+
+
+def _role(code: str) -> str:
+    zh, en = ROLE_NAMES[code]
+    return f"{en} ({zh})"
+
+
+def _user_json(u) -> dict[str, Any]:
+    return {"username": u.username, "display_name": u.display_name, "role": u.role,
+            "role_name": {"zh": ROLE_NAMES[u.role][0], "en": ROLE_NAMES[u.role][1]}, "disabled": u.disabled,
+            "must_change_password": u.must_change_password, "created_at": u.created_at.isoformat(),
+            "updated_at": u.updated_at.isoformat()}
+
+
+def _guarded(fn):
+    """Turn a refused account operation into its message and exit code 2."""
+    def run(args) -> int:
         from .store import AccessError
         try:
             return fn(args) or 0
         except AccessError as e:
             print(f"scenic-twin: {e}", file=sys.stderr)
             return 2
-    return wrapped
+    return run
 
 
-@_run
-def _add(args):
-    _, pw = _store(args).add_user(args.name, args.role, by=_actor(), display_name=args.display_name or "")
-    print(f"user {args.name} ({args.role}) added.  One-time password (shown once, must be changed at first "
-          f"login):\n{pw}")
+# --------------------------------------------------------------------------- users
+@_guarded
+def _cmd_add(args):
+    with _open(args, create=True) as st:
+        u, password = st.add_user(args.name, args.role, by=_actor(), display_name=args.display_name)
+    print(f"added {u.username}, {_role(u.role)}.  One-time password, shown only now; it must be changed at "
+          "the first login:")
+    print(password)
 
 
-@_run
-def _list(args):
-    users = _store(args).list_users()
+@_guarded
+def _cmd_list(args):
+    with _open(args) as st:
+        users = st.list_users()
     if args.json:
-        print(json.dumps([{"username": u.username, "display_name": u.display_name, "role": u.role,
-                           "disabled": u.disabled, "must_change_password": u.must_change_password,
-                           "created_at": u.created_at.isoformat()} for u in users], ensure_ascii=False, indent=2))
-    else:
-        for u in users:
-            print(f"{u.username:24s} {u.role:10s} {'disabled' if u.disabled else 'active':8s} {u.display_name}")
+        print(json.dumps([_user_json(u) for u in users], ensure_ascii=False, indent=2))
+        return
+    for u in users:
+        state = "disabled" if u.disabled else ("must change password" if u.must_change_password else "active")
+        print(f"{u.username:24s} {_role(u.role):28s} {state:22s} {u.display_name}")
 
 
-@_run
-def _disable(args):
-    _store(args).disable_user(args.name, by=_actor())
-    print(f"user {args.name} disabled; their sessions ended")
+@_guarded
+def _cmd_devices(args):
+    with _open(args) as st:
+        devices = st.device_tokens()
+    rows = [{"name": d.name, "token_id": d.token_id, "created_at": d.created_at.isoformat(),
+             "last_used": d.last_used.isoformat(), "revoked": d.revoked} for d in devices]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for d in rows:
+        print(f"{d['name']:24s} {'revoked' if d['revoked'] else 'live':8s} issued {d['created_at']}  "
+              f"last used {d['last_used']}")
 
 
-@_run
-def _enable(args):
-    _store(args).enable_user(args.name, by=_actor())
-    print(f"user {args.name} enabled")
+@_guarded
+def _cmd_disable(args):
+    with _open(args) as st:
+        st.disable_user(args.name, by=_actor())
+    print(f"disabled {args.name}; their sessions have ended")
 
 
-@_run
-def _reset(args):
-    pw = _store(args).reset_password(args.name, by=_actor())
-    print(f"new one-time password for {args.name} (shown once; their sessions ended):\n{pw}")
+@_guarded
+def _cmd_enable(args):
+    with _open(args) as st:
+        st.enable_user(args.name, by=_actor())
+    print(f"enabled {args.name}")
 
 
-@_run
-def _set_role(args):
-    _store(args).set_role(args.name, args.role, by=_actor())
-    print(f"user {args.name} is now {args.role}")
+@_guarded
+def _cmd_reset(args):
+    with _open(args) as st:
+        password = st.reset_password(args.name, by=_actor())
+    print(f"{args.name}'s sessions have ended.  New one-time password, shown only now; it must be changed at "
+          "the next login:")
+    print(password)
 
 
-@_run
-def _device(args):
-    tok = _store(args).issue_device_token(args.name, by=_actor())
-    print(f"device token for wall screen {args.name} (shown once; enter it in the login page's device field):\n{tok}")
+@_guarded
+def _cmd_set_role(args):
+    with _open(args) as st:
+        u = st.set_role(args.name, args.role, by=_actor())
+    print(f"{u.username} is now {_role(u.role)}; their sessions have ended (they log in again)")
 
 
-@_run
-def _revoke_device(args):
-    n = _store(args).revoke_device_token(args.name, by=_actor())
-    print(f"revoked {n} token(s) of device {args.name}")
+@_guarded
+def _cmd_device_token(args):
+    with _open(args, create=True) as st:
+        token = st.issue_device_token(args.name, by=_actor())
+    print(f"device token for the wall screen {args.name} (role {_role('viewer')}), shown only now; enter it "
+          "under the login page's device login, it stays valid until `scenic-twin users revoke-device`:")
+    print(token)
 
 
-@_run
-def _audit(args):
-    from datetime import timedelta
+@_guarded
+def _cmd_revoke_device(args):
+    with _open(args) as st:
+        n = st.revoke_device_token(args.name, by=_actor())
+    print(f"revoked {n} token(s) of the wall screen {args.name}")
 
-    from .store import default_path
-    rows = []
-    access_path = Path(args.store) if args.store else default_path()
-    if access_path.exists():
-        st = _store(args)
-        if args.prune:
-            n = st.prune_audit(timedelta(days=args.retention_days))
-            print(f"pruned {n} audit rows older than {args.retention_days} days", file=sys.stderr)
-        since = datetime.fromisoformat(args.since) if args.since else None
-        for r in st.audit_rows(since=since, actor=args.actor, action=args.action, limit=args.limit):
-            rows.append(r | {"trail": "access"})
+
+# --------------------------------------------------------------------------- audit
+def _when(text: str) -> datetime:
+    """An ISO time with a zone (argparse type)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time, e.g. 2026-10-01T08:00+08:00") from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-10-01T08:00+08:00 or …Z")
+    return t
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number ≥ 1")
+    return n
+
+
+def _alert_trail(path: Path) -> list[dict[str, Any]]:
+    """The alert store's audit rows in this trail's shape (they have no outcome, client or before/after)."""
+    from indicators.alerts.store import open_store
+    with open_store(path) as st:
+        rows = st.audit(limit=st.counts()["audit"])   # audit(limit) keeps the OLDEST rows: read them all
+    out = []
+    for r in rows:
+        try:
+            detail = json.loads(r["details"]) if r.get("details") else None
+        except (TypeError, ValueError):
+            detail = r.get("details")
+        out.append({"trail": "alerts", "key": r["key"], "at": r["at"], "actor": r["actor"], "action": r["action"],
+                    "object_type": r["object_type"], "object_id": r["object_id"], "outcome": "ok", "client": None,
+                    "before": None, "after": None, "detail": detail})
+    return out
+
+
+@_guarded
+def _cmd_audit(args):
+    from .store import iso
+    access_path = _path(args)
     alerts_path = Path(args.alerts_store) if args.alerts_store else access_path.parent / "alerts.sqlite"
+    rows: list[dict[str, Any]] = []
+    if access_path.exists():
+        with _open(args) as st:
+            if args.prune:
+                n = st.prune_audit(timedelta(days=args.retention_days), by=_actor())
+                print(f"pruned {n} account audit rows older than {args.retention_days} days "
+                      "(the alert store's trail is not pruned here)", file=sys.stderr)
+            rows += [{"trail": "access", **r} for r in st.audit_rows(since=args.since, actor=args.actor,
+                                                                     action=args.action, limit=args.limit)]
+    else:
+        print(f"(no account store at {access_path})", file=sys.stderr)
     if alerts_path.exists():
-        from indicators.alerts.store import open_store
-        with open_store(alerts_path) as st:
-            for r in st.audit(limit=args.limit):
-                r = dict(r) | {"trail": "alerts"}
-                if args.actor and r.get("actor") != args.actor:
-                    continue
-                if args.since and str(r.get("occurred_at", "")) < args.since:
-                    continue
-                rows.append(r)
-    rows.sort(key=lambda r: str(r.get("occurred_at", "")))
+        since = iso(args.since) if args.since else None
+        rows += [r for r in _alert_trail(alerts_path)
+                 if (since is None or r["at"] >= since) and args.actor in (None, r["actor"])
+                 and args.action in (None, r["action"])]
+    else:
+        print(f"(no alert store at {alerts_path})", file=sys.stderr)
+    rows.sort(key=lambda r: (r["at"], r["trail"], r["key"]))
     rows = rows[-args.limit:]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-    else:
-        for r in rows:
-            print(f"{r.get('occurred_at')}  {r.get('actor', ''):20s} {r.get('action', ''):24s} "
-                  f"{r.get('object_type', '')}:{r.get('object_id', '')}  {r.get('outcome', '')}")
+        return
+    for r in rows:
+        extra = {k: r[k] for k in ("before", "after", "detail") if r[k] is not None}
+        print(f"{r['at']}  {r['trail']:6s} {r['actor']:22s} {r['action']:24s} {r['object_type']}:{r['object_id']}"
+              f"  {r['outcome']}" + (f"  {json.dumps(extra, ensure_ascii=False, default=str)}" if extra else ""))
 
 
+# --------------------------------------------------------------------------- registration
 def register(sub) -> None:
-    """Add `users` and `audit` to the `scenic-twin` sub-commands."""
-    users = sub.add_parser("users", help="accounts: add, list, disable, enable, reset-password, set-role, "
-                                         "device-token, revoke-device",
-                           description="Accounts and wall-screen device tokens (state in var/access.sqlite).")
+    """Add ``users`` and ``audit`` to the ``scenic-twin`` subcommands."""
+    users = sub.add_parser("users", help="accounts and wall-screen device tokens",
+                           description="Accounts (roles: " + ", ".join(f"{r} = {_role(r)}" for r in ROLES)
+                                       + ") and device tokens of unattended wall screens.  One-time passwords "
+                                         "and tokens are printed once, on the last line.")
     us = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
 
-    def p(name, fn, help_, *args):
-        q = us.add_parser(name, help=help_, description=help_)
-        for a in args:
-            q.add_argument(a)
-        q.add_argument("--store", default=None, help="account store (default var/access.sqlite)")
-        q.set_defaults(func=fn)
-        return q
-    a = p("add", _add, "add a user; prints a one-time password", "name")
-    a.add_argument("--role", required=True, choices=ROLES)
-    a.add_argument("--display-name", default="")
-    p("list", _list, "list users (no secrets)").add_argument("--json", action="store_true")
-    p("disable", _disable, "disable a user and end their sessions", "name")
-    p("enable", _enable, "enable a user again", "name")
-    p("reset-password", _reset, "set a new one-time password and end the user's sessions", "name")
-    r = p("set-role", _set_role, "change a user's role", "name")
-    r.add_argument("role", choices=ROLES)
-    p("device-token", _device, "issue a viewer token for an unattended wall screen", "name")
-    p("revoke-device", _revoke_device, "revoke a wall screen's tokens", "name")
+    def action(name: str, fn, help_: str, description: str, *positional: tuple[str, dict]):
+        p = us.add_parser(name, help=help_, description=description)
+        for arg, kw in positional:
+            p.add_argument(arg, **kw)
+        p.add_argument("--store", default=None, help=STORE_HELP)
+        p.set_defaults(func=fn)
+        return p
 
-    au = sub.add_parser("audit", help="the audit trail: every write and security event",
-                        description="Print the audit trail (accounts, logins, refusals, console actions, and the "
-                                    "alert store's alert/case/plan trail), oldest first.")
-    au.add_argument("--json", action="store_true")
-    au.add_argument("--since", default=None, help="ISO time")
-    au.add_argument("--actor", default=None)
-    au.add_argument("--action", default=None)
-    au.add_argument("--limit", type=int, default=10_000)
-    au.add_argument("--store", default=None, help="account store (default var/access.sqlite)")
-    au.add_argument("--alerts-store", default=None, help="alert store (default alerts.sqlite beside it)")
-    au.add_argument("--prune", action="store_true", help="delete rows older than the retention first")
-    au.add_argument("--retention-days", type=int, default=183)
-    au.set_defaults(func=_audit)
+    name = ("name", {"help": "user name, e.g. zhang.wei"})
+    a = action("add", _cmd_add, "add a user; prints a one-time password",
+               "Add a user.  A one-time password is generated and printed once; the user must change it at the "
+               "first login.", name)
+    a.add_argument("--role", required=True, choices=ROLES, help="viewer, patrol, operator, supervisor or admin")
+    a.add_argument("--display-name", default="", help="the name shown in the console, e.g. 张伟")
+    action("list", _cmd_list, "list users (never their passwords)",
+           "List users: name, role, state, display name.").add_argument("--json", action="store_true")
+    action("devices", _cmd_devices, "list wall-screen device tokens",
+           "List device tokens: name, live or revoked, issued, last used.").add_argument("--json",
+                                                                                         action="store_true")
+    action("disable", _cmd_disable, "disable a user and end their sessions",
+           "Disable a user: they cannot log in and their open sessions end at once.", name)
+    action("enable", _cmd_enable, "enable a disabled user", "Enable a disabled user again; they log in with their current password (sessions ended by the "
+           "disable stay ended).", name)
+    action("reset-password", _cmd_reset, "give a user a new one-time password",
+           "Give a user a new one-time password (printed once) and end their sessions.", name)
+    action("set-role", _cmd_set_role, "change a user's role",
+           "Change a user's role; their sessions end so no open page keeps the old role.", name,
+           ("role", {"choices": ROLES, "help": "viewer, patrol, operator, supervisor or admin"}))
+    device = ("name", {"help": "wall screen name, e.g. wall-1"})
+    action("device-token", _cmd_device_token, "issue a viewer token for an unattended wall screen",
+           "Issue a device token (role viewer) for an unattended wall screen, valid until revoked; printed "
+           "once.", device)
+    action("revoke-device", _cmd_revoke_device, "revoke a wall screen's token",
+           "Revoke a wall screen's device token; the screen is logged out at its next request.", device)
+
+    au = sub.add_parser("audit", help="the audit trail: account changes, logins, console and alert actions",
+                        description="Print the audit trail of the account store (account changes, logins, "
+                                    "refusals, console actions) and of the alert store (alerts, cases, plans, "
+                                    "thresholds), merged and oldest first; each row says its trail.  A store "
+                                    "file that does not exist is skipped.")
+    au.add_argument("--json", action="store_true", help="print JSON")
+    au.add_argument("--since", type=_when, default=None, help="only rows from this ISO time on (with zone)")
+    au.add_argument("--actor", default=None, help="only this actor, e.g. zhang.wei or cli:root")
+    au.add_argument("--action", default=None, help="only this action, e.g. login or user.disable")
+    au.add_argument("--limit", type=_positive, default=10_000, help="the newest N rows (default 10000)")
+    au.add_argument("--prune", action="store_true",
+                    help="first delete account audit rows older than the retention")
+    au.add_argument("--retention-days", type=_positive, default=183,
+                    help="retention for --prune (default and minimum 183: six months, Cybersecurity Law art. 21)")
+    au.add_argument("--store", default=None, help=STORE_HELP)
+    au.add_argument("--alerts-store", default=None, help="alert store (default alerts.sqlite beside the account "
+                                                         "store, i.e. var/alerts.sqlite)")
+    au.set_defaults(func=_cmd_audit)
