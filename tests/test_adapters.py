@@ -265,15 +265,6 @@ def test_thunderstorm_warning(td):
     assert w["event_id"] == "KSTO@NWS.NOAA.GOV/KSTO1055887203#0"
 
 
-def test_security_advisory_is_no_weather_signal(td):
-    parsed = load(td, "cap/43b080713727.cap.xml")
-    assert parsed.tables == {}
-    (r,) = parsed.rejects
-    assert "'Homeland Security Advisory System Update'" in r.reason
-    assert "not one of the Guangdong warning signals" in r.reason
-    assert r.where == "info[0]/event"
-
-
 def test_invalid_cap_lists_the_missing_element(td):
     parsed = load(td, "invalid/cap-library-invalid.cap.xml")
     assert parsed.tables == {}
@@ -370,11 +361,12 @@ def test_gb2312_encoded_cap_is_read():
     assert (w["signal"], w["colour"], w["headline"]) == ("rainstorm", "yellow", "暴雨黄色预警信号")
 
 
-def test_plain_thunderstorm_is_rejected_not_guessed():
+def test_plain_thunderstorm_is_a_generic_warning_not_a_guessed_gale():
     parsed = checked(parse(cap_doc(event="Thunderstorm", severity="Moderate").encode(), "cap"))
-    assert parsed.tables == {}
-    assert "event 'Thunderstorm'" in parsed.rejects[0].reason
-    assert "without gale" in parsed.rejects[0].reason
+    assert parsed.rejects == []
+    (row,) = parsed.tables["warning"].to_pylist()
+    assert row["signal"] == "other" and row["event"] == "Thunderstorm"
+    assert row["colour"] == "yellow"          # from its CAP severity, Moderate
 
 
 def test_no_colour_and_unknown_severity_is_rejected():

@@ -137,10 +137,10 @@ def test_ingest_gtfs_rt_text_format_reports_the_adapters_notes(capsys, td, tmp_p
 def test_ingest_cap_warning_and_a_cap_that_is_no_guangdong_signal(capsys, td, tmp_path):
     code, r, _ = ingest(capsys, tmp_path, td / "cap/thunderstorm.cap.xml")
     assert code == 0 and r["accepted"] == 1
-    code, r, err = ingest(capsys, tmp_path, td / "cap/43b080713727.cap.xml")
-    assert code == 1 and r["accepted"] == 0 and r["rejected_count"] == 1
-    assert "Homeland Security Advisory System" in r["rejected"][0]["reason"]
-    assert "rejected and kept in the dead-letter store" in err
+    # an official alert of no Guangdong signal type is still a warning the wall shows
+    # (into a log of its own: in the first one its 2003 event time is late)
+    code, r, err = ingest(capsys, tmp_path / "other", td / "cap/43b080713727.cap.xml")
+    assert code == 0 and r["accepted"] == 1 and r["rejected_count"] == 0
 
 
 def test_ingest_sensorthings_and_ngsi_ld(capsys, td, tmp_path):

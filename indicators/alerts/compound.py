@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from indicators.feeds.schemas import VIDEO_ALGORITHMS, WARNING_COLOURS, WARNING_SIGNALS
+from indicators.feeds.schemas import OTHER_WARNING, VIDEO_ALGORITHMS, WARNING_COLOURS, WARNING_SIGNALS
 
 from . import RANK, TIERS
 from .rules import Problem, Rule, Tier, parse_duration
@@ -86,7 +86,9 @@ class CompoundRule:
 
 @dataclass(frozen=True)
 class WarningSignal:
-    """An active weather warning (from the ``warning`` feed)."""
+    """An active weather warning (from the ``warning`` feed).  ``message`` is
+    the ``sender,identifier`` of the CAP message it came from ("" for other
+    sources), what a later Update or Cancel names in its references."""
 
     signal: str
     colour: str
@@ -94,6 +96,8 @@ class WarningSignal:
     expires: datetime | None = None
     headline: str = ""
     event_id: str = ""
+    message: str = ""
+    event: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,19 +127,49 @@ class Context:
 
 
 # --------------------------------------------------------------------------- folding feeds
+def message_key(reference: str) -> str:
+    """``sender,identifier`` of a CAP ``sender,identifier,sent`` reference: the
+    message it names (CAP forbids commas in sender and identifier, and the same
+    message may be referred to with its sent time written differently)."""
+    sender, _, rest = reference.partition(",")
+    return f"{sender},{rest.partition(',')[0]}"
+
+
+def _generic_key(message: str) -> str:
+    return f"{OTHER_WARNING}:{message}"
+
+
 def fold_warnings(current: Mapping[str, WarningSignal], rows: Iterable[Mapping[str, Any]], now: datetime
                   ) -> dict[str, WarningSignal]:
-    """The active warning per signal after ``rows`` of the ``warning`` feed (in
-    event-time order): issued/updated set the colour, cancelled or a past
-    ``expires`` ends it.  White typhoon signals are kept (they are below blue)."""
+    """The active warnings after ``rows`` of the ``warning`` feed (in event-time
+    order), keyed by signal (one active per Guangdong signal type) and, for a
+    generic warning (signal "other"), by ``other:<its message>``.
+
+    A row that references earlier CAP messages first removes the warnings they
+    started: an Update then takes their place, a Cancel or all-clear
+    (``cancelled``) just ends them.  A ``cancelled`` row without references ends
+    the active warning of its signal (feeds without CAP lifecycle), as does
+    one whose references match nothing when that warning's own message is
+    unknown.  Issued/updated rows set the signal's colour; a past ``expires``
+    ends it.  White typhoon signals are kept (they are below blue)."""
     out = dict(current)
     for r in sorted(rows, key=lambda r: r["event_time"]):
         sig = r["signal"]
+        message = message_key(r["cap_message"]) if r.get("cap_message") else ""
+        ended = {message_key(ref) for ref in (r.get("references") or ())}
+        ended_keys = {_generic_key(m) for m in ended}
+        matched = [k for k, w in out.items() if (w.message and w.message in ended) or k in ended_keys]
+        for k in matched:
+            del out[k]
         if r["status"] == "cancelled":
-            out.pop(sig, None)
-        else:
-            out[sig] = WarningSignal(sig, r["colour"], r["event_time"], r.get("expires"),
-                                     str(r.get("headline") or "")[:200], str(r.get("event_id") or ""))
+            active = out.get(sig)
+            if sig in WARNING_SIGNALS and not matched and (not ended or (active and not active.message)):
+                out.pop(sig, None)
+            continue
+        key = sig if sig in WARNING_SIGNALS else _generic_key(message or str(r.get("event_id") or ""))
+        out[key] = WarningSignal(sig, r["colour"], r["event_time"], r.get("expires"),
+                                 str(r.get("headline") or "")[:200], str(r.get("event_id") or ""),
+                                 message, str(r.get("event") or "")[:200])
     return {k: w for k, w in out.items() if w.expires is None or w.expires > now}
 
 
@@ -316,4 +350,4 @@ def parse_compound(doc: Mapping[str, Any], plans: Mapping[str, Any] | None = Non
 
 
 __all__ = ["AlertCondition", "CompoundRule", "Context", "VideoCondition", "VideoEvent", "WarningCondition",
-           "WarningSignal", "evaluate", "fold_warnings", "parse_compound", "videos_from_rows"]
+           "WarningSignal", "evaluate", "fold_warnings", "message_key", "parse_compound", "videos_from_rows"]

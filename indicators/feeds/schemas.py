@@ -48,6 +48,13 @@ WARNING_SIGNALS: tuple[str, ...] = (
     "fog", "haze", "road_icing", "hail", "forest_fire",
 )
 WARNING_COLOURS: tuple[str, ...] = ("white", "blue", "yellow", "orange", "red")
+# An official warning of none of those types (an earthquake, a tsunami, a flood
+# watch, a fire …) is still shown, as a generic warning with signal "other";
+# its colour comes from its CAP severity, "unknown" when that is Unknown.
+OTHER_WARNING = "other"
+WARNING_ROW_SIGNALS: tuple[str, ...] = WARNING_SIGNALS + (OTHER_WARNING,)
+NO_COLOUR = "unknown"
+WARNING_ROW_COLOURS: tuple[str, ...] = WARNING_COLOURS + (NO_COLOUR,)
 
 FACILITY_METRICS: dict[str, str] = {
     # metric -> unit
@@ -135,12 +142,29 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("visibility_m", pa.float32(), unit="m"),
     ]),
     "warning": pa.schema(_COMMON + [
-        _f("signal", pa.string(), doc="one of WARNING_SIGNALS", nullable=False),
-        _f("colour", pa.string(), doc="one of WARNING_COLOURS", nullable=False),
+        _f("signal", pa.string(), doc="one of WARNING_ROW_SIGNALS", nullable=False),
+        _f("colour", pa.string(), doc="one of WARNING_ROW_COLOURS", nullable=False),
         _f("status", pa.string(), doc="issued | updated | cancelled", nullable=False),
-        _f("area", pa.string()),
-        _f("headline", pa.string(), doc="untrusted feed text"),
+        _f("area", pa.string(), doc="untrusted feed text, in `language`"),
+        _f("headline", pa.string(), doc="untrusted feed text, in `language`"),
         _f("expires", TS, unit="UTC ms"),
+        # what a CAP message says beyond the signal (null for other sources)
+        _f("event", pa.string(), doc="the issuer's name of the event, untrusted feed text, in `language`"),
+        _f("language", pa.string(),
+           doc="language of event, headline and area: Chinese if sent, else English, else the first"),
+        _f("event_en", pa.string(), doc="English event text when the message has an English part"),
+        _f("headline_en", pa.string(), doc="English headline when the message has an English part"),
+        _f("area_en", pa.string(), doc="English area text when the message has an English part"),
+        _f("texts", pa.string(), doc="JSON {language: {event, headline, area}} of further languages"),
+        _f("category", pa.list_(pa.string()), doc="CAP categories, e.g. Met, Geo, Fire"),
+        _f("severity", pa.string(), doc="extreme | severe | moderate | minor | unknown"),
+        _f("urgency", pa.string(), doc="immediate | expected | future | past | unknown"),
+        _f("certainty", pa.string(), doc="observed | likely | possible | unlikely | unknown"),
+        _f("cap_message", pa.string(), doc="'sender,identifier,sent' of the CAP message, as references name it"),
+        _f("references", pa.list_(pa.string()),
+           doc="'sender,identifier,sent' of each earlier message this one updates or ends"),
+        _f("signature", pa.string(), doc="verified | signed | unsigned"),
+        _f("cap_version", pa.string(), doc="the CAP version the message was read as: 1.1 or 1.2"),
     ]),
     "case": pa.schema(_COMMON + [
         _f("case_id", pa.string(), nullable=False),
