@@ -262,7 +262,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
 
     # ------------------------------------------------------------- details of a picked thing
     @auth.callback(app, "viewer", Output(ids.DETAILS, "children"), Output(ids.DETAILS, "className"),
-                   Input(ids.SELECTED, "data"), State(ids.LANG, "value"), prevent_initial_call=True)
+                   Input(ids.SELECTED, "data"), Input(ids.LANG, "value"), prevent_initial_call=True)
     def _show_details(selection, lang):
         lang = i18n.pick_lang(lang)
         if not selection:
@@ -288,6 +288,11 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
 
     _routes_first(server, {"/", "/login", "/logout", "/healthz", "/twin/scene.json", "/twin/furniture.bin",
                            "/twin/tower.bin"})
+    # Dash scans the assets folder and builds its script list in a before-request
+    # hook; a first request answered by one of our own routes (the login page)
+    # would leave the first index page without our scripts.  Do it now, once
+    # every callback is registered.
+    app._setup_server()
     return app
 
 

@@ -72,6 +72,22 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise RuntimeError(f"server did not answer {url} within {timeout} s")
 
 
+class Base(str):
+    """The server's base URL, with the test account (a supervisor) and the state folder."""
+    user: str
+    password: str
+    var: Path
+
+
+def login(page, base: Base, path: str = "/wall") -> None:
+    """Log in through the login form as a user would, and land on ``path``."""
+    page.goto(base + path)
+    page.fill("input[name=username]", base.user)
+    page.fill("input[name=password]", base.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + path, timeout=30_000)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """`scenic-twin run` as a user starts it, on a free port."""
@@ -80,11 +96,16 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     out = open(log, "wb")   # a file, not a pipe: an unread pipe fills up and stalls the server
     var = tmp_path_factory.mktemp("var")
+    made = subprocess.run([sys.executable, "-m", "dashboard.cli", "users", "add", "op1", "--role", "supervisor",
+                           "--store", str(var / "access.sqlite")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=True)
+    password = made.stdout.strip().splitlines()[-1]
     proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "run", "--port", str(port),
                              "--speed", "120", "--var", str(var)],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     proc.log_path = log
-    base = f"http://127.0.0.1:{port}"
+    base = Base(f"http://127.0.0.1:{port}")
+    base.user, base.password, base.var = "op1", password, var
     try:
         wait_http(base + "/healthz", proc)
         yield base

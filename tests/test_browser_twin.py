@@ -7,6 +7,8 @@ import numpy as np
 
 from dashboard.scene import furniture_rows
 
+from conftest import login
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -15,10 +17,10 @@ FRAMES = "Number(document.getElementById('twin-deck')?.dataset.frames || 0)"
 
 
 def open_twin(page, server):
-    page.goto(server + "/")
+    login(page, server, "/wall")
     page.wait_for_function(f"{FRAMES} >= 1", timeout=90_000)
-    # the legend comes from a server callback: once it is there, callbacks round-trip
-    page.wait_for_function("document.querySelectorAll('#twin-legend li').length > 0", timeout=60_000)
+    # the page shell comes from a server callback: once the panels are there, callbacks round-trip
+    page.wait_for_function("document.querySelectorAll('#kpi-panel .st-kpi-tile').length > 0", timeout=90_000)
 
 
 def click_world(page, lon, lat, z=0.0):

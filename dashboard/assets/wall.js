@@ -249,6 +249,10 @@
         const langChanged = lang && lang !== S.lang;
         S.lang = lang === "en" ? "en" : "zh";
         document.documentElement.lang = S.lang === "en" ? "en" : "zh-CN";
+        const title = $("app-title");
+        if (title) title.textContent = S.lang === "en" ? "Canton Tower Scenic Area — Digital Twin Operations" : "广州塔景区数字孪生运营中心";
+        const asofLabel = $("asof-label");
+        if (asofLabel) asofLabel.textContent = S.lang === "en" ? "Data as of" : "数据时间";
         const trig = (window.dash_clientside.callback_context || {}).triggered || [];
         if (live && trig.some((t) => t.prop_id === "live-state.data")) merge(live);
         else if (live && !langChanged && S.wall.v === undefined) merge(live);
