@@ -26,6 +26,7 @@ from dash import ClientsideFunction, Input, Output, State, ctx, dcc, html, set_p
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from indicators import localtime
 from twin_assets import inventory as inv
 
 from . import auth, i18n, ids
@@ -204,7 +205,12 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
 
     @server.get("/healthz", include_in_schema=False)
     def _health():
-        return {"ok": True, "assets": int(len(data.gdf))}
+        """Liveness for a monitor: the service clock (simulated time in a
+        simulation) and the age of the data the pages show."""
+        snap = hub.snapshot
+        return {"ok": True, "assets": int(len(data.gdf)), "snapshot": snap.version,
+                "now": snap.now.isoformat() if snap.version else None,
+                "as_of": snap.as_of.isoformat() if snap.as_of else None}
 
     if access is not None:
         _login_routes(server, access)
@@ -272,8 +278,17 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         aid = data.resolve(selection)
         if aid is None:
             return i18n.t("not_found", lang), "st-hint"
-        pairs = asset_details(data.by_id.loc[aid], lang, data.zone_names)
-        pairs += _live_pairs(aid, hub.snapshot, names, lang)
+        pairs = asset_details(data.by_id.loc[aid], lang, data.zone_names, names.departments)
+        snap = hub.snapshot
+        live = _live_pairs(aid, snap, names, lang)
+        shown = {k for k, _ in live}
+        if service is not None and hasattr(service, "asset_readings"):
+            for metric, (v, at) in sorted(service.asset_readings(aid).items()):
+                label, text = i18n.reading(metric, v, lang)
+                when = localtime.fmt_local(at, date=at.date() != snap.now.date())
+                if label not in shown:
+                    pairs.append((label, f"{text} ({i18n.t('reading_at', lang)} {when})"))
+        pairs += live
         return _details_table(pairs), "st-detail-box"
 
     # ------------------------------------------------------------- operator actions
@@ -317,8 +332,7 @@ def _live_pairs(asset_id: str, snap, names: Names, lang: str) -> list[tuple[str,
             continue
         rule = snap.rules.get(iid)
         name = (getattr(rule, "name_zh", "") if zh else getattr(rule, "name_en", "")) or iid
-        unit = getattr(rule, "unit", "")
-        text = "—" if v is None else f"{v:g} {unit}".strip()
+        text = i18n.value_text(v, getattr(rule, "unit", ""), lang)
         if q != "ok":
             text += " (" + i18n.t("stale", lang) + ")"
         out.append((name, text))
@@ -344,8 +358,7 @@ def _zone_details(zid, snap, names: Names, lang: str):
         v, q = snap.values.get(iid, (None, "no_data"))
         rule = snap.rules.get(iid)
         name = (getattr(rule, "name_zh", "") if zh else getattr(rule, "name_en", "")) or fam
-        unit = getattr(rule, "unit", "")
-        text = "—" if v is None else f"{v:,.1f} {unit}".strip()
+        text = i18n.value_text(v, getattr(rule, "unit", ""), lang)
         if q != "ok":
             text += " (" + i18n.t("stale", lang) + ")"
         pairs.append((name, text))

@@ -25,6 +25,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "zones": {"zh": "片区承载", "en": "Zone load"},
     "waiting": {"zh": "等待实时数据…", "en": "Waiting for live data…"},
     "stale": {"zh": "数据延迟", "en": "stale"},
+    "reading_at": {"zh": "读数时间", "en": "read at"},
     "not_found": {"zh": "未找到该资产", "en": "Asset not found"},
     "alert": {"zh": "告警", "en": "Alert"},
     "plan": {"zh": "应急预案", "en": "Emergency plan"},
@@ -67,3 +68,62 @@ def t(key: str, lang: str) -> str:
 
 def pick_lang(value) -> str:
     return value if value in LANGS else DEFAULT
+
+
+# Facility readings as the details panel shows them: name, and how a value reads.
+METRICS: dict[str, tuple[str, str, str]] = {
+    # metric -> (zh, en, kind): kind "onoff" reads 1/0 as on/off, "ratio" as a percentage, else "value unit"
+    "lamp_on": ("路灯亮灯", "Lamp lit", "onoff"),
+    "lamp_power_w": ("路灯功率", "Lamp power", "W"),
+    "hydrant_pressure_mpa": ("消防栓水压", "Hydrant pressure", "MPa"),
+    "cover_tilt_deg": ("井盖倾角", "Cover tilt", "°"),
+    "cover_displacement_mm": ("井盖位移", "Cover displacement", "mm"),
+    "well_water_level_m": ("井内水位（距井盖）", "Water below cover", "m"),
+    "camera_online": ("摄像机在线", "Camera online", "onoff"),
+    "lift_running": ("电梯运行", "Lift running", "onoff"),
+    "escalator_running": ("扶梯运行", "Escalator running", "onoff"),
+    "toilet_occupancy": ("厕位占用", "Toilet occupancy", "ratio"),
+    "bin_fill": ("垃圾桶满溢度", "Bin fill", "ratio"),
+}
+ON_OFF = {"zh": ("是", "否"), "en": ("yes", "no")}
+
+
+def reading(metric: str, value: float, lang: str) -> tuple[str, str]:
+    """(label, text) of one facility reading; an unknown metric keeps a neutral label."""
+    zh, en, kind = METRICS.get(metric, ("设施读数", "Facility reading", ""))
+    label = zh if lang == "zh" else en
+    if kind == "onoff":
+        yes, no = ON_OFF[lang]
+        return label, yes if value >= 0.5 else no
+    if kind == "ratio":
+        return label, f"{value * 100:.0f} %"
+    return label, f"{value:.4g} {kind}".strip()
+
+
+from indicators.units import UNITS, unit_name  # noqa: E402  (one table for alerts and screens)
+
+# Units whose numbers stand for states or levels
+_STATES = {"1 online / 0 offline": (("在线", "离线"), ("online", "offline")),
+           "1 running / 0 stopped": (("运行", "停止"), ("running", "stopped"))}
+
+
+def value_text(v: float | None, unit: str, lang: str) -> str:
+    """A live value with its unit, in words for states and levels."""
+    if v is None:
+        return "—"
+    zh = lang == "zh"
+    if unit in _STATES:
+        on, off = _STATES[unit][0 if zh else 1]
+        return on if v >= 0.5 else off
+    if unit == "ratio 0-1":
+        return f"{v * 100:.0f} %"
+    if unit.startswith("level"):
+        if "A-F" in unit:
+            letter = "ABCDEF"[max(0, min(5, int(round(v)) - 1))]
+            return f"{letter} 级" if zh else f"level {letter}"
+        return f"{v:.0f} 级" if zh else f"level {v:.0f}"
+    if unit == "%":
+        return f"{v:.1f} %"
+    num = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) >= 0.01 else "0"
+    return f"{num} {unit_name(unit, lang)}".strip()
+

@@ -21,6 +21,8 @@ from indicators.localtime import fmt_local
 from indicators.pipeline import zone_indicator
 from indicators.snapshot import Snapshot
 
+from . import i18n
+
 TIERS = ("blue", "yellow", "orange", "red")
 TIER_NAMES = {"blue": ("蓝色", "Blue"), "yellow": ("黄色", "Yellow"), "orange": ("橙色", "Orange"),
               "red": ("红色", "Red")}
@@ -188,7 +190,9 @@ def _kpis(snap: Snapshot) -> list[dict[str, Any]]:
                 continue
             pts = snap.trends.get(k.name, ())
             items.append({"key": k.name, "zh": KPI_NAMES[k.name][0], "en": KPI_NAMES[k.name][1],
-                          "value": _fmt_num(latest.get(k.name), k.unit), "unit": "" if k.unit in ("%",) else k.unit,
+                          "value": _fmt_num(latest.get(k.name), k.unit),
+                          "unit_zh": "" if k.unit == "%" else i18n.unit_name(k.unit, "zh"),
+                          "unit_en": "" if k.unit == "%" else i18n.unit_name(k.unit, "en"),
                           "trend": [None if v is None else round(v, 2) for _, v in pts[-120:]]})
         groups.append({"group": g, "zh": zh, "en": en, "items": items})
     return groups

@@ -247,6 +247,11 @@ class Service:
         return out
 
     # ------------------------------------------------------------ user actions (the one door for writes)
+    def asset_readings(self, asset_id: str) -> dict[str, tuple[float, datetime]]:
+        """The latest facility readings of one asset (for its details panel)."""
+        with self.lock:
+            return self.engine.asset_readings(asset_id)
+
     def act(self, actor: str, action: str, object_type: str, object_id: str, fn: Callable[[], Any], *,
             before: Any = None, detail: Any = None) -> Any:
         """Run one user write ``fn`` (persisted by the store in one transaction),

@@ -44,6 +44,18 @@ def test_why_it_fired_tier_threshold_direction_and_the_values_over_the_pending_p
     assert why["fired_at"] == (T0 + 4 * MIN).isoformat()
 
 
+def test_an_escalated_alert_states_the_value_that_crossed_the_tier_it_holds():
+    """The evidence of the first tier (82–88) does not cross the orange 90: the
+    sentence says the value now, never "82–95 ≥ 90"."""
+    st, _ = play(rule(**{"for": "3m"}), [50, 82, 84, 86, 88, 95, 96, 97, 98])
+    assert st.tier == "orange"
+    why = explain(st, rule())
+    assert "≥ 90%" in why["sentence_zh"] and "当前98%" in why["sentence_zh"]
+    assert "82" not in why["sentence_zh"]
+    assert "now 98% ≥ 90%" in why["sentence_en"]
+    assert "West Plaza load rate" in why["sentence_en"]
+
+
 def test_transition_is_pure_and_deterministic():
     r = rule(**{"for": "0s"})
     prev, _ = play(r, [85])

@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, ...]] = [
     ("twin_assets",),
-    ("indicators.localtime", "indicators.catalog", "indicators.feeds"),
+    ("indicators.localtime", "indicators.units", "indicators.catalog", "indicators.feeds"),
     ("indicators.engine",),
     ("indicators.alerts", "indicators.kpis", "indicators.snapshot"),
     ("indicators.access",),

@@ -16,5 +16,10 @@ def test_vendored_bundles_match_their_pinned_checksums():
 def test_our_scripts_reference_no_remote_url():
     ours = [p for p in (VENDOR.parent).rglob("*") if p.suffix in (".js", ".css") and "deck.gl-" not in p.name]
     assert ours
+    # XML namespace names (createElementNS) are identifiers, never fetched
+    namespaces = ("http://www.w3.org/2000/svg",)
     for p in ours:
-        assert not re.search(r"https?://", p.read_text()), p
+        text = p.read_text()
+        for ns in namespaces:
+            text = text.replace(f'"{ns}"', '""')
+        assert not re.search(r"https?://", text), p

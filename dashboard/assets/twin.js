@@ -55,17 +55,20 @@
 
   // Small street furniture wins over what is drawn on or around it: a hydrant
   // or a lamp under a tree canopy is what the operator means.
+  // Then the smaller wins: checkpoints and stops, structures, the zone (it
+  // carries the live load), and last the walkways, river and ground it lies on.
+  // Standing furniture (hydrant, lamp, camera …) wins over a cover flush with
+  // the ground beside it (a hydrant's valve chamber sits next to it).
   const LOW = new Set(["street_tree", "gully_grate", "ground_light", "bollard"]);
+  const FLUSH = new Set(["manhole_cover"]);
+  const LAYER_RANK = { "alert-markers": 0, places: 2, tower: 4, buildings: 4, bridges: 4, arches: 4, zones: 5 };
   function rank(info) {
     const id = info.layer && info.layer.id;
-    if (id === "alert-markers") return 0;
     if (id === "furniture") {
       const t = state.furn.header.types[state.furn.codes[info.index]];
-      return LOW.has(t) ? 3 : 1;
+      return LOW.has(t) ? 3 : FLUSH.has(t) ? 1.5 : 1;
     }
-    if (id === "places") return 2;
-    if (id === "zones") return 5;
-    return 4;
+    return id in LAYER_RANK ? LAYER_RANK[id] : 6;
   }
   function pickAt(x, y) {
     if (!state.deck) return null;

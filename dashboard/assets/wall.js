@@ -82,7 +82,7 @@
       for (const it of g.items) {
         const row = el("div", "st-kpi-row", null, { "data-kpi": it.key });
         row.appendChild(el("span", "st-kpi-label", pick(it, "")));
-        row.appendChild(el("span", "st-kpi-value", it.value + (it.unit && it.value !== "—" ? " " + it.unit : "")));
+        row.appendChild(el("span", "st-kpi-value", it.value + (pick(it, "unit_") && it.value !== "—" ? " " + pick(it, "unit_") : "")));
         row.appendChild(spark(it.trend));
         tile.appendChild(row);
       }

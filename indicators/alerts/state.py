@@ -35,6 +35,8 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from . import RANK, TIER_LEVEL, TIER_ZH, tier_of
+from indicators.units import with_unit
+
 from .rules import Rule
 
 STATUSES = ("normal", "pending", "firing", "recovering", "resolved", "no_data", "error")
@@ -180,7 +182,13 @@ class _Builder:
 
 
 def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:g}"
+    if x is None:
+        return "—"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def _fmt_minutes(m: float) -> str:
+    return f"{m:.0f}"
 
 
 def _cross_reason(rule: Rule, tier, value: float, profile: str) -> str:
@@ -442,17 +450,32 @@ def explain(state: AlertState, rule: Rule | None = None) -> dict[str, Any]:
         "details": dict(state.details),
     }
     if state.tier and state.threshold is not None:
-        span = ""
-        if len(state.evidence) > 1:
-            mins = (state.evidence[-1][0] - state.evidence[0][0]).total_seconds() / 60
-            span_zh, span = f"，持续约{mins:g}分钟", f" for about {mins:g} min"
+        # the numbers of the sentence are the ones that decided: the value now
+        # against the threshold of the tier it holds, and for how long it has held
+        # The numbers are the ones that decided: the values over the pending
+        # period when every one of them crosses the threshold of the tier now
+        # held, else the value now (an alert that escalated keeps the evidence
+        # of its first tier, which does not cross the higher threshold).
+        crosses = (lambda v: v >= state.threshold) if state.direction == "above" else (lambda v: v <= state.threshold)
+        now_v = state.last_value if state.last_value is not None else (vals[-1] if vals else None)
+        if len(vals) > 1 and all(crosses(v) for v in vals):
+            lo, hi = _fmt(min(vals)), _fmt(max(vals))
+            shown = {lang: (with_unit(lo, unit, lang) if lo == hi else with_unit(f"{lo}–{hi}", unit, lang))
+                     for lang in ("zh", "en")}
+            lead = {"zh": "", "en": ""}
         else:
-            span_zh = ""
-        rng = f"{_fmt(min(vals))}–{_fmt(max(vals))}" if vals else _fmt(state.last_value)
+            shown = {lang: with_unit(_fmt(now_v), unit, lang) for lang in ("zh", "en")}
+            lead = {"zh": "当前", "en": "now "}
+        since = state.started_at or state.fired_at
+        until = state.last_eval_at or (state.evidence[-1][0] if state.evidence else None)
+        mins = (until - since).total_seconds() / 60 if since and until and until > since else 0.0
+        held_zh = f"，持续约{_fmt_minutes(mins)}分钟" if mins >= 1 else ""
+        held_en = f" for about {_fmt_minutes(mins)} min" if mins >= 1 else ""
+        thr = {lang: with_unit(_fmt(state.threshold), unit, lang) for lang in ("zh", "en")}
         out["sentence_zh"] = (f"{name_zh}达到{TIER_ZH[state.tier]}（{TIER_LEVEL[state.tier]}级）阈值："
-                              f"{rng}{unit} {op} {_fmt(state.threshold)}{unit}{span_zh}")
+                              f"{lead['zh']}{shown['zh']} {op} {thr['zh']}{held_zh}")
         out["sentence_en"] = (f"{name_en} reached the {state.tier} (level {TIER_LEVEL[state.tier]}) threshold: "
-                              f"{rng}{unit} {op} {_fmt(state.threshold)}{unit}{span}")
+                              f"{lead['en']}{shown['en']} {op} {thr['en']}{held_en}")
     elif state.status in ("no_data", "error"):
         out["sentence_zh"] = f"{name_zh}{'无数据' if state.status == 'no_data' else '计算出错'}"
         out["sentence_en"] = f"{name_en}: {'no data' if state.status == 'no_data' else 'error'}"

@@ -204,6 +204,26 @@ class Engine:
     def covered_seq(self) -> int | None:
         return self.clock.covered_seq
 
+    def asset_readings(self, asset_id: str) -> dict[str, tuple[float, datetime]]:
+        """The latest facility reading of each metric the catalog tracks for
+        ``asset_id`` (lamp state, hydrant pressure, cover tilt …): metric ->
+        (value, event time).  Empty for an asset no family reads."""
+        from indicators.feeds.schemas import FACILITY_METRICS
+        plan = self.plan
+        codes = plan.dims.code("asset")
+        st = next((v for k, v in plan.states.items() if k.startswith("latest:facility:asset_metric:")), None)
+        if asset_id not in codes or st is None or "value" not in st.columns:
+            return {}
+        a, col, out = codes[asset_id], st.columns.index("value"), {}
+        for m, metric in enumerate(FACILITY_METRICS):
+            e = int(plan._facility_lut[a, m])
+            if e < 0 or e >= len(st.value):
+                continue
+            v, t = float(st.value[e, col]), int(st.time[e, col])
+            if not np.isnan(v):
+                out[metric] = (v, _dt(t))
+        return out
+
     def heartbeat(self, now: datetime) -> None:
         """The sources are known to be quiet up to ``now``: let the watermark reach
         ``now - allowed_lateness`` so ticks (and staleness) go on without events."""
