@@ -127,3 +127,20 @@ def value_text(v: float | None, unit: str, lang: str) -> str:
     num = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) >= 0.01 else "0"
     return f"{num} {unit_name(unit, lang)}".strip()
 
+
+# Bus routes serving the scenic area (FACTS.md §1 of the shared geodata: 262 and
+# 468 serve 广州塔西, 旅游观光1号线, and the Guangzhou Sightseeing Bus night route).
+ROUTES: dict[str, tuple[str, str]] = {
+    "tourist_1": ("旅游观光1号线", "Tourist Line 1"),
+    "sightseeing_night": ("观光巴士夜游线", "Sightseeing bus, night route"),
+}
+
+
+def route_name(route_id: str) -> tuple[str, str]:
+    """A bus route as riders know it: numbered routes are "262路" / "Route 262"."""
+    if route_id in ROUTES:
+        return ROUTES[route_id]
+    if route_id.isdigit():
+        return f"{route_id}路", f"Route {route_id}"
+    return "公交线路", "Bus route"
+

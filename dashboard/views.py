@@ -119,7 +119,8 @@ def _place(rule, names: Names) -> tuple[str, str, tuple[float, float] | None]:
         zh, en = names.zone(zid)
         return zh, en, names.zone_xy.get(zid)
     if labels.get("route"):
-        return f"{labels['route']}路", f"Route {labels['route']}", None
+        zh, en = i18n.route_name(str(labels["route"]))
+        return zh, en, None
     return "景区", "Scenic area", None
 
 

@@ -139,6 +139,7 @@ class Service:
         self._closed: deque = deque(maxlen=CLOSED_KEPT)
         self._last_batch_wall = time.monotonic()
         self._clock_mark: tuple[float, datetime] | None = None
+        self._clock_set: datetime | None = None
         self._last_ckpt = time.monotonic()
         self._version = 0
         self._health: dict[str, dict[str, Any]] = {}
@@ -387,11 +388,17 @@ class Service:
         and staleness go on instead of freezing at the last event."""
         mono = time.monotonic()
         if self.cfg.simulated_time:
+            # the mark is (wall time, clock value) when the clock last moved by
+            # someone else (the simulator); from there a quiet clock runs on
+            # smoothly at the configured speed
             cur = self.sim_clock()
-            if self._clock_mark is None or self._clock_mark[1] != cur:
+            if self._clock_mark is None or cur != self._clock_set:
                 self._clock_mark = (mono, cur)
+                self._clock_set = cur
             elif mono - self._clock_mark[0] > self.cfg.quiet_after_s:
-                self.sim_clock.set(self._clock_mark[1] + timedelta(seconds=(mono - self._clock_mark[0]) * self.cfg.speed))
+                moved = self._clock_mark[1] + timedelta(seconds=(mono - self._clock_mark[0]) * self.cfg.speed)
+                self.sim_clock.set(moved)
+                self._clock_set = self.sim_clock()
         if mono - self._last_batch_wall > self.cfg.quiet_after_s:
             with self.lock:
                 self.engine.heartbeat(self.clock())
