@@ -34,6 +34,12 @@ FEED_NAMES = {"crowd": ("客流", "Crowd"), "gate": ("闸机", "Gates"), "video"
               "case": ("案件", "Cases"), "staff": ("人员定位", "Staff positions")}
 GROUP_NAMES = {"crowd": ("客流", "Visitors"), "facility": ("设施", "Facilities"), "traffic": ("交通", "Traffic"),
                "weather": ("气象", "Weather"), "video": ("视频AI", "AI video"), "cases": ("执法", "Enforcement")}
+# The first part of a family id: what the operator filters alerts by.
+FAMILY_NAMES = {"crowd": ("客流", "Visitors"), "walk": ("步行通道", "Walkways"), "gate": ("出入口", "Gates"),
+                "facility": ("设施", "Facilities"), "bus": ("公交", "Buses"), "station": ("轨道站点", "Stations"),
+                "traffic": ("道路交通", "Road traffic"), "weather": ("气象", "Weather"),
+                "warning": ("预警信号", "Warnings"), "video": ("视频AI", "AI video"), "case": ("案件", "Cases"),
+                "staff": ("人员", "Staff"), "patrol": ("巡查", "Patrol"), "forecast": ("预测", "Forecast")}
 KPI_NAMES = {"present": ("在园人数", "Present"), "max_load": ("最高承载率", "Highest load"),
              "anomalies": ("设施异常", "Anomalies"), "cameras_offline": ("摄像机离线", "Cameras offline"),
              "area_speed": ("区域车速", "Area speed"), "congested": ("拥堵路段", "Congested roads"),
@@ -301,7 +307,9 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         "alerts": items, "cases": cases, "plans": _plan_items(snap, names),
         "staff": [{"id": s.staff_id, "status": s.status} for s in snap.staff],
         "zones": [{"id": z, "zh": n[0], "en": n[1]} for z, n in sorted(names.zones.items())],
-        "families": sorted({i["family"].split(".")[0] for i in items if i["family"]}),
+        "families": [{"id": f, "zh": FAMILY_NAMES.get(f, ("其他", "Other"))[0],
+                      "en": FAMILY_NAMES.get(f, ("其他", "Other"))[1]}
+                     for f in sorted({i["family"].split(".")[0] for i in items if i["family"]})],
     }
 
 

@@ -318,7 +318,8 @@ class Service:
         if cfg is not None and category not in cfg.categories:
             category = next(iter(cfg.categories))
         zone = (getattr(rule, "scope", {}) or {}).get("zone")
-        text = note or f"{st.rule_id}: {st.tier or st.status}"
+        from indicators.alerts.state import explain
+        text = note or explain(st, rule).get("sentence_zh") or getattr(rule, "name_zh", "") or st.rule_id
         return self.act(by, "case.open", "case", f"manual:alert-{alert_id}",
                         lambda: self.alerts.report(request_id=f"alert-{alert_id}", category=category, by=by,
                                                    description=text, zone_id=zone,

@@ -37,6 +37,26 @@
   }
   const $ = (id) => document.getElementById(id);
   function fill(id, nodes) { const e = $(id); if (!e) return; e.replaceChildren(...nodes); }
+  // A list whose items keep their element while their key stays: ``create``
+  // makes it once, ``update`` refreshes it when the item (or the language)
+  // changed; the children are re-ordered only when the order changed.
+  function keyed(id, items, keyOf, create, update) {
+    const box = $(id); if (!box) return;
+    const old = box._rows || new Map();
+    const rows = new Map();
+    const nodes = items.map((it) => {
+      const k = keyOf(it);
+      const sig = JSON.stringify(it) + S.lang;
+      let r = old.get(k);
+      if (!r || r.lang !== S.lang) r = { node: create(it), sig: null, lang: S.lang };   // button labels too
+      if (r.sig !== sig) { update(r.node, it); r.sig = sig; }
+      rows.set(k, r);
+      return r.node;
+    });
+    box._rows = rows;
+    const cur = box.children;
+    if (cur.length !== nodes.length || nodes.some((n, i) => cur[i] !== n)) box.replaceChildren(...nodes);
+  }
 
   function spark(values) {
     const vs = (values || []).filter((v) => v !== null && v !== undefined);
@@ -176,17 +196,16 @@
   function renderOps(o) {
     if (!$("ops-alerts") || !o || !o.alerts) return;
     options("filter-tier", tr("tier"), ["red", "orange", "yellow", "blue"].map((t) => [t, T.tiers[t][S.lang === "en" ? 1 : 0]]));
-    options("filter-family", tr("family"), (o.families || []).map((f) => [f, f]));
+    options("filter-family", tr("family"), (o.families || []).map((f) => [f.id, pick(f, "")]));
     options("filter-zone", tr("zone"), (o.zones || []).map((z) => [z.id, pick(z, "")]));
     const f = S.filters;
     const rows = o.alerts.filter((a) => (!f.tier || a.tier === f.tier) && (!f.family || a.family.startsWith(f.family + "."))
       && (!f.zone || a.zone === f.zone));
-    fill("ops-alerts", rows.slice(0, 200).map((a) => {
-      const tr_ = el("tr", "st-tier-" + a.tier, null, { "data-alert": a.id });
-      tr_.appendChild(el("td", null, (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0]));
-      tr_.appendChild(el("td", null, pick(a, "place_")));
-      tr_.appendChild(el("td", null, pick(a, "why_")));
-      tr_.appendChild(el("td", null, a.since + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + a.assignee : "")));
+    // Rows are keyed and updated in place: a push must never replace the
+    // button under the dispatcher's pointer.
+    keyed("ops-alerts", rows.slice(0, 200), (a) => a.id, (a) => {
+      const tr_ = el("tr", null, null, { "data-alert": a.id });
+      for (let i = 0; i < 4; i++) tr_.appendChild(el("td"));
       const td = el("td", "st-actions");
       td.appendChild(btn(tr("ack"), "st-ack", () => act({ kind: "ack", id: a.id })));
       td.appendChild(btn(tr("assign"), "st-assign", () => act({ kind: "assign", id: a.id })));
@@ -196,19 +215,33 @@
       td.appendChild(btn(tr("case"), "st-open-case", () => act({ kind: "case", id: a.id })));
       tr_.appendChild(td);
       return tr_;
-    }));
-    fill("ops-cases", (o.cases || []).slice(0, 200).map((c) => {
-      const r = el("tr", "st-case-row" + (c.overdue ? " st-overdue" : ""), null, { "data-case": c.id, "data-stage": c.stage });
-      r.appendChild(el("td", null, pick(c, "")));
-      r.appendChild(el("td", null, pick(c, "place_")));
-      r.appendChild(el("td", null, c.opened + (c.assignee ? " → " + c.assignee : "")));
-      const td = el("td", "st-actions");
-      for (const a of c.actions || []) {
-        td.appendChild(btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step, note: "" })));
-      }
-      r.appendChild(td);
+    }, (tr_, a) => {
+      tr_.className = "st-tier-" + a.tier;
+      const td = tr_.children;
+      td[0].textContent = (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0];
+      td[1].textContent = pick(a, "place_");
+      td[2].textContent = pick(a, "why_");
+      td[3].textContent = a.since + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + a.assignee : "");
+    });
+    keyed("ops-cases", (o.cases || []).slice(0, 200), (c) => c.id, (c) => {
+      const r = el("tr", null, null, { "data-case": c.id });
+      for (let i = 0; i < 3; i++) r.appendChild(el("td"));
+      r.appendChild(el("td", "st-actions"));
       return r;
-    }));
+    }, (r, c) => {
+      r.className = "st-case-row" + (c.overdue ? " st-overdue" : "");
+      r.dataset.stage = c.stage;
+      const td = r.children;
+      td[0].textContent = pick(c, "");
+      td[1].textContent = pick(c, "place_");
+      td[2].textContent = c.opened + (c.assignee ? " → " + c.assignee : "");
+      const steps = (c.actions || []).map((a) => a.step).join(",") + S.lang;
+      if (td[3].dataset.steps !== steps) {          // the buttons change only with the case's stage
+        td[3].dataset.steps = steps;
+        td[3].replaceChildren(...(c.actions || []).map((a) =>
+          btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step, note: "" }))));
+      }
+    });
     fill("ops-plans", (o.plans || []).map((p) => {
       const box = planNodes([p])[0];
       box.querySelectorAll("li.st-step").forEach((li, i) => {
