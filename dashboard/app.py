@@ -176,7 +176,10 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     hub = hub or SnapshotHub()
     case_cfg = getattr(getattr(service, "alerts", None), "case_cfg", None)
     plan_defs = getattr(getattr(service, "alerts", None), "plan_defs", None)
-    names = Names.build(data.gdf, data.frame, case_cfg, plan_defs)
+    catalog = getattr(service, "catalog", None)
+    names = Names.build(data.gdf, data.frame, case_cfg, plan_defs,
+                        classes=getattr(getattr(catalog, "dims", None), "classes", None),
+                        compound=getattr(getattr(service, "alerts", None), "compound", ()))
     views = ViewCache({"wall": lambda s: wall_view(s, names), "ops": lambda s: ops_view(s, names)})
     app = dash.Dash(__name__, backend="fastapi", websocket_callbacks=True, compress=True,
                     assets_folder=str(ASSETS), title="广州塔景区数字孪生", update_title=None,

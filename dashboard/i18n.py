@@ -144,3 +144,19 @@ def route_name(route_id: str) -> tuple[str, str]:
         return f"{route_id}路", f"Route {route_id}"
     return "公交线路", "Bus route"
 
+
+# The 24 AI-video algorithms (indicators.feeds.schemas.VIDEO_ALGORITHMS) by name.
+ALGORITHMS: dict[str, tuple[str, str]] = {
+    "crowd_gathering": ("人员聚集", "Crowd gathering"), "crowd_density_over_limit": ("人群密度超限", "Crowd density over limit"),
+    "running": ("人员奔跑", "Running"), "wrong_way_flow": ("逆向人流", "Wrong-way flow"),
+    "loitering": ("人员徘徊", "Loitering"), "queue_length": ("排队过长", "Long queue"),
+    "fighting": ("打架斗殴", "Fighting"), "fall": ("人员跌倒", "Person fallen"), "sos_gesture": ("求救手势", "SOS gesture"),
+    "fence_climbing": ("攀爬护栏", "Fence climbing"), "zone_intrusion": ("区域入侵", "Zone intrusion"),
+    "person_near_water": ("临水靠近", "Person near water"), "smoke": ("烟雾", "Smoke"), "open_flame": ("明火", "Open flame"),
+    "street_vendor": ("占道经营", "Street vendor"), "roaming_hawker": ("流动摊贩", "Roaming hawker"),
+    "illegal_parking": ("违章停车", "Illegal parking"), "bike_misparking": ("单车乱停放", "Bike misparking"),
+    "illegal_advertising": ("违规广告", "Illegal advertising"), "exposed_litter": ("暴露垃圾", "Exposed litter"),
+    "overflowing_bin": ("垃圾满溢", "Overflowing bin"), "floating_debris": ("水面漂浮物", "Floating debris"),
+    "standing_water": ("路面积水", "Standing water"), "camera_abnormal": ("摄像机异常", "Camera fault"),
+}
+

@@ -75,10 +75,14 @@ class Names:
     categories: dict[str, tuple[str, str]] = field(default_factory=dict)
     plans: dict[str, tuple[str, str]] = field(default_factory=dict)
     staff: dict[str, str] = field(default_factory=dict)
+    classes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    compound: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, gdf, frame, case_cfg=None, plan_defs=None) -> "Names":
+    def build(cls, gdf, frame, case_cfg=None, plan_defs=None, classes=None, compound=()) -> "Names":
         n = cls()
+        n.classes = {k: (c.name_zh, c.name_en) for k, c in (classes or {}).items()}
+        n.compound = {f"compound:{c.id}": c.as_rule() for c in compound}
         pts = gdf.geometry.representative_point()
         x, y = frame.to_xy(pts.x.to_numpy(), pts.y.to_numpy())
         for i, r in enumerate(gdf.itertuples()):
@@ -130,10 +134,29 @@ def _place(rule, names: Names) -> tuple[str, str, tuple[float, float] | None]:
     return "景区", "Scenic area", None
 
 
-def rule_for(snap: Snapshot, rule_id: str):
+def _qualifier(rule, names: Names) -> tuple[str, str]:
+    """What distinguishes one alert of a family from its siblings at the same place:
+    the case category, facility class, video algorithm or department, by name."""
+    labels = dict(getattr(rule, "labels", {}) or {})
+    if labels.get("category") in names.categories:
+        return names.categories[labels["category"]]
+    if labels.get("class") in names.classes:
+        return names.classes[labels["class"]]
+    if labels.get("algorithm") in i18n.ALGORITHMS:
+        return i18n.ALGORITHMS[labels["algorithm"]]
+    if labels.get("department") and labels["department"] in names.departments:
+        return names.dept(labels["department"])
+    if labels.get("signal") in SIGNAL_NAMES:
+        return SIGNAL_NAMES[labels["signal"]]
+    return "", ""
+
+
+def rule_for(snap: Snapshot, rule_id: str, names: "Names | None" = None):
     """The rule of an alert; a forecast alert speaks with its indicator's rule (names, zone, unit)."""
     from dataclasses import replace
     rule = snap.rules.get(rule_id)
+    if rule is None and names is not None and rule_id in names.compound:
+        return names.compound[rule_id]
     if rule is None and ":" in rule_id:
         kind, _, base = rule_id.partition(":")
         r = snap.rules.get(base)
@@ -149,11 +172,17 @@ def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
     from indicators.alerts.state import explain
     ex = explain(st, rule)
     pzh, pen, xy = _place(rule, names)
-    name_zh = getattr(rule, "name_zh", "") or "告警"
-    name_en = getattr(rule, "name_en", "") or "Alert"
+    qzh, qen = _qualifier(rule, names)
+    name_zh = (getattr(rule, "name_zh", "") or "告警") + (f"（{qzh}）" if qzh else "")
+    name_en = (getattr(rule, "name_en", "") or "Alert") + (f" ({qen})" if qen else "")
     why_zh = ex.get("sentence_zh") or f"{name_zh}：{STATUS_NAMES.get(st.status, ('', ''))[0]}"
     why_en = ex.get("sentence_en") or f"{name_en}: {STATUS_NAMES.get(st.status, ('', st.status))[1]}"
     since = st.fired_at or st.started_at
+    if getattr(rule, "family", "") == "compound":
+        # a composite rule has no value of its own: say that its conditions hold, and since when
+        mins = None if since is None else int((now - since).total_seconds() // 60)
+        why_zh = f"{name_zh}：各项条件均已满足" + (f"，持续约{mins}分钟" if mins else "")
+        why_en = f"{name_en}: all its conditions hold" + (f" for about {mins} min" if mins else "")
     return {
         "id": st.alert_id, "tier": st.tier or "none", "level": TIER_LEVEL.get(st.tier or "", ""),
         "status": st.status, "status_zh": STATUS_NAMES.get(st.status, ("", ""))[0],
@@ -261,7 +290,8 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     tiers = zone_tiers(snap)
     zones = {}
     for zid in names.zones:
-        zones[zid] = {"tier": tiers.get(zid, "none"), "color": TIER_RGBA[tiers.get(zid, "none")]}
+        zones[zid] = {"tier": tiers.get(zid, "none"), "color": TIER_RGBA[tiers.get(zid, "none")],
+                      "p": [round(c, 1) for c in names.zone_xy.get(zid, (0.0, 0.0))]}
         iid = zone_indicator("crowd.load_rate", zid)
         v, q = snap.values.get(iid, (None, "no_data"))
         zones[zid]["load"] = None if v is None else round(v, 1)
@@ -269,7 +299,7 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         if v is None:
             zones[zid]["color"] = TIER_RGBA["nodata"]
     firing = [a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")]
-    items = [alert_item(a, rule_for(snap, a.rule_id), names, now) for a in firing]
+    items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in firing]
     counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
     markers = [{"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
                 "asset": i["asset"]}
@@ -300,7 +330,7 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """The operator console: every active alert (filterable in the page), open cases with their
     next steps, active plans with their steps, and the staff who can be dispatched."""
     now = snap.now
-    items = [alert_item(a, rule_for(snap, a.rule_id), names, now) for a in snap.alerts]
+    items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in snap.alerts]
     cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),

@@ -109,6 +109,28 @@
     return { text: (o.name_zh || "") + "\n" + (o.name_en || "") };  // text, never HTML
   }
 
+  // The first view fits the scenic area to the screen it is on (a 4K wall and
+  // a laptop see the same area, not a third of it).
+  function fitView(view, layers, el) {
+    const ground = layers.find((l) => l.id === "ground");
+    const rings = ground && ground.props.data;
+    if (!rings || !rings.length || !el.clientWidth || !el.clientHeight) return view;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const r of rings) {
+      const parts = typeof r.polygon[0][0] === "number" ? [r.polygon] : r.polygon;   // a ring, or rings
+      for (const part of parts) for (const [x, y] of part) {
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+      }
+    }
+    if (!(x1 > x0 && y1 > y0)) return view;
+    const mPerPxAtZ0 = 40075016 * Math.cos((view.latitude * Math.PI) / 180) / 512;
+    const tilt = Math.max(0.55, Math.cos(((view.pitch || 0) * Math.PI) / 180));   // a pitched view is shorter
+    const zx = Math.log2((mPerPxAtZ0 * el.clientWidth * 0.85) / (x1 - x0));
+    const zy = Math.log2((mPerPxAtZ0 * el.clientHeight * 0.85) / ((y1 - y0) * tilt));
+    const zoom = Math.min(zx, zy);
+    return Number.isFinite(zoom) ? Object.assign({}, view, { zoom: Math.max(view.minZoom || 0, zoom) }) : view;
+  }
+
   async function mount(cfg) {
     const el = document.getElementById(cfg.container);
     if (!el) return window.dash_clientside.no_update;
@@ -149,7 +171,7 @@
     state.deck = new D.Deck({
       parent: el,
       views: props.views,
-      initialViewState: props.initialViewState,
+      initialViewState: fitView(props.initialViewState, props.layers, el),
       controller: true,
       layers: [...props.layers, ...state.extraLayers],
       getTooltip: tooltip,
@@ -169,7 +191,19 @@
     const D = window.deck, common = { coordinateSystem: D.COORDINATE_SYSTEM.METER_OFFSETS, coordinateOrigin: state.spec.origin };
     const phase = state.phase || 0;
     const markers = (state.live.markers || []).map((m) => ({ ...m, asset: m.asset }));
+    const scale = Math.max(1, window.innerHeight / 1080);
+    const labels = Object.entries(state.live.zones || {})
+      .filter(([, z]) => z.p && z.load !== null && z.load !== undefined)
+      .map(([id, z]) => ({ id, p: z.p, text: Math.round(z.load) + "%", tier: z.tier, stale: z.stale }));
     return [
+      new D.TextLayer({
+        id: "zone-labels", ...common, data: labels, pickable: false,
+        getPosition: (d) => [d.p[0], d.p[1], 4], getText: (d) => d.text, sizeUnits: "pixels",
+        getSize: 15 * scale, fontWeight: 700, background: true, backgroundPadding: [4 * scale, 2 * scale],
+        getColor: (d) => (d.tier === "yellow" || d.tier === "orange" ? [10, 12, 18, 255] : [245, 248, 255, 255]),
+        getBackgroundColor: (d) => (d.stale ? [90, 90, 90, 220] : [...(TIER_RGB[d.tier] || [40, 60, 90]), 230]),
+        updateTriggers: { getColor: state.liveVersion, getBackgroundColor: state.liveVersion },
+      }),
       new D.ScatterplotLayer({
         id: "alert-markers", ...common, data: markers, pickable: true, stroked: true, filled: true,
         getPosition: (m) => [m.p[0], m.p[1], 2], radiusUnits: "pixels",
@@ -200,7 +234,12 @@
         const z = zones[o.zone_id];
         if (z && Array.isArray(z.color)) { o.color = z.color; o.load = z.load; o.tier = z.tier; }
       }
-      return layer.clone({ updateTriggers: { getFillColor: state.liveVersion } });
+      // the outline carries the tier too: readable from across the room, not only a tint
+      return layer.clone({
+        getLineColor: (o) => (TIER_RGB[o.tier] ? [...TIER_RGB[o.tier], 255] : [140, 200, 255, 160]),
+        getLineWidth: (o) => (TIER_RGB[o.tier] ? 4 : 1), lineWidthUnits: "pixels",
+        updateTriggers: { getFillColor: state.liveVersion, getLineColor: state.liveVersion, getLineWidth: state.liveVersion },
+      });
     });
     redraw();
     const el = document.getElementById("twin-deck");
