@@ -114,9 +114,10 @@ def _shell():
 
 
 def _twin_config():
+    from .tour import load_tour
     return dcc.Store(id=ids.TWIN_CONFIG, data={"container": ids.DECK, "scene_url": "/twin/scene.json",
                                                "furniture_url": "/twin/furniture.bin",
-                                               "tower_url": "/twin/tower.bin"})
+                                               "tower_url": "/twin/tower.bin", "tour": load_tour()})
 
 
 def wall_layout(lang: str):

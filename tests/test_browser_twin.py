@@ -21,6 +21,7 @@ def open_twin(page, server):
     page.wait_for_function(f"{FRAMES} >= 1", timeout=90_000)
     # the page shell comes from a server callback: once the panels are there, callbacks round-trip
     page.wait_for_function("document.querySelectorAll('#kpi-panel .st-kpi-tile').length > 0", timeout=90_000)
+    page.evaluate("window.scenicTwin.tourPause && window.scenicTwin.tourPause()")   # as a touch would
 
 
 def clear_spot_in_a_zone(inventory):

@@ -100,6 +100,30 @@ def test_english_choice_survives_a_reload_and_no_raw_codes_reach_the_screen(serv
     page.wait_for_function("document.documentElement.lang === 'zh-CN'", timeout=30_000)
 
 
+def test_the_tour_moves_the_camera_over_hot_spots_and_any_touch_pauses_it(server, page):
+    from dashboard.tour import load_tour
+    tour = load_tour()
+    open_wall(page, server)
+    view = "(() => { const v = window.scenicTwin.deck.getViewports()[0]; return [v.longitude, v.latitude, v.zoom, v.pitch]; })()"
+    start = page.evaluate(view)
+    page.wait_for_function("!!document.getElementById('twin-deck').dataset.tourStop",
+                           timeout=int((tour["dwell_s"] + 15) * 1000))
+    page.wait_for_timeout(int(tour["fly_s"] * 1000) + 1500)
+    moved = page.evaluate(view)
+    assert max(abs(a - b) for a, b in zip(moved, start)) > 1e-4, "the tour did not move the camera"
+    first = page.locator("#twin-deck").get_attribute("data-tour-stop")
+    # the hottest zones come first when there are any
+    zones = page.evaluate("""() => Object.values(window.scenicTwin.live.zones || {})
+        .filter(z => z.tier === 'red' || z.tier === 'orange').length""")
+    if zones and tour["hot_zones"]:
+        assert first.split(":")[1] == "zone"
+    box = page.locator("#twin-deck").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 40)
+    assert page.locator("#twin-deck").get_attribute("data-tour") == "paused"
+    page.wait_for_timeout(int((tour["dwell_s"] + tour["fly_s"] + 3) * 1000))
+    assert page.locator("#twin-deck").get_attribute("data-tour-stop") == first, "the tour went on after a touch"
+
+
 # ----------------------------------------------------------------------------- alerts on the model
 def test_an_injected_low_hydrant_pressure_is_a_marker_on_the_model_and_in_the_list(server, page, inventory):
     open_wall(page, server)

@@ -131,6 +131,51 @@
     return Number.isFinite(zoom) ? Object.assign({}, view, { zoom: Math.max(view.minZoom || 0, zoom) }) : view;
   }
 
+  // The unattended wall's camera tour: the hottest zones first, then the
+  // configured stops, then the overview; any input pauses it until the room
+  // has left the screen alone for ``resume_after_s``.
+  function startTour(T, el) {
+    if (state.tour) return;
+    const D = window.deck;
+    const tour = { paused: false, lastInput: 0, i: -1, next: Date.now() + T.dwell_s * 1000 };
+    state.tour = tour;
+    el.dataset.tour = "on";
+    const pause = () => {
+      tour.lastInput = Date.now();
+      if (!tour.paused) { tour.paused = true; el.dataset.tour = "paused"; }
+    };
+    state.tourPause = pause;
+    for (const ev of ["pointerdown", "wheel", "touchstart"]) el.addEventListener(ev, pause, { capture: true, passive: true });
+    window.addEventListener("keydown", pause, true);
+    const origin = state.spec.origin;
+    const toLonLat = (p) => [origin[0] + p[0] / (111320 * Math.cos((origin[1] * Math.PI) / 180)), origin[1] + p[1] / 110574];
+    const RANK = { red: 0, orange: 1 };
+    function stops() {
+      const zones = Object.entries((state.live && state.live.zones) || {})
+        .filter(([, z]) => z.p && z.tier in RANK)
+        .sort((a, b) => RANK[a[1].tier] - RANK[b[1].tier] || (b[1].load || 0) - (a[1].load || 0))
+        .slice(0, T.hot_zones)
+        .map(([id, z]) => { const [lon, lat] = toLonLat(z.p); return { name: "zone:" + id, longitude: lon, latitude: lat, zoom: 17.5, pitch: 55, bearing: 0 }; });
+      return [...zones, ...T.stops, Object.assign({ name: "overview" }, state.home)];
+    }
+    setInterval(() => {
+      if (tour.paused) {
+        if (Date.now() - tour.lastInput < T.resume_after_s * 1000) return;
+        tour.paused = false; el.dataset.tour = "on"; tour.next = 0;
+      }
+      if (Date.now() < tour.next || !state.deck) return;
+      const list = stops();
+      tour.i = (tour.i + 1) % list.length;
+      const s = list[tour.i];
+      state.deck.setProps({ initialViewState: {
+        longitude: s.longitude, latitude: s.latitude, zoom: s.zoom, pitch: s.pitch, bearing: s.bearing,
+        minZoom: state.home.minZoom, maxZoom: state.home.maxZoom, maxPitch: state.home.maxPitch,
+        transitionDuration: T.fly_s * 1000, transitionInterpolator: new D.FlyToInterpolator() } });
+      el.dataset.tourStop = tour.i + ":" + s.name;
+      tour.next = Date.now() + (T.dwell_s + T.fly_s) * 1000;
+    }, 1000);
+  }
+
   async function mount(cfg) {
     const el = document.getElementById(cfg.container);
     if (!el) return window.dash_clientside.no_update;
@@ -180,6 +225,8 @@
     });
     el.dataset.assets = String(furn.n);
     bindTaps(el);
+    state.home = fitView(props.initialViewState, props.layers, el);
+    if (cfg.tour) startTour(cfg.tour, el);
     if (state.pendingLive) applyLive(state.pendingLive);
     return { mounted: true, furniture: furn.n };
   }
