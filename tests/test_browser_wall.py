@@ -278,3 +278,62 @@ def test_the_wall_stays_live_through_idle_minutes_and_a_server_restart(own_serve
     goes_on(timeout=60_000)
     assert page.evaluate("performance.getEntriesByType('navigation').length") == page.evaluate("window.__nav"), \
         "the page was reloaded"
+
+
+# ----------------------------------------------------------------------------- hostile feed text
+def xss_payloads() -> list[str]:
+    """Feed text written to run script if any page put it into HTML instead of text."""
+    run = "window.__xss=(window.__xss||0)+1"
+    tags = [f"<script>{run}</script>", f"<img src=x onerror=\"{run}\">", f"<svg onload={run}>",
+            f"<svg><script>{run}</script></svg>", f"<iframe srcdoc=\"<script>parent.{run}</script>\"></iframe>",
+            f"<body onload={run}>", f"<details open ontoggle={run}>", f"<video><source onerror=\"{run}\"></video>",
+            f"<audio src=x onerror={run}>", f"<input autofocus onfocus={run}>", f"<marquee onstart={run}>",
+            f"<object data=\"javascript:{run}\">", f"<embed src=\"javascript:{run}\">",
+            f"<a href=\"javascript:{run}\">点我</a>", f"<math><mi xlink:href=\"javascript:{run}\">x</mi></math>",
+            f"<style>@import 'javascript:{run}';</style>", f"<link rel=stylesheet href=\"javascript:{run}\">",
+            f"<meta http-equiv=refresh content=\"0;url=javascript:{run}\">", f"<form action=\"javascript:{run}\"><button>x",
+            f"<isindex type=image src=1 onerror={run}>", f"<table background=\"javascript:{run}\">",
+            f"<div style=\"background:url(javascript:{run})\">", f"<img src=\"x` `<script>{run}</script>\"` `>",
+            f"<noscript><p title=\"</noscript><img src=x onerror={run}>\">", f"<template><script>{run}</script></template>",
+            f"<select autofocus onfocus={run}>", f"<textarea autofocus onfocus={run}>", f"<keygen autofocus onfocus={run}>",
+            f"<svg><animate onbegin={run} attributeName=x dur=1s>", f"<svg><a><animate attributeName=href values=javascript:{run} /><text x=20 y=20>X</text></a>"]
+    breakouts = [f"\"><img src=x onerror={run}>", f"'><svg onload={run}>", f"</title><script>{run}</script>",
+                 f"</textarea><script>{run}</script>", f"--><script>{run}</script>", f"]]><script>{run}</script>",
+                 f"{{{{constructor.constructor('{run}')()}}}}", f"${{{run}}}", f"javascript:{run}", f"data:text/html,<script>{run}</script>",
+                 f"\\u003cscript\\u003e{run}\\u003c/script\\u003e", f"&lt;script&gt;{run}&lt;/script&gt;",
+                 f"<scr<script>ipt>{run}</scr</script>ipt>", f"<SCRIPT SRC=//x.invalid/x.js></SCRIPT>",
+                 f"<IMG SRC=JaVaScRiPt:{run}>", f"<img src=x:alert(1) onerror=eval('{run}')>",
+                 f"%3Cscript%3E{run}%3C/script%3E", f"\x3cscript\x3e{run}\x3c/script\x3e",
+                 f"<<script>script>{run}<</script>/script>", f"暴雨<img src=x onerror={run}>预警"]
+    return tags + breakouts
+
+
+def test_hostile_warning_text_stays_text_on_the_wall_and_the_console(own_server, browser):
+    payloads = xss_payloads()
+    assert len(payloads) >= 50
+    srv = own_server("--no-simulate", "--speed", "60")
+    srv.start()
+    # the viewer's wall and, as admin would see it, the console
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    wall = ctx.new_page()
+    dialogs = []
+    wall.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    srv.login(wall)
+    for i, text in enumerate(payloads):
+        t = sim_now(srv.base)
+        post(srv.base, "warning", {"event_id": f"x{i}", "event_time": t.isoformat(), "source": "test",
+                                   "signal": "rainstorm", "colour": "orange", "status": "issued",
+                                   "area": text, "headline": text})
+        wall.wait_for_function("(t) => { const h = document.querySelector('.st-warning .st-headline');"
+                               " return !!h && h.textContent === t; }", arg=text[:200], timeout=30_000)
+        injected = wall.evaluate("""() => document.querySelectorAll(
+            '#banners script, #banners img, #banners svg, #banners iframe, #banners a, #banners object, '
+            + '#banners embed, #banners input, #banners details, #banners video, #banners style').length""")
+        assert injected == 0, f"payload {i} became markup: {text!r}"
+    wall.wait_for_timeout(1500)            # onerror / onload handlers fire asynchronously
+    assert wall.evaluate("window.__xss || 0") == 0 and dialogs == []
+    # the login page reflects nothing it is sent
+    for text in payloads[:10]:
+        html = httpx.get(srv.base + "/login", params={"next": text}, timeout=30).text
+        assert text not in html
+    ctx.close()
