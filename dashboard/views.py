@@ -77,10 +77,16 @@ class Names:
     staff: dict[str, str] = field(default_factory=dict)
     classes: dict[str, tuple[str, str]] = field(default_factory=dict)
     compound: dict[str, Any] = field(default_factory=dict)
+    frame: Any = None
+
+    def xy(self, lon: float, lat: float) -> tuple[float, float]:
+        x, y = self.frame.to_xy(lon, lat)
+        return round(float(x), 1), round(float(y), 1)
 
     @classmethod
     def build(cls, gdf, frame, case_cfg=None, plan_defs=None, classes=None, compound=()) -> "Names":
         n = cls()
+        n.frame = frame
         n.classes = {k: (c.name_zh, c.name_en) for k, c in (classes or {}).items()}
         n.compound = {f"compound:{c.id}": c.as_rule() for c in compound}
         pts = gdf.geometry.representative_point()
@@ -284,6 +290,32 @@ def _warning(snap: Snapshot) -> dict[str, Any] | None:
             "since": fmt_local(best.issued_at, date=False, seconds=False), "count": len(snap.warnings)}
 
 
+def _buses(snap: Snapshot, names: Names) -> list[list]:
+    """[x, y, lateness] per vehicle: 0 on time, 1 late > 5 min, 2 late > 10 min (positions to 1 m)."""
+    if names.frame is None:
+        return []
+    out = []
+    for b in snap.buses:
+        late = 0 if not b.delay_s or b.delay_s < 300 else 1 if b.delay_s < 600 else 2
+        out.append([*names.xy(b.lon, b.lat), late])
+    return out
+
+
+def _video(snap: Snapshot, names: Names) -> list[list]:
+    """[x, y, minutes ago] per recent AI-video event, at its camera (or where it was reported)."""
+    out = []
+    for e in snap.video_events:
+        cam = names.assets.get(e.camera_id)
+        if cam is not None:
+            x, y = round(cam[2], 1), round(cam[3], 1)
+        elif e.lon is not None and e.lat is not None and names.frame is not None:
+            x, y = names.xy(e.lon, e.lat)
+        else:
+            continue
+        out.append([x, y, max(0, int((snap.now - e.at).total_seconds() // 60))])
+    return out[-300:]
+
+
 def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """Everything the wall display shows, from one snapshot."""
     now = snap.now
@@ -321,6 +353,8 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         "zones": zones,
         "markers": markers,
         "staff": [[round(s.x, 1), round(s.y, 1), s.status] for s in snap.staff],
+        "buses": _buses(snap, names),
+        "video": _video(snap, names),
         "warning": _warning(snap),
         "degraded": [{"name": k, "reason": h.get("reason", "")} for k, h in snap.health.items() if not h.get("ok", True)],
     }

@@ -35,6 +35,7 @@ from twin_assets import inventory as inv
 from twin_assets.layout import REPO_ROOT
 
 from . import kpis
+from .live_objects import LiveObjects
 from .snapshot import FeedFreshness, Snapshot, feed_limit_s
 
 log = logging.getLogger("scenic_twin.service")
@@ -103,6 +104,7 @@ class Service:
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
 
+        self.live_objects = LiveObjects()
         self.feed_log = FeedLog(cfg.var / "feeds")
         self.dead = DeadLetterStore(cfg.var / "deadletter.sqlite")
         last = self._last_event_time()
@@ -163,6 +165,7 @@ class Service:
         with self.lock:
             self.engine.ingest(kind, table, feed_seq=seq)
             self.pipeline.offer(kind, table)
+            self.live_objects.offer(kind, table)
             newest = pc.max(table.column("event_time")).as_py() if table.num_rows else None
             prev = self._feed_seen.get(kind, (None, None))[0]
             if newest is not None and prev is not None and newest < prev:
@@ -239,6 +242,7 @@ class Service:
                 alerts=alerts, rules=self.pipeline.rules, cases=cases, plans=tuple(rt.plans.values()),
                 plan_defs=rt.plan_defs, warnings=dict(rt.warnings), staff=tuple(rt.staff.values()),
                 feeds=feeds, health=self.health(), trends={k: tuple(v) for k, v in self._trends.items()},
+                buses=self.live_objects.buses(now), video_events=self.live_objects.video(now),
                 thresholds_version=self.pipeline.thresholds_version)
 
     def health(self) -> dict[str, dict[str, Any]]:

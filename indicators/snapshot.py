@@ -69,6 +69,8 @@ class Snapshot:
     health: Mapping[str, Any] = field(default_factory=dict)    # component -> {"ok": bool, "reason": str}
     trends: Mapping[str, tuple] = field(default_factory=dict)  # kpi -> ((tick ms, value), …)
     thresholds_version: int | None = None
+    buses: tuple = ()                              # BusPosition, newest per vehicle
+    video_events: tuple = ()                       # VideoEvent of the last 15 minutes
 
     def value(self, indicator_id: str) -> float | None:
         v = self.values.get(indicator_id)

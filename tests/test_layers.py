@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("twin_assets",),
     ("indicators.localtime", "indicators.units", "indicators.catalog", "indicators.feeds"),
     ("indicators.engine",),
-    ("indicators.alerts", "indicators.kpis", "indicators.snapshot"),
+    ("indicators.alerts", "indicators.kpis", "indicators.snapshot", "indicators.live_objects"),
     ("indicators.access",),
     ("indicators.pipeline",),
     ("indicators.service", "indicators.replay_alerts", "indicators.cli"),

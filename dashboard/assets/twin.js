@@ -260,6 +260,18 @@
         updateTriggers: { getRadius: phase, getFillColor: phase },
       }),
       new D.ScatterplotLayer({
+        id: "video-events", ...common, data: state.live.video || [], pickable: false,
+        getPosition: (v) => [v[0], v[1], 6], radiusUnits: "pixels", stroked: true, filled: false,
+        getRadius: (v) => 9 * scale * (1 + Math.min(v[2], 15) / 15), lineWidthMinPixels: 2,
+        getLineColor: (v) => [200, 110, 255, Math.max(60, 255 - v[2] * 12)],
+      }),
+      new D.ScatterplotLayer({
+        id: "buses", ...common, data: state.live.buses || [], pickable: false,
+        getPosition: (b) => [b[0], b[1], 3], radiusUnits: "pixels", getRadius: 6 * scale, stroked: true,
+        getFillColor: (b) => (b[2] === 2 ? [230, 60, 60, 255] : b[2] === 1 ? [255, 170, 40, 255] : [40, 200, 255, 255]),
+        getLineColor: [10, 20, 40, 255], lineWidthMinPixels: 1.5,
+      }),
+      new D.ScatterplotLayer({
         id: "staff", ...common, data: state.live.staff || [], pickable: false,
         getPosition: (s) => [s[0], s[1], 1], radiusUnits: "pixels", getRadius: 5,
         getFillColor: (s) => (s[2] === "available" ? [80, 255, 160, 230] : [255, 255, 255, 200]),

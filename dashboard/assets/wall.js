@@ -23,6 +23,8 @@
     alertsMore: ["条告警", "more alerts"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     done: ["完成", "Done"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
     degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
+    legend: { bus: ["公交车辆", "Buses"], video: ["视频AI事件", "AI video events"], staff: ["巡查人员", "Patrol staff"],
+              marker: ["告警设施", "Alerting assets"] },
     tiers: { red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
              none: ["无", "None"] },
   };
@@ -161,8 +163,19 @@
     }));
   }
 
+  function renderLegend() {
+    const box = $("tier-legend");
+    if (!box || box.dataset.lang === S.lang) return;
+    box.dataset.lang = S.lang;
+    const i = S.lang === "en" ? 1 : 0;
+    const items = ["red", "orange", "yellow", "blue"].map((t) => el("span", "st-leg st-leg-" + t, T.tiers[t][i]));
+    for (const k of ["marker", "bus", "video", "staff"]) items.push(el("span", "st-leg st-leg-" + k, T.legend[k][i]));
+    box.replaceChildren(...items);
+  }
+
   function renderWall(w) {
     renderHeader(w);
+    renderLegend();
     if (!$("alert-list")) return;
     renderKpis(w); renderAlerts(w); renderCases(w);
     if (w.plans) fill("plan-panel", planNodes(w.plans));
