@@ -122,6 +122,17 @@ def _fmt_num(v: float | None, unit: str) -> str:
     return f"{v:,.0f}"
 
 
+def _with_unit(v: float, unit: str, lang: str) -> str:
+    """A number as the alert sentences print it (indicators.alerts.state.explain), with its unit."""
+    from indicators.units import with_unit
+    return with_unit(f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}", unit, lang)
+
+
+def _by_severity(alerts, now: datetime) -> list:
+    """Highest tier first, then the newest: whatever order the snapshot holds them in."""
+    return sorted(alerts, key=lambda a: (-RANK.get(a.tier or "", 0), -(a.started_at or now).timestamp()))
+
+
 def _place(rule, names: Names) -> tuple[str, str, tuple[float, float] | None]:
     """Where an alert is: the asset, camera or gate it is about, else its zone, else the area."""
     labels = dict(getattr(rule, "labels", {}) or {})
@@ -184,6 +195,18 @@ def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
     why_zh = ex.get("sentence_zh") or f"{name_zh}：{STATUS_NAMES.get(st.status, ('', ''))[0]}"
     why_en = ex.get("sentence_en") or f"{name_en}: {STATUS_NAMES.get(st.status, ('', st.status))[1]}"
     since = st.fired_at or st.started_at
+    d = dict(st.details or {})
+    if str(st.rule_id).startswith("forecast:") and d.get("sentence_zh"):
+        # a forecast alert's own value and threshold are tier ranks (0-4), not loads: say what the
+        # forecast says, with the predicted load and the threshold it is heading for
+        unit = getattr(rule, "unit", "")
+        nums = d.get("predicted") is not None and d.get("threshold") is not None
+        why_zh = f"{name_zh}：{d['sentence_zh']}" + (
+            f"（预计{_with_unit(d['predicted'], unit, 'zh')}，阈值{_with_unit(d['threshold'], unit, 'zh')}）"
+            if nums else "")
+        why_en = f"{name_en}: {d.get('sentence_en', '')}" + (
+            f" (predicted {_with_unit(d['predicted'], unit, 'en')}, threshold {_with_unit(d['threshold'], unit, 'en')})"
+            if nums else "")
     if getattr(rule, "family", "") == "compound":
         # a composite rule has no value of its own: say that its conditions hold, and since when
         mins = None if since is None else int((now - since).total_seconds() // 60)
@@ -320,6 +343,8 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """Everything the wall display shows, from one snapshot."""
     now = snap.now
     tiers = zone_tiers(snap)
+    crowd = snap.feeds.get("crowd")
+    crowd_stale = crowd is not None and crowd.stale      # the zone loads rest on the crowd feed
     zones = {}
     for zid in names.zones:
         zones[zid] = {"tier": tiers.get(zid, "none"), "color": TIER_RGBA[tiers.get(zid, "none")],
@@ -327,10 +352,10 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         iid = zone_indicator("crowd.load_rate", zid)
         v, q = snap.values.get(iid, (None, "no_data"))
         zones[zid]["load"] = None if v is None else round(v, 1)
-        zones[zid]["stale"] = q != "ok"
+        zones[zid]["stale"] = q != "ok" or crowd_stale
         if v is None:
             zones[zid]["color"] = TIER_RGBA["nodata"]
-    firing = [a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")]
+    firing = _by_severity([a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")], now)
     items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in firing]
     counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
     markers = [{"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
@@ -364,7 +389,7 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """The operator console: every active alert (filterable in the page), open cases with their
     next steps, active plans with their steps, and the staff who can be dispatched."""
     now = snap.now
-    items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in snap.alerts]
+    items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in _by_severity(snap.alerts, now)]
     cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),
