@@ -316,8 +316,11 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
 
 
 def _routes_first(server, paths: set[str]) -> None:
-    """Our own routes before Dash's catch-all page route (FastAPI matches in order)."""
-    mine = [r for r in server.router.routes if getattr(r, "path", None) in paths]
+    """Our own routes before Dash's (FastAPI matches in order): Dash serves "/" and a
+    catch-all page route itself, so ours are picked by being defined here, not by path."""
+    here = __name__
+    mine = [r for r in server.router.routes if getattr(r, "path", None) in paths
+            and getattr(getattr(r, "endpoint", None), "__module__", None) == here]
     rest = [r for r in server.router.routes if r not in mine]
     server.router.routes[:] = mine + rest
 
@@ -337,8 +340,8 @@ def _live_pairs(asset_id: str, snap, names: Names, lang: str) -> list[tuple[str,
         rule = snap.rules.get(iid)
         name = (getattr(rule, "name_zh", "") if zh else getattr(rule, "name_en", "")) or iid
         text = i18n.value_text(v, getattr(rule, "unit", ""), lang)
-        if q != "ok":
-            text += " (" + i18n.t("stale", lang) + ")"
+        if q != "ok":                      # idle: the asset is outside its operating hours
+            text += " (" + i18n.t("idle" if q == "idle" else "stale", lang) + ")"
         out.append((name, text))
     for st in snap.alerts:
         rule = snap.rules.get(st.rule_id)

@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
@@ -210,7 +211,7 @@ class AccessMiddleware:
             if not self._origin_ok(headers) or who is None or not who.can(role):
                 self._refuse(who, path, "websocket without session or from a foreign origin")
                 return await _deny(scope, send, 4003, "forbidden")
-            return await self.app(scope, _ws_receive(receive, self, who, send), send)
+            return await self.app(scope, _ws_receive(receive, self, who, send), _ws_send(send, self, who))
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD", "OPTIONS") and not self._origin_ok(headers):
             self._refuse(who, path, "foreign origin")
@@ -239,6 +240,30 @@ class AccessMiddleware:
                 return await _deny(scope, send, 403, "this action needs another role")
             return await self.app(scope, _replay(body), _with_headers(send))
         return await self.app(scope, receive, _with_headers(send))
+
+
+PUSH_RECHECK_S = 2.0
+"""How often a socket that only receives pushes re-checks its session."""
+
+
+def _ws_send(send, mw: "AccessMiddleware", who: Identity):
+    """Pushes go out only while the session lives: a logged-out, disabled, expired or
+    revoked caller's socket is closed (4001) at the next push, not at its next request."""
+    state = {"checked": time.monotonic(), "closed": False}
+
+    async def checked(msg):
+        if state["closed"]:
+            return
+        if msg.get("type") == "websocket.send" and time.monotonic() - state["checked"] >= PUSH_RECHECK_S:
+            state["checked"] = time.monotonic()
+            s = mw.access.session_by_id(who.token_id, touch=False) if who.token_id else None
+            if s is None:
+                state["closed"] = True
+                mw._refuse(who, "websocket", "session ended while pushing")
+                await send({"type": "websocket.close", "code": 4001, "reason": "session ended"})
+                return
+        await send(msg)
+    return checked
 
 
 def _ws_receive(receive, mw: AccessMiddleware, who: Identity, send):

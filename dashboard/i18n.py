@@ -25,6 +25,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "zones": {"zh": "片区承载", "en": "Zone load"},
     "waiting": {"zh": "等待实时数据…", "en": "Waiting for live data…"},
     "stale": {"zh": "数据延迟", "en": "stale"},
+    "idle": {"zh": "非运行时段", "en": "off duty"},
     "reading_at": {"zh": "读数时间", "en": "read at"},
     "not_found": {"zh": "未找到该资产", "en": "Asset not found"},
     "alert": {"zh": "告警", "en": "Alert"},

@@ -556,13 +556,15 @@ class AccessStore:
             return None
         return self.session_by_id(token_id(token))
 
-    def session_by_id(self, tid: str) -> Session | None:
-        """As :meth:`session`, by ``token_id`` (for a server re-checking a session it already holds)."""
+    def session_by_id(self, tid: str, *, touch: bool = True) -> Session | None:
+        """As :meth:`session`, by ``token_id`` (for a server re-checking a session it already holds).
+        ``touch=False`` checks without counting as use (a push to the page is not the user acting,
+        so it must not keep an idle session alive)."""
         now = self.clock()
         with self._lock:
             r = self._db.execute(_SESSION, (tid,)).fetchone()
             s = self._live(r, now)
-            if s is not None and now - _dt(r[6]) >= SLIDE_EVERY:
+            if touch and s is not None and now - _dt(r[6]) >= SLIDE_EVERY:
                 self._db.execute("UPDATE sessions SET last_used = ? WHERE token_id = ?", (iso(now), tid))
         return s
 
