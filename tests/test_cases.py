@@ -245,6 +245,31 @@ def test_an_ai_video_event_becomes_a_case_for_the_nearest_available_patrol(make,
     assert store.case_steps("video:v-1")[-1]["step"] == "merged"
 
 
+def case_table(at, *rows):
+    return pa.Table.from_pylist([{"event_id": f"c-{cid}-{status}-{at.timestamp()}", "event_time": at, "source": "test",
+                                  "case_id": cid, "category": "litter", "status": status, "zone_id": None,
+                                  "lon": None, "lat": None, "description": "垃圾", "departments": None}
+                                 for cid, status in rows], schema=SCHEMAS["case"])
+
+
+def test_the_case_feed_moves_its_cases_forward_and_a_late_record_changes_nothing(make, places):
+    rt, _, _, store = make()
+    rt.on_tick(T0, {}, {"case": case_table(T0, ("k1", "open"), ("k2", "open"))})
+    assert {c.case_id: c.status for c in rt.cases.values()} == {"feed:k1": "open", "feed:k2": "open"}
+    t1 = T0 + MIN
+    rt.on_tick(t1, {}, {"case": case_table(t1, ("k1", "handling"), ("k2", "closed"))})
+    assert rt.cases["feed:k1"].status == "handling"
+    assert store.case("feed:k2").status == "closed"
+    steps = [(s["step"], s["actor"]) for s in store.case_steps("feed:k2")]
+    assert [st for st, _ in steps] == ["open", "dispatch", "accept", "handle", "verify", "close"]
+    assert all(a == "feed:case" for _, a in steps[1:])
+    # a late "dispatched" for k1, and a repeated "closed" for k2, change nothing
+    t2 = T0 + 2 * MIN
+    rt.on_tick(t2, {}, {"case": case_table(T0, ("k1", "dispatched"), ("k2", "closed"))})
+    assert rt.cases["feed:k1"].status == "handling"
+    assert len(store.case_steps("feed:k2")) == len(steps) and len(store.cases()) == 2
+
+
 def test_a_manual_report_sent_twice_is_one_case(make, places):
     rt, _, _, store = make()
     a = rt.report(request_id="same", category="medical", by="p1", xy=on_yuejiang_east(places))

@@ -155,7 +155,7 @@ class CaseChange:
 def _actor(by: str) -> str:
     if not by or not str(by).strip():
         raise CaseError("a case step needs the name of who takes it")
-    return by if by == "system" or by.startswith("user:") else f"user:{by}"
+    return by if by == "system" or by.startswith(("user:", "feed:")) else f"user:{by}"
 
 
 def _record(case: Case, step: str, actor: str, now: datetime, note: str = "", department: str | None = None,

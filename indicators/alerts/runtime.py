@@ -396,16 +396,46 @@ class AlertRuntime:
     def _feed_cases(self, w: "_Work", rows: list[dict], now: datetime) -> None:
         if self.case_cfg is None:
             return
-        for r in rows:
-            if r.get("status") != "open" or r.get("category") not in self.case_cfg.categories:
+        for r in sorted(rows, key=lambda r: r["event_time"]):
+            if r.get("category") not in self.case_cfg.categories:
                 continue
-            xy = self.places.to_xy(r["lon"], r["lat"]) if (self.places is not None and r.get("lon") is not None
-                                                          and r.get("lat") is not None) else None
-            deps = [d for d in (r.get("departments") or []) if d in self.case_cfg.departments] or None
-            self._new_case(w, now, case_id=f"feed:{r['case_id']}", category=r["category"], source="feed",
-                           source_ref=str(r["case_id"]), xy=xy, zone_id=r.get("zone_id"),
-                           description=str(r.get("description") or "")[:500], departments=deps,
-                           auto_dispatch=False)
+            cid = f"feed:{r['case_id']}"
+            if r.get("status") == "open" or cid not in w.cases:
+                if r.get("status") != "open" and self.store.case(cid) is not None:
+                    continue                  # already past (closed): a late or repeated record
+                xy = self.places.to_xy(r["lon"], r["lat"]) if (self.places is not None and r.get("lon") is not None
+                                                              and r.get("lat") is not None) else None
+                deps = [d for d in (r.get("departments") or []) if d in self.case_cfg.departments] or None
+                self._new_case(w, now, case_id=cid, category=r["category"], source="feed",
+                               source_ref=str(r["case_id"]), xy=xy, zone_id=r.get("zone_id"),
+                               description=str(r.get("description") or "")[:500], departments=deps,
+                               auto_dispatch=False)
+            if r.get("status") != "open" and cid in w.cases:
+                self._advance_feed_case(w, w.cases[cid], str(r.get("status")), now)
+
+    # the stages a case passes, and the step that takes it from each to the next
+    _FEED_ORDER = ("open", "dispatched", "handling", "verifying", "verified", "closed")
+
+    def _advance_feed_case(self, w: "_Work", case, status: str, now: datetime) -> None:
+        """Move a case the case feed reports further on through the steps it skipped
+        (each stored with the feed as actor); a record behind the case changes nothing."""
+        target = "verified" if status == "verified" else status
+        if target not in self._FEED_ORDER:
+            return
+        by, cfg = "feed:case", self.case_cfg
+        steps = {"open": lambda c: C.dispatch(c, cfg, by=by, now=now),
+                 "dispatched": lambda c: C.accept(c, cfg, by=by, now=now),
+                 "handling": lambda c: C.handle(c, cfg, by=by, now=now, note="处置完毕（案件系统报告）"),
+                 "verifying": lambda c: C.verify(c, cfg, by=by, now=now, passed=True),
+                 "verified": lambda c: C.close(c, cfg, by=by, now=now, note="结案（案件系统报告）")}
+        while self._FEED_ORDER.index(case.status) < self._FEED_ORDER.index(target):
+            try:
+                ch = steps[case.status](case)
+            except C.CaseError:
+                log.warning("case feed: cannot move %s from %s towards %s", case.case_id, case.status, target)
+                return
+            w.case(ch)
+            case = ch.case
 
     def _deadlines(self, w: "_Work", now: datetime) -> None:
         if self.case_cfg is not None:
