@@ -280,6 +280,8 @@
 
   function merge(live) {
     S.lastBeat = Date.now();
+    S.pushes = (S.pushes || 0) + 1;
+    S.pushBytes = (S.pushBytes || 0) + JSON.stringify(live).length;   // for `scenic-twin bench wall`
     if (S.downSince) {
       S.downSince = null;
       document.body.classList.remove("st-disconnected");
@@ -287,6 +289,11 @@
     }
     if (live.wall) Object.assign(S.wall, live.wall);
     if (live.ops) Object.assign(S.ops, live.ops);
+    // Dash keeps every change of a callback input for undo, without a bound:
+    // each push (live-state is an input) would stay in memory for the life
+    // of the page (~60 KB a push, measured).  The wall never undoes.
+    const h = window.store && window.store.getState && window.store.getState().history;
+    if (h && Array.isArray(h.past) && h.past.length > 2) h.past.splice(0, h.past.length - 2);
   }
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
