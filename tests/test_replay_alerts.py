@@ -161,7 +161,10 @@ def test_holiday_rainstorm_tiers_plan_and_dispatched_cases(tmp_path):
     assert set(cli_cases) == {c["case_id"] for c in cases}
     for c in with_staff:
         cc = cli_cases[c["case_id"]]
-        assert cc["status"] == "dispatched" and cc["assignee"] == c["assignee"]
+        # the case feed moves its own cases on (accepted, handled, closed); the runtime's stay dispatched
+        moved_on = ("dispatched", "handling", "verifying", "verified", "closed")
+        assert cc["status"] in (moved_on if c["source"] == "feed" else ("dispatched",)), (c["case_id"], cc["status"])
+        assert cc["assignee"] == c["assignee"]
         assert cc["suggested"][0]["walking_m"] == c["walking_m"]
         steps = [s for s in cc["steps"] if s["step"] == "dispatch"]
         assert steps and all(s["details"].get("staff") == c["assignee"] for s in steps)
