@@ -138,6 +138,7 @@ name_en = "Lamps"
 asset_types = ["lamp_pole"]
 metric = "lamp_brightness"
 anomaly = { op = "<", value = 0.5 }
+silent_after_s = { value = 900, source = "x" }
 department = "street_lighting"
 
 [[family]]

@@ -6,7 +6,9 @@ before ``T_END``; the engine's state is kept.  Then, for every indicator in
 turn, the state is restored, a few records that change *that indicator's*
 input are sent at ``T_END`` - a crowd total for its zone, a video event of
 its algorithm in its zone, a reading that flips one asset of its class in
-its zone, a closing record for an overdue case of its category ... - and the
+its zone (for a zone's facility counts: readings that make every asset of the
+class there report, all anomalous or all normal, since only reporting assets
+count), a closing record for an overdue case of its category ... - and the
 value at ``T_END`` must differ from the value without them.  A family whose
 wiring is dead, or reads another scope's input, fails here.
 """
@@ -25,7 +27,8 @@ from indicators.engine.synthetic import arrival_order, synthetic_feeds, to_table
 from indicators.feeds.schemas import CASE_CATEGORIES
 
 TICK = timedelta(seconds=10)
-T_END = datetime(2025, 10, 1, 10, 0, tzinfo=timezone.utc)        # 18:00 local: the old cases are from today
+T_END = datetime(2025, 10, 1, 12, 0, tzinfo=timezone.utc)        # 20:00 local: the old cases are from today;
+# lamps are due on (after sunset), the tower and the metro are open, so every facility asset is on duty
 BASE = timedelta(minutes=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 T_MS = (T_END - EPOCH) // timedelta(milliseconds=1)
@@ -119,15 +122,19 @@ def perturbation(ind, cat, base, tables, old) -> list[tuple[str, pa.Table]]:
         last = latest_readings(tables, "facility", ["asset_id", "metric"])
         a = assets[0]
         cur = last["value"].get((a, cls.metric), np.nan)
-        anomalous = {"<": cur < cls.anomaly_value, ">": cur > cls.anomaly_value}[cls.anomaly_op]
         bad = cls.anomaly_value + (-0.05 if cls.anomaly_op == "<" else 1.0)
         good = cls.anomaly_value + (0.5 if cls.anomaly_op == "<" else -0.5)
+        if f.compute.get("agg", "value") != "value":
+            # only assets on duty and reporting count: let all of them report, all anomalous - or all
+            # normal when they already are
+            all_bad = v0 == (0.0 if fid == "facility.availability" else float(len(assets)))
+            return [Feed.rows("facility", [{"asset_id": x, "asset_type": d.asset_type[d.code("asset")[x]],
+                                            "metric": cls.metric, "value": float(good if all_bad else bad)}
+                                           for x in assets])]
         if np.isnan(cur):
-            new = good if fid == "facility.availability" else bad
-        elif f.compute.get("agg", "value") == "value":
-            new = (1.0 - cur) if cur in (0.0, 1.0) else cur + 0.05
+            new = bad
         else:
-            new = good if anomalous else bad
+            new = (1.0 - cur) if cur in (0.0, 1.0) else cur + 0.05
         return [Feed.rows("facility", [{"asset_id": a, "asset_type": cls.asset_types[0], "metric": cls.metric,
                                         "value": float(new)}])]
     if f.feed == "bus":

@@ -23,13 +23,15 @@ from indicators.catalog import load_catalog
 from indicators.engine import Engine
 from indicators.engine.synthetic import arrival_order, synthetic_feeds
 from indicators.feeds.schemas import WARNING_COLOURS
+from indicators.localtime import sun_times
 
 START = datetime(2025, 10, 1, 11, 0, tzinfo=timezone.utc)       # 19:00 local
 SECONDS = 330 * 60
 TICK_MS = 30_000
 LATENESS = timedelta(seconds=20)
-OK, STALE, NO_DATA = 0, 1, 2
+OK, STALE, NO_DATA, IDLE = 0, 1, 2, 3
 NEVER = -1
+DAY_MS = 86_400_000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LOCAL = ZoneInfo("Asia/Shanghai")
 STAFF = ("available", "busy", "offline")
@@ -106,6 +108,18 @@ def test_the_scenario_exercises_every_indicator(scenario, oracle):
     assert len(nonzero) < 0.02 * len(cat), f"{len(nonzero)} indicators stayed 0: {nonzero[:10]}"
 
 
+def test_the_scenario_exercises_operating_schedules_and_silent_sensors(scenario, oracle):
+    """Tower lifts and toilets close at 22:30 and the metro's at midnight (idle), lamps are due all
+    night, and the sparse synthetic readings leave sensors silent at times (no_data)."""
+    cat, _, _ = scenario
+    V, Q = oracle
+    for fam in ("facility.availability", "facility.lift_running", "facility.escalator_running"):
+        q = Q[:, [i.index for i in cat.of_family(fam)]]
+        assert (q == IDLE).any() and (q == NO_DATA).any() and (q == OK).any(), fam
+    lamp = [i.index for i in cat.of_family("facility.availability") if dict(i.id.scope)["class"] == "lamp"]
+    assert not (Q[:, lamp] == IDLE).any(), "lamps are due from sunset to sunrise"
+
+
 # ------------------------------------------------------------ the oracle
 class Oracle:
     def __init__(self, cat, tables, ticks_ms: np.ndarray) -> None:
@@ -122,6 +136,7 @@ class Oracle:
         self.V = np.full((self.n, len(cat)), np.nan)
         self.Q = np.full((self.n, len(cat)), NO_DATA, dtype=np.int8)
         self.raw_of: dict[str, np.ndarray] = {}
+        self._duty: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ---------------------------------------------------------- inputs
     def _frame(self, kind: str, t: pa.Table) -> pd.DataFrame:
@@ -184,11 +199,12 @@ class Oracle:
             scopes = list(dict.fromkeys(i.id.scope for i in inds))
             for w in f.windows:
                 cols = [next(i.index for i in inds if i.id.scope == s and i.window == w) for s in scopes]
-                raw, newest = getattr(self, f"k_{f.compute.kind}")(f, [dict(s) for s in scopes], w)
+                raw, newest, *idle = getattr(self, f"k_{f.compute.kind}")(f, [dict(s) for s in scopes], w)
+                idle = idle[0] if idle else np.zeros(raw.shape, dtype=bool)
                 val = self.post(f, [dict(s) for s in scopes], w, raw)
                 self.raw_of[(f.id, str(w))] = val
                 fresh = f.freshness_s * 1000
-                qual = np.where(np.isnan(val) | (newest == NEVER), NO_DATA,
+                qual = np.where(np.isnan(val) | (newest == NEVER), np.where(idle, IDLE, NO_DATA),
                                 np.where(self.T[:, None] - newest > fresh, STALE, OK))
                 self.V[:, cols] = np.where(qual == NO_DATA, np.nan, val)
                 self.Q[:, cols] = qual
@@ -246,23 +262,27 @@ class Oracle:
                 cls = d.classes[c.get("class")]
                 k = "camera" if "camera" in scopes[0] else "asset"
                 ents = [(s[k], c.get("metric", cls.metric)) for s in scopes]
-            else:
-                k = {"zone": "zone", "station_id": "station", "segment_id": "segment"}[key[0]]
-                ents = [(s[k],) for s in scopes]
+                vals, times = self.asof(df, key, value, ents)
+                if cls.schedule is None and not cls.zone_schedule:
+                    return vals, times
+                # a scheduled asset shows a reading taken since its schedule opened; none while closed
+                # or, just after opening, until it has had silent_after_s to report
+                zone_of = dict(zip(d.members["asset"], d.asset_zone))
+                duty = [self.on_duty(cls.zone_schedule.get(zone_of[s[k]], cls.schedule)) for s in scopes]
+                on = np.stack([x[0] for x in duty], axis=1)
+                since = np.stack([x[1] for x in duty], axis=1)
+                seen = on & ~np.isnan(vals) & (times >= since)
+                waiting = on & ~seen & (self.T[:, None] - since <= cls.silent_after_s * 1000)
+                return (np.where(seen, vals, np.nan), np.where(seen, times, NEVER),
+                        ~seen & (~on | waiting))
+            k = {"zone": "zone", "station_id": "station", "segment_id": "segment"}[key[0]]
+            ents = [(s[k],) for s in scopes]
             return self.asof(df, key, value, ents)
         # aggregates over the entities of each scope
         if key == ["asset_id", "metric"]:
-            members = []                                   # (entity, scope row, class)
-            for r, s in enumerate(scopes):
-                cname = s.get("class") or c.get("class")
-                cls = d.classes[cname]
-                metric = c.get("metric", cls.metric)
-                for a in np.asarray(d.members["asset"], dtype=object)[d.class_assets(cname, s.get("zone"))]:
-                    members.append(((a, metric), r, cls))
-            ents = [m[0] for m in members]
-        else:
-            ents = sorted({(k,) for k in df[key[0]].dropna().unique()})
-            members = [(e, 0, None) for e in ents]
+            return self.facility_aggregate(f, scopes, df, key, value)
+        ents = sorted({(k,) for k in df[key[0]].dropna().unique()})
+        members = [(e, 0, None) for e in ents]
         vals, times = self.asof(df, key, value, ents)
         R = len(scopes)
         out = np.full((self.n, R), np.nan)
@@ -284,21 +304,82 @@ class Oracle:
                 elif agg == "max":
                     x = np.nanmax(np.where(has, v, -np.inf), axis=1)
                 else:
-                    if isinstance(cond, str):
-                        hit = np.zeros_like(has)
-                        for jj, j in enumerate(cols):
-                            cls = members[j][2]
-                            an = _cmp(v[:, jj], cls.anomaly_op, cls.anomaly_value)
-                            hit[:, jj] = an if cond == "anomaly" else (has[:, jj] & ~an)
-                    else:
-                        x0 = cond["value"]
-                        x0 = float(STAFF.index(x0)) if isinstance(x0, str) else float(x0)
-                        hit = _cmp(v, cond["op"], x0)
-                    x = hit.sum(axis=1).astype(float)
-                    if agg == "percent_where":
-                        x = 100.0 * x / len(cols)
+                    x0 = cond["value"]
+                    x0 = float(STAFF.index(x0)) if isinstance(x0, str) else float(x0)
+                    x = _cmp(v, cond["op"], x0).sum(axis=1).astype(float)
             out[:, r] = np.where(n_has > 0, x, np.nan)
         return out, newest
+
+    def facility_aggregate(self, f, scopes, df, key, value):
+        """Over the assets of each (zone, class) that are on duty and reporting at each tick: an asset
+        counts when its class's schedule is open, its latest reading was taken since it opened and is
+        at most silent_after_s old.  No such asset: no value - idle, unless an asset on duty has been
+        silent longer than that (then no_data)."""
+        c, d = f.compute, self.dims
+        cond, agg = c.get("cond"), c.get("agg")
+        asset_ids = np.asarray(d.members["asset"], dtype=object)
+        R = len(scopes)
+        out = np.full((self.n, R), np.nan)
+        newest = np.full((self.n, R), NEVER, dtype=np.int64)
+        idle = np.zeros((self.n, R), dtype=bool)
+        for r, s in enumerate(scopes):
+            cname = s.get("class") or c.get("class")
+            cls = d.classes[cname]
+            codes = d.class_assets(cname, s.get("zone"))
+            v, t = self.asof(df, key, value, [(a, c.get("metric", cls.metric)) for a in asset_ids[codes]])
+            duty = [self.on_duty(cls.zone_schedule.get(d.asset_zone[a], cls.schedule)) for a in codes]
+            on = np.stack([x[0] for x in duty], axis=1)
+            since = np.stack([x[1] for x in duty], axis=1)
+            age = self.T[:, None] - t
+            limit = cls.silent_after_s * 1000
+            reporting = ~np.isnan(v) & (t >= since) & (age <= limit)
+            judged = on & reporting
+            silent = on & ~reporting & (self.T[:, None] - since > limit)
+            n = judged.sum(axis=1)
+            if agg in ("count_where", "percent_where"):
+                bad = _cmp(v, cls.anomaly_op, cls.anomaly_value)
+                hit = judged & (bad if cond == "anomaly" else ~bad)
+                x = hit.sum(axis=1).astype(float)
+                if agg == "percent_where":
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        x = 100.0 * x / n
+            else:
+                raise AssertionError(f"the oracle knows no facility aggregate {agg!r}")
+            out[:, r] = np.where(n > 0, x, np.nan)
+            newest[:, r] = np.where(judged, t, NEVER).max(axis=1)
+            idle[:, r] = (n == 0) & ~silent.any(axis=1)
+        return out, newest, idle
+
+    def on_duty(self, sched):
+        """(on duty?, since when) per tick under an operating schedule; None = always."""
+        if sched is None:
+            return np.ones(self.n, dtype=bool), np.full(self.n, -(1 << 62), dtype=np.int64)
+        key = id(sched)
+        if key in self._duty:
+            return self._duty[key]
+        m = (self.T - self.day_start) / 60000.0                    # minutes after local midnight
+        d0 = self.day_start
+
+        def at(day0, minutes):                                     # local day start + minutes, as the ms
+            return day0 + np.floor(np.round(np.asarray(minutes) * 60e6) / 1000.0).astype(np.int64)
+        if sched.kind == "hours":
+            a, b = sched.start_min, sched.end_min
+            if a < b:
+                on, since = (m >= a) & (m < b), at(d0, a)
+            else:
+                on = (m >= a) | (m < b)
+                since = np.where(m >= a, at(d0, a), at(d0 - DAY_MS, a))
+        else:
+            local = pd.to_datetime(self.T, unit="ms", utc=True).tz_convert("Asia/Shanghai")
+            yday = (local - pd.Timedelta(days=1)).day_of_year.to_numpy()
+            rise, sset = sun_times(local.day_of_year.to_numpy(), *self.dims.site)
+            _, sset_y = sun_times(yday, *self.dims.site)
+            evening = sset + sched.after_sunset_min
+            morning = rise - sched.before_sunrise_min
+            on = (m >= evening) | (m < morning)
+            since = np.where(m >= evening, at(d0, evening), at(d0 - DAY_MS, sset_y + sched.after_sunset_min))
+        self._duty[key] = (on, since)
+        return on, since
 
     # ----------------------------------------------- windows and days
     def _rows(self, f, scopes, df):

@@ -144,7 +144,9 @@ class Rule:
     value of quality no_data/stale or a missing value, ``error`` for quality
     error or a non-finite value - each one of ``nodata``/``error`` (enter that
     state), ``alerting`` (treat as crossing), ``ok`` (treat as normal),
-    ``keep_last`` (leave the state as it is).
+    ``keep_last`` (leave the state as it is).  Quality ``idle`` (nothing is
+    expected to work: lamps by day, closed lifts) is no data problem and
+    always leaves the state as it is.
     """
 
     id: str

@@ -205,18 +205,21 @@ class AlertRuntime:
         n = len(self._ids)
         v = np.full(n, np.nan)
         bad = np.zeros(n, bool)
+        idle = np.zeros(n, bool)                # nothing expected to work: only a held state can move
         for k, rid in enumerate(self._ids):
             x = values.get(self.rules[rid].indicator_id)
             if x is None:
                 bad[k] = True
                 continue
             val, q = x
-            if q != "ok" or val is None:
+            if q == "idle":
+                idle[k] = True
+            elif q != "ok" or val is None:
                 bad[k] = True
             else:
                 v[k] = val
         with np.errstate(invalid="ignore"):
-            crossing = ~np.isfinite(v) | (self._sign * v >= self._low)
+            crossing = (~np.isfinite(v) & ~idle) | (self._sign * v >= self._low)
         cand = crossing | bad | self._always
         out = [self._ids[k] for k in np.nonzero(cand)[0]]
         held = {r for r, _ in self.states if r in self.rules}

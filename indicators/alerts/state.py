@@ -12,6 +12,8 @@ States::
        │              cancelled                │  └──── refiring ◀──────┘  │
        └──────────────── resolved ◀────────────┴── keep_firing_for over ◀──┘
     no_data / error: entered by the rule's policies, left when data is back.
+    idle (an indicator with nothing expected to work: lamps by day, a lift
+    after closing time): no new evidence - the state stays as it is.
 
 One active alert per (rule, scope): an episode gets ``alert_id`` when it
 starts (pending, firing, no_data or error) and keeps it until *resolved* or
@@ -42,7 +44,7 @@ from .rules import Rule
 STATUSES = ("normal", "pending", "firing", "recovering", "resolved", "no_data", "error")
 ACTIVE = frozenset({"pending", "firing", "recovering", "no_data", "error"})
 """Statuses in which an alert exists (is shown, can be acknowledged)."""
-QUALITIES = ("ok", "stale", "no_data", "error")
+QUALITIES = ("ok", "stale", "no_data", "error", "idle")
 SYSTEM = "system"
 EVIDENCE_MAX = 240
 """Points of the pending-period series kept as evidence (4 h of 1-minute values)."""
@@ -55,7 +57,7 @@ class AlertActionError(ValueError):
 @dataclass(frozen=True)
 class Evaluation:
     """One evaluation of a rule: the indicator value at ``at`` and its quality
-    (ok | stale | no_data | error).  ``details`` travels into the events (a
+    (ok | stale | no_data | error | idle).  ``details`` travels into the events (a
     compound rule's matches, a forecast's lead time)."""
 
     at: datetime
@@ -67,9 +69,11 @@ class Evaluation:
 
     @property
     def kind(self) -> str:
-        """ok, nodata or error: what the state machine does with it."""
+        """ok, nodata, error or idle: what the state machine does with it."""
         if self.quality == "error" or self.error:
             return "error"
+        if self.quality == "idle":
+            return "idle"
         if self.quality in ("no_data", "stale") or self.value is None:
             return "nodata"
         if not math.isfinite(self.value):
@@ -218,6 +222,14 @@ def transition(previous: AlertState | None, evaluation: Evaluation, rule: Rule, 
     st = _unsilence(b, st)
     kind = evaluation.kind
     rank = None                          # None: decided by the policy below
+    if kind == "idle":
+        # Nothing is expected to work (closed hours, lamps by day): neither a
+        # fault nor a recovery and not a data problem - whatever the rule's
+        # no-data policy, the alert stays as it is until there is evidence again.
+        st = replace(st, last_eval_at=now)
+        b.state = st
+        st = _escalate(b, st, rule)
+        return Transition(previous, st, tuple(b.events))
     if kind != "ok":
         policy = rule.nodata if kind == "nodata" else rule.error
         if policy == "keep_last":

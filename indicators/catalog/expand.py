@@ -83,6 +83,13 @@ class Dimensions:
         """Codes (in ``members['asset']``) of the assets of these types."""
         return np.flatnonzero(np.isin(self.asset_type, list(types)))
 
+    @cached_property
+    def site(self) -> tuple[float, float]:
+        """(latitude, longitude) of the scenic area - its inventory asset's point -
+        where operating schedules compute sunset and sunrise."""
+        a = self.code("asset")[next(iter(self.areas.values()))]
+        return float(self.asset_lat[a]), float(self.asset_lon[a])
+
     def class_assets(self, cls: str, zone: str | None = None) -> np.ndarray:
         c = self.classes[cls]
         idx = self.assets_of(c.asset_types)
@@ -300,6 +307,10 @@ def expand(file: FamilyFile, dims: Dimensions) -> list[tuple[IndicatorId, Family
                 problems.append(Problem(name, f"classes.{cname}.asset_types[{j}]", f"no asset of type {t!r} in the inventory"))
         if cls.department not in known_depts:
             problems.append(Problem(name, f"classes.{cname}.department", f"{cls.department!r} owns nothing in the inventory"))
+        for zone in cls.zone_schedule:
+            if zone not in dims.zone_attrs or not len(dims.class_assets(cname, zone)):
+                problems.append(Problem(name, f"classes.{cname}.zone_schedule.{zone}",
+                                        f"{zone!r} is no zone holding assets of the class"))
     out: list[tuple[IndicatorId, Family, Thresholds, str]] = []
     for fam in file.families:
         if not fam.department.startswith("@") and fam.department not in known_depts:

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indicators.feeds.scenarios import parse_hhmm
 from indicators.feeds.schemas import FACILITY_METRICS, SCHEMAS
 
 from .ids import FAMILY_RE, SCOPE_KEYS, VALUE_RE, IdError, Window, parse_window
+from .schedule import SCHEDULE_KINDS, Schedule
 
 __all__ = ["Problem", "CatalogError", "Thresholds", "Family", "FacilityClass", "FamilyFile", "Compute",
            "FEEDS", "FeedModel", "KINDS", "SCOPE_KINDS", "LEVELS", "SIDES", "ZONE_ATTRS", "TIERS",
@@ -182,7 +184,13 @@ class Compute:
 
 @dataclass(frozen=True)
 class FacilityClass:
-    """A class of street furniture watched by one sensor metric, with its anomaly test."""
+    """A class of street furniture watched by one sensor metric, with its anomaly test.
+
+    ``schedule``: when its assets are expected to work (None: always), with
+    other schedules for the assets of some zones (``zone_schedule``);
+    ``silent_after_s``: an asset whose newest reading is older than this is
+    *not reporting* - a data-quality matter, neither available nor failed.
+    """
 
     name: str
     name_zh: str
@@ -192,6 +200,13 @@ class FacilityClass:
     anomaly_op: str
     anomaly_value: float
     department: str
+    silent_after_s: int = 900
+    schedule: Schedule | None = None
+    zone_schedule: dict[str, Schedule] = field(default_factory=dict, hash=False)
+
+    def schedule_for(self, zone: str | None) -> Schedule | None:
+        """The operating schedule of the class's assets in ``zone`` (None: always expected)."""
+        return self.zone_schedule.get(zone, self.schedule) if zone else self.schedule
 
 
 @dataclass(frozen=True)
@@ -385,6 +400,11 @@ def parse_families(text: str, *, file: str = "families.toml") -> FamilyFile:
     return FamilyFile(file, int(expected or 0), areas, classes, tuple(fams), aliases)
 
 
+CLASS_FIELDS = {"name_zh", "name_en", "asset_types", "metric", "anomaly", "department", "silent_after_s",
+                "schedule", "zone_schedule"}
+CLASS_REQUIRED = {"name_zh", "name_en", "asset_types", "metric", "anomaly", "department", "silent_after_s"}
+
+
 def _read_class(c: _Checker, name: str, node: Any) -> FacilityClass | None:
     p = f"classes.{name}"
     if not VALUE_RE.match(name):
@@ -392,8 +412,7 @@ def _read_class(c: _Checker, name: str, node: Any) -> FacilityClass | None:
     if c.table(node, p) is None:
         return None
     n0 = len(c.problems)
-    c.keys(node, p, {"name_zh", "name_en", "asset_types", "metric", "anomaly", "department"},
-           {"name_zh", "name_en", "asset_types", "metric", "anomaly", "department"})
+    c.keys(node, p, CLASS_FIELDS, CLASS_REQUIRED)
     zh = c.string(node, "name_zh", p)
     en = c.string(node, "name_en", p)
     metric = c.string(node, "metric", p, choices=tuple(FACILITY_METRICS))
@@ -407,9 +426,69 @@ def _read_class(c: _Checker, name: str, node: Any) -> FacilityClass | None:
         c.keys(an, f"{p}.anomaly", {"op", "value"}, {"op", "value"})
         op = c.string(an, "op", f"{p}.anomaly", choices=COND_OPS)
         val = c.number(an, "value", f"{p}.anomaly")
+    silent = None
+    if "silent_after_s" in node and c.table(node["silent_after_s"], f"{p}.silent_after_s") is not None:
+        q = f"{p}.silent_after_s"
+        c.keys(node["silent_after_s"], q, {"value", "source"}, {"value", "source"})
+        silent = c.number(node["silent_after_s"], "value", q, positive=True, integer=True)
+        c.string(node["silent_after_s"], "source", q)
+    schedule = _read_schedule(c, node["schedule"], f"{p}.schedule") if "schedule" in node else None
+    zone_schedule: dict[str, Schedule] = {}
+    if "zone_schedule" in node and c.table(node["zone_schedule"], f"{p}.zone_schedule") is not None:
+        for zone, sn in node["zone_schedule"].items():
+            if not VALUE_RE.match(zone):
+                c.add(f"{p}.zone_schedule.{zone}", f"a zone id must match {VALUE_RE.pattern}")
+            sch = _read_schedule(c, sn, f"{p}.zone_schedule.{zone}")
+            if sch is not None:
+                zone_schedule[zone] = sch
     if len(c.problems) > n0:
         return None
-    return FacilityClass(name, zh, en, tuple(types), metric, op, float(val), dept)
+    return FacilityClass(name, zh, en, tuple(types), metric, op, float(val), dept, int(silent), schedule,
+                         zone_schedule)
+
+
+def _read_schedule(c: _Checker, node: Any, p: str) -> Schedule | None:
+    """``{ kind = "hours", hours = ["09:30", "22:30"], source }`` or
+    ``{ kind = "night", after_sunset_min, before_sunrise_min, source }`` (see :mod:`.schedule`)."""
+    if c.table(node, p) is None:
+        return None
+    n0 = len(c.problems)
+    kind = c.string(node, "kind", p, choices=SCHEDULE_KINDS)
+    if "kind" not in node:
+        c.add(f"{p}.kind", f"missing (one of {', '.join(SCHEDULE_KINDS)})")
+    c.string(node, "source", p)
+    if kind == "hours":
+        c.keys(node, p, {"kind", "hours", "source"}, {"kind", "hours", "source"})
+        hours = node.get("hours")
+        mins: list[int] = []
+        if "hours" in node:
+            if not isinstance(hours, list) or len(hours) != 2:
+                c.add(f"{p}.hours", "must be [\"HH:MM\", \"HH:MM\"] (opening, closing; local time)")
+            else:
+                for j, h in enumerate(hours):
+                    try:
+                        mins.append(parse_hhmm(h))
+                    except ValueError as e:
+                        c.add(f"{p}.hours[{j}]", str(e))
+                if len(mins) == 2 and mins[0] % 1440 == mins[1] % 1440:
+                    c.add(f"{p}.hours", "opening and closing are the same time: leave the schedule out "
+                                        "for an asset expected to work all day")
+        if len(c.problems) > n0:
+            return None
+        return Schedule("hours", start_min=mins[0], end_min=mins[1], source=node["source"])
+    if kind == "night":
+        c.keys(node, p, {"kind", "after_sunset_min", "before_sunrise_min", "source"},
+               {"kind", "after_sunset_min", "before_sunrise_min", "source"})
+        after = c.number(node, "after_sunset_min", p)
+        before = c.number(node, "before_sunrise_min", p)
+        for k, v in (("after_sunset_min", after), ("before_sunrise_min", before)):
+            if v is not None and not -180 <= v <= 180:
+                c.add(f"{p}.{k}", f"must be within 3 hours of the sun time, not {v!r}")
+        if len(c.problems) > n0:
+            return None
+        return Schedule("night", after_sunset_min=float(after), before_sunrise_min=float(before),
+                        source=node["source"])
+    return None
 
 
 def _read_thresholds(c: _Checker, node: Any, p: str) -> Thresholds | None:

@@ -20,7 +20,7 @@ order or batching in which its events arrived: shuffled input within the
 lateness, with duplicates, gives identical values.
 
 Each :class:`Tick` carries the values (float64, NaN = no data), qualities
-(``OK`` / ``STALE`` / ``NO_DATA``) and which indicators changed since the
+(``OK`` / ``STALE`` / ``NO_DATA`` / ``IDLE``) and which indicators changed since the
 previous tick.  Subscribers get only the changes of each tick;
 :meth:`Engine.changes` returns what changed since it was last called.
 
@@ -53,10 +53,10 @@ from twin_assets.fsio import atomic_write
 
 from .encode import PRIMARY, Encoder
 from .kernels import Forecaster, LinearTrend, SeenSet
-from .plan import NO_DATA, OK, QUALITY_NAMES, STALE, Plan
+from .plan import IDLE, NO_DATA, OK, QUALITY_NAMES, STALE, Plan
 from .state import RowCache, TickCtx
 
-__all__ = ["Engine", "Tick", "Changes", "IngestResult", "OK", "STALE", "NO_DATA", "QUALITY_NAMES",
+__all__ = ["Engine", "Tick", "Changes", "IngestResult", "OK", "STALE", "NO_DATA", "IDLE", "QUALITY_NAMES",
            "DEFAULT_LATENESS", "CHECKPOINT_VERSION"]
 
 # Feeds arrive in minute batches (gateways, the simulator): a tick waits this long for its stragglers,

@@ -7,7 +7,7 @@ after-action review)::
 
 Each file is a long table ``indicator`` (dictionary-encoded id),
 ``tick_time`` (timestamp ms UTC), ``value`` (float64, null = no data),
-``quality`` (dictionary: ok / stale / no_data).  Ticks are buffered and
+``quality`` (dictionary: ok / stale / no_data / idle).  Ticks are buffered and
 written ``flush_ticks`` at a time (and at each hour boundary); a file is
 written to a temporary name, fsync-ed and renamed, so a reader never sees
 half a file.  :meth:`History.prune` deletes hours older than the retention

@@ -13,9 +13,19 @@ indicators applies each family's ``post`` steps (the linear ones folded into
 one scale factor per indicator; ``headway`` and ``bins`` as a final step)
 and the quality rule:
 
+* ``IDLE`` (value NaN) when there is nothing to judge because nothing is
+  expected to work: a facility family whose assets are all outside their
+  class's operating schedule (lamps by day, lifts after closing time), or
+  have had no time to report since it opened;
 * ``NO_DATA`` (value NaN) when there is nothing to compute from;
 * else ``STALE`` when the input is older than the family's freshness limit;
 * else ``OK``.
+
+Facility families judge an asset only while it is *expected to work* (its
+class's schedule, :mod:`indicators.catalog.schedule`) and *reporting* (a
+reading taken since the schedule opened, no older than the class's
+``silent_after_s``); the others count neither as available nor as failed
+(:class:`_FacilityView`).
 
 "The input" is the newest reading in the scope for latest-value kinds
 (latest, visits_today, change, forecast), and the newest event of the feed
@@ -32,6 +42,7 @@ import numpy as np
 
 from indicators.catalog.expand import Catalog, Indicator
 from indicators.catalog.model import STAFF_STATUSES, Family
+from indicators.catalog.schedule import Schedule
 from indicators.feeds.schemas import FACILITY_METRICS, SCHEMAS
 
 from .encode import CLOSED, Encoder
@@ -39,11 +50,13 @@ from .kernels import Forecaster, compare
 from .state import (Block, Cases, Distinct, Extremes, Latest, Series, TickCtx, Today, VisitAge, Visits, Warnings,
                     Windows)
 
-__all__ = ["Plan", "OK", "STALE", "NO_DATA", "QUALITY_NAMES", "FEED_ORDER"]
+__all__ = ["Plan", "OK", "STALE", "NO_DATA", "IDLE", "QUALITY_NAMES", "FEED_ORDER"]
 
-OK, STALE, NO_DATA = 0, 1, 2
-QUALITY_NAMES = ("ok", "stale", "no_data")
+OK, STALE, NO_DATA, IDLE = 0, 1, 2, 3
+QUALITY_NAMES = ("ok", "stale", "no_data", "idle")
 NEVER = -1
+ALWAYS_SINCE = -(1 << 62)          # the opening of the "always" schedule (far past, no overflow in T - since)
+FOREVER = np.iinfo(np.int64).max
 FEED_ORDER = tuple(SCHEMAS)
 ENTITY_BASIS = {"latest", "visits_today", "change", "forecast"}
 _FILTERS = {"total": lambda b: b["total"]}
@@ -119,13 +132,13 @@ class LatestValue(_Group):
 
 class _ScopeEntities:
     """Per table version, what every aggregate over the same entity -> row map needs:
-    which entities have a reading, their rows, counts and the newest time per row.
-    ``facility.anomalies`` and ``facility.availability`` share one."""
+    which entities have a reading, their rows, counts and the newest time per row
+    (the area-wide aggregates of weather stations and staff; facility aggregates
+    use :class:`_FacilityView`)."""
 
     def __init__(self, table: Latest, col: int, row_of_entity: Callable[[int], np.ndarray], R: int) -> None:
         self.table, self.col, self.row_of_entity, self.R = table, col, row_of_entity, R
         self.version = -1
-        self.population = None
 
     def get(self):
         lt = self.table
@@ -139,15 +152,13 @@ class _ScopeEntities:
             cnt = np.bincount(rr, minlength=self.R)
             newest = np.full(self.R, NEVER, dtype=np.int64)
             np.maximum.at(newest, rr, tm[idx])
-            if self.population is None:
-                self.population = np.bincount(r[r >= 0], minlength=self.R).astype(np.float64)
             self.cached = (val[idx], idx, rr, cnt, newest)
             self.version = lt.version
         return self.cached
 
 
 class LatestAgg(_Group):
-    """An aggregate over the entities of each scope: sum, mean, min, max, count or percent satisfying a test."""
+    """An aggregate over the entities of each scope: sum, mean, min, max or count satisfying a test."""
 
     def __init__(self, plan, view: _ScopeEntities, agg: str, test, pos: np.ndarray) -> None:
         super().__init__(plan)
@@ -171,10 +182,163 @@ class LatestAgg(_Group):
             (np.minimum if agg == "min" else np.maximum).at(v, rr, val)
         else:
             v = np.bincount(rr, weights=self.test(val, idx), minlength=R)
-            if agg == "percent_where":
-                v = 100.0 * v / self.view.population
         self.plan.raw[self.pos] = np.where(cnt > 0, v, np.nan)
         self.plan.newest[self.pos] = newest
+
+
+class _Duty:
+    """Which operating schedules are open at a tick, and since when.
+
+    Schedule 0 is "always".  A schedule's window is computed once and reused
+    while the tick stays inside it (``since <= T < until``), so the sun and
+    the calendar are consulted a few times a day, not every tick.
+    """
+
+    def __init__(self, site: tuple[float, float]) -> None:
+        self.lat, self.lon = site
+        self.schedules: list[Schedule | None] = [None]
+        self.open = np.ones(1, dtype=bool)
+        self.since = np.full(1, ALWAYS_SINCE, dtype=np.int64)
+        self.until = np.full(1, FOREVER, dtype=np.int64)
+
+    def index(self, schedule: Schedule | None) -> int:
+        if schedule is None:
+            return 0
+        if schedule not in self.schedules:
+            self.schedules.append(schedule)
+            self.open = np.append(self.open, False)
+            self.since = np.append(self.since, FOREVER)          # outside: computed at the first tick
+            self.until = np.append(self.until, FOREVER)
+        return self.schedules.index(schedule)
+
+    def at(self, T: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(open per schedule, opening of the current window per schedule, next change after T)."""
+        for i in np.flatnonzero((T < self.since) | (T >= self.until)):
+            o, a, b = self.schedules[i].window(T, self.lat, self.lon)
+            self.open[i], self.since[i], self.until[i] = o, a, b
+        return self.open, self.since, int(self.until.min())
+
+
+class _FacilityView:
+    """Per tick, the facility entities each row (zone, class) of a family judges.
+
+    An entity of the row is *judged* when its class's schedule is open and its
+    latest reading was taken since the window opened and is no older than the
+    class's ``silent_after_s``; *silent* when the schedule is open but it has
+    no such reading although the window has been open that long; otherwise it
+    is not expected (closed, or still waiting for its first reading).  Only
+    judged entities count; a row with none is ``idle`` unless some are silent.
+    ``facility.anomalies`` and ``facility.availability`` share one view.
+    Recomputed when the table changes or a judged / waiting entity or a
+    schedule window reaches its deadline.
+    """
+
+    def __init__(self, table: Latest, col: int, rows: np.ndarray, sched: np.ndarray, silent_ms: np.ndarray,
+                 duty: _Duty, R: int) -> None:
+        self.table, self.col, self.rows, self.sched, self.silent, self.duty, self.R = \
+            table, col, rows, sched, silent_ms, duty, R
+        self.version = -1
+        self.span = (FOREVER, FOREVER)                 # [computed at, next due): the cache holds inside it
+        self.stamp = 0
+
+    def get(self, T: int):
+        lt = self.table
+        if lt.version == self.version and self.span[0] <= T < self.span[1]:
+            return self.cached
+        n = lt.n
+        r, sched, silent = self.rows[:n], self.sched[:n], self.silent[:n]
+        val, tm = lt.value[:n, self.col], lt.time[:n, self.col]
+        dopen, dsince, dnext = self.duty.at(T)
+        start = dsince[sched]
+        expected = (r >= 0) & dopen[sched]
+        fresh = ~np.isnan(val) & (tm >= start) & (T - tm <= silent)
+        judged = expected & fresh
+        silent_now = expected & ~fresh & (T - start > silent)
+        waiting = expected & ~fresh & ~silent_now
+        due = dnext
+        if judged.any():
+            due = min(due, int((tm[judged] + silent[judged]).min()) + 1)
+        if waiting.any():
+            due = min(due, int((start[waiting] + silent[waiting]).min()) + 1)
+        idx = np.flatnonzero(judged)
+        rr = r[idx]
+        cnt = np.bincount(rr, minlength=self.R)
+        newest = np.full(self.R, NEVER, dtype=np.int64)
+        np.maximum.at(newest, rr, tm[idx])
+        n_silent = np.bincount(r[silent_now], minlength=self.R)
+        self.stamp += 1
+        self.cached = (val[idx], idx, rr, cnt, newest, n_silent, self.stamp)
+        self.version, self.span = lt.version, (T, due)
+        return self.cached
+
+
+class FacilityAgg(_Group):
+    """An aggregate over the judged facility entities of each (zone, class) row (see :class:`_FacilityView`):
+    count or percent of them passing the class's test, or their sum, mean, min or max."""
+
+    def __init__(self, plan, view: _FacilityView, agg: str, test, pos: np.ndarray) -> None:
+        super().__init__(plan)
+        self.view, self.agg, self.test, self.pos = view, agg, test, pos
+        self.seen = -1
+
+    def fill(self, ctx):
+        val, idx, rr, cnt, newest, n_silent, stamp = self.view.get(ctx.T)
+        if stamp == self.seen and not self.first:
+            return
+        self.seen, self.first = stamp, False
+        R, agg = self.view.R, self.agg
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if agg in ("sum", "mean"):
+                v = np.bincount(rr, weights=val, minlength=R)
+                if agg == "mean":
+                    v = v / cnt
+            elif agg in ("min", "max"):
+                v = np.full(R, np.inf if agg == "min" else -np.inf)
+                (np.minimum if agg == "min" else np.maximum).at(v, rr, val)
+            else:
+                v = np.bincount(rr, weights=self.test(val, idx), minlength=R)
+                if agg == "percent_where":
+                    v = 100.0 * v / cnt
+        self.plan.raw[self.pos] = np.where(cnt > 0, v, np.nan)
+        self.plan.newest[self.pos] = newest
+        self.plan.idle[self.pos] = (cnt == 0) & (n_silent == 0)
+
+
+class FacilityValue(_Group):
+    """Latest readings of single assets of classes with an operating schedule.
+
+    While the asset's schedule is closed, or open for less than the class's
+    ``silent_after_s`` without a reading since it opened, there is no value
+    (idle): a closed lift reads "stopped" and means nothing by it.  Open with
+    no reading since the window opened and past that grace: no_data.
+    """
+
+    def __init__(self, plan, table: Latest, col: int, ent: np.ndarray, sched: np.ndarray, silent_ms: np.ndarray,
+                 duty: _Duty, pos: np.ndarray) -> None:
+        super().__init__(plan)
+        self.table, self.col, self.ent, self.sched, self.silent, self.duty, self.pos = \
+            table, col, ent, sched, silent_ms, duty, pos
+        self.version = -1
+        self.span = (FOREVER, FOREVER)
+
+    def fill(self, ctx):
+        T = ctx.T
+        if not self.first and self.table.version == self.version and self.span[0] <= T < self.span[1]:
+            return
+        self.first = False
+        v, tm = self.table.value[self.ent, self.col], self.table.time[self.ent, self.col]
+        dopen, dsince, dnext = self.duty.at(T)
+        start = dsince[self.sched]
+        expected = dopen[self.sched]
+        seen = expected & ~np.isnan(v) & (tm >= start)
+        waiting = expected & ~seen & (T - start <= self.silent)
+        self.plan.raw[self.pos] = np.where(seen, v, np.nan)
+        self.plan.newest[self.pos] = np.where(seen, tm, NEVER)
+        self.plan.idle[self.pos] = ~seen & (~expected | waiting)
+        due = dnext
+        if waiting.any():
+            due = min(due, int((start[waiting] + self.silent[waiting]).min()) + 1)
+        self.version, self.span = self.table.version, (T, due)
 
 
 class WindowStat(_Group):
@@ -431,6 +595,8 @@ class Plan:
         self.n = n
         self.raw = np.full(n, np.nan)
         self.newest = np.full(n, NEVER, dtype=np.int64)
+        self.idle = np.zeros(n, dtype=bool)             # no value because nothing is expected to work
+        self.duty = _Duty(self.dims.site)
         self.scale = np.ones(n)
         self.fresh = np.zeros(n, dtype=np.int64)
         feed_of: list[tuple[int, int]] = []                 # (position, feed index) of feed-basis indicators
@@ -690,6 +856,12 @@ class Plan:
                 key = next(k for k in ("camera", "asset") if k in fam.keys)
                 assets = np.array([self.dims.code("asset")[dict(s)[key]] for s in sc.scopes], dtype=np.intp)
                 e = self._facility_lut[assets, m]
+                if cls.schedule is not None or cls.zone_schedule:
+                    sched = np.array([self.duty.index(cls.schedule_for(self.dims.asset_zone[a] or None))
+                                      for a in assets], dtype=np.intp)
+                    silent = np.full(len(assets), cls.silent_after_s * 1000, dtype=np.int64)
+                    self.groups.append(FacilityValue(self, table, col, e, sched, silent, self.duty, sc.pos[:, 0]))
+                    return
             else:
                 e = sc.codes[{"zone": "zone", "station": "station", "segment": "segment"}[ent]]
             self._group(("latest", id(table), col), lambda: LatestValue(self, table, col)).add(e, sc.pos[:, 0])
@@ -698,8 +870,8 @@ class Plan:
         if ent == "asset_metric":
             key = (tuple(sc.scopes), c.get("class"), c.get("metric"))
             if key not in self._views:
-                rows, thr, sign, strict = self._facility_rows(fam, sc)
-                self._views[key] = (_ScopeEntities(table, col, lambda n, rows=rows: rows[:n], len(sc.scopes)),
+                rows, thr, sign, strict, sched, silent = self._facility_rows(fam, sc)
+                self._views[key] = (_FacilityView(table, col, rows, sched, silent, self.duty, len(sc.scopes)),
                                     thr, sign, strict)
             view, thr, sign, strict = self._views[key]
             if cond in ("anomaly", "normal"):
@@ -721,10 +893,14 @@ class Plan:
             x = cond["value"]
             x = float(STAFF_STATUSES.index(x)) if isinstance(x, str) else float(x)
             test = (lambda v, e, op=cond["op"], x=x: compare(v, op, x).astype(np.float64))
-        self.groups.append(LatestAgg(self, view, agg, test, sc.pos[:, 0]))
+        if ent == "asset_metric":
+            self.groups.append(FacilityAgg(self, view, agg, test, sc.pos[:, 0]))
+        else:
+            self.groups.append(LatestAgg(self, view, agg, test, sc.pos[:, 0]))
 
     def _facility_rows(self, fam: Family, sc: _Scope):
-        """Per facility entity: its row (zone, class) in this family (-1 none) and its class's anomaly test."""
+        """Per facility entity: its row (zone, class) in this family (-1 none), its class's anomaly test,
+        operating schedule (a :class:`_Duty` index) and silence limit (ms)."""
         metrics = list(FACILITY_METRICS)
         pairs = self._facility_pairs
         pa_ = np.array([a for a, _ in pairs], dtype=np.intp)
@@ -736,6 +912,8 @@ class Plan:
         thr = np.full(len(pairs), np.nan)
         sign = np.ones(len(pairs))                     # +1: anomaly below the threshold, -1: above
         strict = np.ones(len(pairs), dtype=bool)
+        sched = np.zeros(len(pairs), dtype=np.intp)
+        silent = np.zeros(len(pairs), dtype=np.int64)
         only = fam.compute.get("class")
         for cname, cls in self.dims.classes.items():
             if only is not None and cname != only:
@@ -750,7 +928,9 @@ class Plan:
                     thr[e] = cls.anomaly_value
                     sign[e] = 1.0 if cls.anomaly_op in ("<", "<=") else -1.0
                     strict[e] = cls.anomaly_op in ("<", ">")
-        return rows, thr, sign, strict
+                    sched[e] = self.duty.index(cls.schedule_for(self.dims.asset_zone[pa_[e]] or None))
+                    silent[e] = cls.silent_after_s * 1000
+        return rows, thr, sign, strict, sched, silent
 
     def prepare(self, kind: str, b: dict[str, np.ndarray]) -> None:
         """Per-event columns the states need, computed once at ingest rather than at every tick:
@@ -788,5 +968,6 @@ class Plan:
         newest = self.newest
         newest[self.feed_pos] = fl[self.feed_code]
         nodata = np.isnan(v) | (newest == NEVER)
-        quality[:] = np.where(nodata, NO_DATA, np.where(ctx.T - newest > self.fresh, STALE, OK))
+        quality[:] = np.where(nodata, np.where(self.idle, IDLE, NO_DATA),
+                              np.where(ctx.T - newest > self.fresh, STALE, OK))
         values[:] = np.where(nodata, np.nan, v)

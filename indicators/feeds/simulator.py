@@ -64,6 +64,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from indicators.localtime import sun_times
+
 from .scenarios import LOCAL, Catalog, Scenario, load as load_scenarios, parse_hhmm
 from .schemas import FACILITY_METRICS, FEED_KINDS, SCHEMAS, TS, VIDEO_ALGORITHMS, WARNING_COLOURS
 
@@ -264,21 +266,6 @@ def _window_mask(mod: np.ndarray, window: list[str] | None) -> np.ndarray:
         return np.ones_like(mod, dtype=bool)
     a, b = parse_hhmm(window[0]), parse_hhmm(window[1])
     return (mod >= a) & (mod < b) if a <= b else (mod >= a) | (mod < b)
-
-
-def _sun_times(doy: np.ndarray, lat: float, lon: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sunrise and sunset, minutes after local (UTC+8) midnight (NOAA's approximation)."""
-    g = 2 * np.pi / 365 * (doy - 1 + 0.5)
-    eqtime = 229.18 * (0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g)
-                       - 0.014615 * np.cos(2 * g) - 0.040849 * np.sin(2 * g))
-    decl = (0.006918 - 0.399912 * np.cos(g) + 0.070257 * np.sin(g) - 0.006758 * np.cos(2 * g)
-            + 0.000907 * np.sin(2 * g) - 0.002697 * np.cos(3 * g) + 0.00148 * np.sin(3 * g))
-    la = np.radians(lat)
-    ha = np.degrees(np.arccos(np.clip(np.cos(np.radians(90.833)) / (np.cos(la) * np.cos(decl))
-                                      - np.tan(la) * np.tan(decl), -1, 1)))
-    rise = 720 - 4 * (lon + ha) - eqtime + 480
-    sset = 720 - 4 * (lon - ha) - eqtime + 480
-    return rise, sset
 
 
 def scenario_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
@@ -623,7 +610,7 @@ class _Drivers:
         mod, day = self.local(minutes)
         doy = np.array([date.fromordinal(date(1970, 1, 1).toordinal() + int(d)).timetuple().tm_yday
                         for d in np.unique(day)])
-        rise, sset = _sun_times(doy, self.w.sun_lat, self.w.sun_lon)
+        rise, sset = sun_times(doy, self.w.sun_lat, self.w.sun_lon)
         lut_r = dict(zip(np.unique(day).tolist(), rise))
         lut_s = dict(zip(np.unique(day).tolist(), sset))
         r = np.array([lut_r[d] for d in day.tolist()])

@@ -1,0 +1,276 @@
+"""Facility indicators that mean what they say: operating schedules and silent sensors.
+
+An asset is judged only while it is expected to work (its class's schedule in
+data/catalog/families.toml: lamps from sunset to sunrise, tower lifts and
+toilets in opening hours, the metro's lifts and escalators in service hours)
+and reporting (a reading since the schedule opened, no older than the class's
+``silent_after_s``).  Everything here goes through the engine: a few facility
+readings, then the tick the question is about.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from indicators.alerts.rules import RuleDefaults, build_rules
+from indicators.alerts.state import AlertState, Evaluation, transition
+from indicators.catalog import CatalogError, load_catalog, parse_families
+from indicators.catalog.model import default_families_path
+from indicators.engine import IDLE, NO_DATA, OK, Engine
+from indicators.engine.synthetic import to_table
+from indicators.localtime import LOCAL, sun_times
+
+TICK = timedelta(minutes=1)
+LATE = timedelta(seconds=5)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DAY = (2025, 10, 1)                                   # sunset ~18:14, sunrise next day ~06:18 (local)
+
+
+def local(h: int, m: int = 0, day: tuple[int, int, int] = DAY) -> datetime:
+    return datetime(*day, h, m, tzinfo=LOCAL)
+
+
+def ms(t: datetime) -> int:
+    return (t - EPOCH) // timedelta(milliseconds=1)
+
+
+@pytest.fixture(scope="module")
+def catalog(inventory):
+    return load_catalog(inventory=inventory)
+
+
+def assets(catalog, cls: str, zone: str) -> list[str]:
+    d = catalog.dims
+    return list(np.asarray(d.members["asset"], dtype=object)[d.class_assets(cls, zone)])
+
+
+def of_type(catalog, ids: list[str], asset_type: str) -> list[str]:
+    d = catalog.dims
+    return [a for a in ids if d.asset_type[d.code("asset")[a]] == asset_type]
+
+
+def tick_at(catalog, readings: list[tuple[str, str, float, datetime]], at: datetime):
+    """The engine's tick at ``at`` after the facility readings (asset, metric, value, time)."""
+    first = min(t for *_, t in readings)
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=first - timedelta(minutes=1))
+    d = catalog.dims
+    n = len(readings)
+    eng.ingest("facility", to_table("facility", {
+        "event_id": np.array([f"r{i}" for i in range(n)], dtype=object),
+        "event_time": [ms(t) for *_, t in readings], "source": np.array(["test"] * n, dtype=object),
+        "asset_id": np.array([a for a, *_ in readings], dtype=object),
+        "asset_type": np.array([d.asset_type[d.code("asset")[a]] for a, *_ in readings], dtype=object),
+        "metric": np.array([m for _, m, *_ in readings], dtype=object),
+        "value": [float(v) for _, _, v, _ in readings]}))
+    eng.heartbeat(at + LATE)
+    last = [t for t in eng.ticks(at)][-1]
+    assert last.time == at
+    return last
+
+
+def read(catalog, tick, indicator: str) -> tuple[float, int]:
+    i = catalog.index(indicator)
+    return float(tick.values[i]), int(tick.quality[i])
+
+
+def avail(zone: str, cls: str) -> str:
+    return f"facility.availability:zone={zone},class={cls}@now"
+
+
+def anomalies(zone: str, cls: str) -> str:
+    return f"facility.anomalies:zone={zone},class={cls}@now"
+
+
+# ------------------------------------------------------------------ lamps
+def test_a_lamp_switched_off_by_day_is_not_a_fault(catalog):
+    lamps = assets(catalog, "lamp", "haixin_bridge")
+    off_at_noon = [(a, "lamp_on", 0.0, local(11, 57)) for a in lamps]
+    t = tick_at(catalog, off_at_noon, local(12, 0))
+    v, q = read(catalog, t, avail("haixin_bridge", "lamp"))
+    assert np.isnan(v) and q == IDLE, "lamps are not expected to be lit at noon: nothing to judge"
+    v, q = read(catalog, t, anomalies("haixin_bridge", "lamp"))
+    assert np.isnan(v) and q == IDLE
+
+
+def test_a_lamp_dark_at_night_is_a_fault(catalog):
+    lamps = assets(catalog, "lamp", "haixin_bridge")
+    night = [(a, "lamp_on", 0.0 if a == lamps[0] else 1.0, local(20, 57)) for a in lamps]
+    t = tick_at(catalog, night, local(21, 0))
+    v, q = read(catalog, t, anomalies("haixin_bridge", "lamp"))
+    assert (v, q) == (1.0, OK)
+    v, q = read(catalog, t, avail("haixin_bridge", "lamp"))
+    assert q == OK and v == pytest.approx(100.0 * (len(lamps) - 1) / len(lamps))
+
+
+def test_lamps_are_expected_from_a_little_after_sunset_to_a_little_before_sunrise(catalog):
+    lat, lon = catalog.dims.site
+    rise, sset = sun_times(np.array([274, 275]), lat, lon)          # 1 and 2 October
+    lamp = catalog.dims.classes["lamp"].schedule
+    evening = local(0) + timedelta(minutes=float(sset[0]) + lamp.after_sunset_min)
+    morning = local(0, day=(2025, 10, 2)) + timedelta(minutes=float(rise[1]) - lamp.before_sunrise_min)
+    assert local(18, 0) < evening < local(19, 0) and local(5, 30, (2025, 10, 2)) < morning < local(6, 30, (2025, 10, 2))
+    assert lamp.expected_at(ms(evening + timedelta(seconds=1)), lat, lon)
+    assert not lamp.expected_at(ms(evening - timedelta(seconds=1)), lat, lon)
+    assert lamp.expected_at(ms(morning - timedelta(seconds=1)), lat, lon)
+    assert not lamp.expected_at(ms(morning + timedelta(seconds=1)), lat, lon)
+
+
+def test_a_reading_from_before_the_lamps_were_due_on_is_no_verdict(catalog):
+    lat, lon = catalog.dims.site
+    _, sset = sun_times(274, lat, lon)
+    dusk = local(0) + timedelta(minutes=float(sset))
+    lamps = assets(catalog, "lamp", "haixin_bridge")
+    before = [(a, "lamp_on", 0.0, dusk + timedelta(minutes=5)) for a in lamps]     # still light: legitimately off
+    # just after the schedule opened, before the lamps had time to report lit: waiting, not failed
+    t = tick_at(catalog, before, (dusk + timedelta(minutes=24)).replace(second=0, microsecond=0))
+    v, q = read(catalog, t, avail("haixin_bridge", "lamp"))
+    assert np.isnan(v) and q == IDLE
+    # still nothing since the schedule opened, a silence limit later: the sensors are silent
+    t = tick_at(catalog, before, (dusk + timedelta(minutes=40)).replace(second=0, microsecond=0))
+    v, q = read(catalog, t, avail("haixin_bridge", "lamp"))
+    assert np.isnan(v) and q == NO_DATA
+
+
+def test_ground_lights_without_a_sensor_do_not_drag_availability_down(catalog):
+    zone = "riverside_east"
+    lamps = assets(catalog, "lamp", zone)
+    poles, ground = of_type(catalog, lamps, "lamp_pole"), of_type(catalog, lamps, "ground_light")
+    assert poles and ground, "the zone has both: poles with a sensor, ground lights without"
+    t = tick_at(catalog, [(a, "lamp_on", 1.0, local(21, 58)) for a in poles], local(22, 0))
+    assert read(catalog, t, avail(zone, "lamp")) == (100.0, OK)
+    assert read(catalog, t, anomalies(zone, "lamp")) == (0.0, OK)
+
+
+def test_availability_of_a_zone_whose_only_expected_assets_are_fine_is_100(catalog):
+    # wells: only storm and sewage covers carry a level sensor; the others never report
+    zone = "streets_central"
+    covers = assets(catalog, "well", zone)
+    reporting = covers[: len(covers) // 2]
+    t = tick_at(catalog, [(a, "well_water_level_m", 1.8, local(14, 55)) for a in reporting], local(15, 0))
+    assert read(catalog, t, avail(zone, "well")) == (100.0, OK)
+    assert read(catalog, t, anomalies(zone, "well")) == (0.0, OK)
+
+
+# ------------------------------------------------------------------ lifts
+def test_a_closed_lift_is_not_a_fault(catalog):
+    zone = "canton_tower_interior"
+    lifts = assets(catalog, "lift", zone)
+    t = tick_at(catalog, [(a, "lift_running", 0.0, local(2, 59)) for a in lifts], local(3, 0))
+    for ind in (avail(zone, "lift"), anomalies(zone, "lift"), f"facility.lift_running:asset={lifts[0]}@now"):
+        v, q = read(catalog, t, ind)
+        assert np.isnan(v) and q == IDLE, ind
+
+
+def test_a_stopped_lift_in_opening_hours_is_a_fault(catalog):
+    zone = "canton_tower_interior"
+    lifts = assets(catalog, "lift", zone)
+    t = tick_at(catalog, [(a, "lift_running", 0.0 if a == lifts[0] else 1.0, local(10, 59)) for a in lifts],
+                local(11, 0))
+    assert read(catalog, t, anomalies(zone, "lift")) == (1.0, OK)
+    v, q = read(catalog, t, avail(zone, "lift"))
+    assert q == OK and v == pytest.approx(100.0 * (len(lifts) - 1) / len(lifts))
+    assert read(catalog, t, f"facility.lift_running:asset={lifts[0]}@now") == (0.0, OK)
+
+
+def test_the_metro_s_lifts_keep_the_metro_s_hours(catalog):
+    zone = "metro_concourse"
+    lifts = assets(catalog, "lift", zone)
+    # 23:00: the tower is closed but the metro runs - a stopped station lift is a fault
+    t = tick_at(catalog, [(a, "lift_running", 0.0, local(22, 59)) for a in lifts], local(23, 0))
+    assert read(catalog, t, anomalies(zone, "lift")) == (float(len(lifts)), OK)
+    tower = assets(catalog, "lift", "canton_tower_interior")
+    t = tick_at(catalog, [(a, "lift_running", 0.0, local(22, 59)) for a in tower], local(23, 0))
+    assert read(catalog, t, anomalies("canton_tower_interior", "lift"))[1] == IDLE
+
+
+# ------------------------------------------------------------- silence
+def test_a_silent_sensor_counts_neither_as_failed_nor_as_available(catalog):
+    zone = "haixin_bridge"
+    lamps = assets(catalog, "lamp", zone)
+    silent_s = catalog.dims.classes["lamp"].silent_after_s
+    quiet = lamps[0]
+    readings = [(quiet, "lamp_on", 0.0, local(21, 0) - timedelta(seconds=silent_s + 120))]   # dark, then nothing
+    readings += [(a, "lamp_on", 1.0, local(20, 58)) for a in lamps[1:]]
+    t = tick_at(catalog, readings, local(21, 0))
+    assert read(catalog, t, avail(zone, "lamp")) == (100.0, OK), "the silent lamp is not in the denominator"
+    assert read(catalog, t, anomalies(zone, "lamp")) == (0.0, OK), "nor is its old 'dark' a fault"
+    # with one more lamp dark the share is over the reporting lamps only
+    readings[-1] = (lamps[-1], "lamp_on", 0.0, local(20, 58))
+    t = tick_at(catalog, readings, local(21, 0))
+    assert read(catalog, t, avail(zone, "lamp"))[0] == pytest.approx(100.0 * (len(lamps) - 2) / (len(lamps) - 1))
+
+
+def test_a_zone_whose_expected_sensors_are_all_silent_has_no_data_not_a_fault(catalog):
+    zone = "haixin_bridge"
+    lamps = assets(catalog, "lamp", zone)
+    t = tick_at(catalog, [(a, "lamp_on", 0.0, local(20, 0)) for a in lamps], local(21, 0))
+    for ind in (avail(zone, "lamp"), anomalies(zone, "lamp")):
+        v, q = read(catalog, t, ind)
+        assert np.isnan(v) and q == NO_DATA, ind
+
+
+# ------------------------------------------------------------- alerts
+def _rule(catalog, indicator: str):
+    ind = catalog.indicators[catalog.index(indicator)]
+    th = ind.thresholds
+    tiers = {k: v for k, v in zip(("blue", "yellow", "orange", "red"), th.tiers()) if v is not None}
+    return build_rules([RuleDefaults(indicator, th.direction, tiers, ind.family.freshness_s)])[indicator]
+
+
+def test_idle_raises_no_alert_and_leaves_a_standing_one_as_it_is(catalog):
+    ind = avail("haixin_bridge", "lamp")
+    rule = _rule(catalog, ind)
+    at = datetime(2025, 10, 1, 4, 0, tzinfo=timezone.utc)
+    idle = Evaluation(at, None, "idle")
+    assert idle.kind == "idle"
+    tr = transition(None, idle, rule, at)
+    assert tr.state.status == "normal" and not tr.events
+    # a dark circuit fired at night; the lamps are switched off at dawn: no resolve, no new alert
+    st = transition(None, Evaluation(at, 50.0), rule, at).state
+    st = transition(st, Evaluation(at + timedelta(minutes=5), 50.0), rule, at + timedelta(minutes=5)).state
+    assert st.status == "firing"
+    tr = transition(st, Evaluation(at + timedelta(minutes=6), None, "idle"), rule, at + timedelta(minutes=6))
+    assert tr.state.status == "firing" and tr.state.tier == st.tier
+    assert not [e for e in tr.events if e.kind not in ("escalated",)]
+
+
+def test_a_silent_zone_is_a_data_quality_event_not_a_facility_alert(catalog):
+    ind = anomalies("haixin_bridge", "lamp")
+    rule = _rule(catalog, ind)
+    at = datetime(2025, 10, 1, 13, 0, tzinfo=timezone.utc)
+    tr = transition(None, Evaluation(at, None, "no_data"), rule, at)
+    assert [e.kind for e in tr.events] == ["no_data"]
+
+
+# ------------------------------------------------------------- the catalog
+def test_every_schedule_and_silence_limit_says_where_it_comes_from(catalog):
+    for cls in catalog.dims.classes.values():
+        assert cls.silent_after_s > 0
+        for s in [cls.schedule, *cls.zone_schedule.values()]:
+            if s is not None:
+                assert len(s.source) > 20, cls.name
+    assert catalog.dims.classes["lamp"].schedule.kind == "night"
+    assert catalog.dims.classes["lift"].zone_schedule["metro_concourse"].kind == "hours"
+
+
+def test_schedule_mistakes_are_reported_with_their_path(inventory):
+    text = default_families_path().read_text(encoding="utf-8")
+    text = text.replace('hours = ["09:30", "22:30"], source = "the tower', 'hours = ["09:30", "25:00"], source = "the tower', 1)
+    text = text.replace('zone_schedule.metro_concourse', 'zone_schedule.atlantis', 1)
+    text = text.replace('kind = "night", after_sunset_min = 20', 'kind = "dusk", after_sunset_min = 20', 1)
+    with pytest.raises(CatalogError) as e:
+        load_catalog(parse_families(text), inventory)
+    found = [str(p) for p in e.value.problems]
+    assert any("classes.lift.schedule.hours[1]: '25:00' is not a local time" in p for p in found), found
+    assert any("classes.lamp.schedule.kind: 'dusk' is not one of hours, night" in p for p in found), found
+    text = default_families_path().read_text(encoding="utf-8").replace(
+        'zone_schedule.metro_concourse', 'zone_schedule.atlantis', 1)
+    with pytest.raises(CatalogError, match=r"classes.lift.zone_schedule.atlantis: 'atlantis' is no zone"):
+        load_catalog(parse_families(text), inventory)
+
+
+def test_the_simulator_switches_its_lamps_by_the_same_sun():
+    from indicators.feeds import simulator
+    assert simulator.sun_times is sun_times
