@@ -162,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
     register_alerts(sub, bench_sub)
     from indicators.access.cli import register as register_access
     register_access(sub)
+    from indicators.thresholds.cli import register as register_thresholds
+    register_thresholds(sub)
     from dashboard.bench_wall import register as register_bench_wall
     register_bench_wall(bench_sub)
     return p

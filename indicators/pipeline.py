@@ -9,7 +9,9 @@ What lives here and nowhere else:
 
 * the rule defaults (the catalog's thresholds as alert rules) and which
   threshold version applies (the store's latest, or a document given for a
-  backtest);
+  backtest), layered over the shipped thresholds document
+  (``data/alerts/thresholds.toml``: the Golden Week calendar and profiles,
+  :mod:`indicators.alerts.baseline`);
 * the evaluation cadence (15 s of event time) and the warm-up (15 min of
   event time after the first tick, so that slow feeds - hydrants and bins
   report every 15 minutes - have reported once before anything is judged);
@@ -99,14 +101,17 @@ class Pipeline:
     ``store``: the alert store; ``clock``: time of user actions (event time in
     a replay, the service's clock live); ``notifier``: receives messages.
     ``thresholds``: an overrides document to use instead of the store's latest
-    threshold version (a backtest or a what-if replay).
+    threshold version (a backtest or a what-if replay).  Either is layered
+    over ``baseline`` (default: the shipped ``data/alerts/thresholds.toml``).
     """
 
     def __init__(self, catalog, inventory, store, clock: Callable[[], datetime], notifier, *,
-                 cadence: Cadence = Cadence(), thresholds: Mapping[str, Any] | None = _MISSING):
+                 cadence: Cadence = Cadence(), thresholds: Mapping[str, Any] | None = _MISSING,
+                 baseline=None):
         from twin_assets import inventory as inv
 
         from indicators.alerts import routing
+        from indicators.alerts.baseline import effective, load_baseline
         from indicators.alerts.rules import build_rules
         from indicators.alerts.runtime import AlertRuntime, ForecastSetup, load_config
 
@@ -124,7 +129,8 @@ class Pipeline:
             thresholds = doc.content if doc else None
         else:
             self.thresholds_version = None
-        self.rules = build_rules(self.defaults, thresholds)
+        self.baseline = load_baseline() if baseline is None else baseline
+        self.rules = build_rules(self.defaults, effective(thresholds, self.baseline))
         self.runtime = AlertRuntime(
             store, self.rules, self.config.compound, self.config.plans, clock, notifier,
             cases=self.config.cases, places=self.places,
@@ -190,9 +196,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ thresholds
     def use_thresholds(self, doc: Mapping[str, Any] | None, version: int | None) -> None:
-        """Apply an overrides document (already validated) from the next evaluation on."""
+        """Apply an overrides document (already validated, layered over the
+        baseline) from the next evaluation on."""
+        from indicators.alerts.baseline import effective
         from indicators.alerts.rules import build_rules
-        rules = build_rules(self.defaults, doc)
+        rules = build_rules(self.defaults, effective(doc, self.baseline))
         self.rules = rules
         self.thresholds_version = version
         self.runtime.set_rules(rules)

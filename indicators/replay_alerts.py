@@ -51,7 +51,7 @@ import tempfile
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,7 +60,7 @@ from indicators.engine.replay import recording_span, read_batches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["replay_alerts", "add_cli_arguments", "run_cli"]
+__all__ = ["replay_alerts", "Collector", "drive", "feed_ticks", "add_cli_arguments", "run_cli"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FIRED = ("firing", "tier_up", "refiring")
@@ -94,7 +94,7 @@ def _batches(directory: Path, counters: Counter) -> Iterator[tuple[str, Any]]:
     yield from it
 
 
-class _Collector:
+class Collector:
     """Builds the summary from the runtime's tick results."""
 
     def __init__(self) -> None:
@@ -180,6 +180,84 @@ class _Collector:
         return out
 
 
+def feed_ticks(ticks, pipes: Sequence[Any], now: dict, on_result: Callable[[int, Any], None], state: dict) -> None:
+    """Hand each tick to every pipeline in turn (the clock ``now["t"]`` is the
+    tick's time); ``on_result(i, result)`` gets each evaluation that ran."""
+    for t in ticks:
+        state["ticks"] += 1
+        if state["first"] is None:
+            state["first"] = t.time
+        state["last"] = t.time
+        now["t"] = t.time
+        for i, pipe in enumerate(pipes):
+            res = pipe.on_tick(t)
+            if res is not None and not res.skipped:
+                on_result(i, res)
+
+
+def drive(directory: Path, engine, pipes: Sequence[Any], now: dict, on_result: Callable[[int, Any], None],
+          counters: Counter, bar=None) -> dict:
+    """The replay loop: the recording's batches in arrival order into ``engine``
+    and every pipeline (:meth:`~indicators.pipeline.Pipeline.offer`), after each
+    batch every tick the watermark allows through every pipeline; at the end the
+    watermark past the last event and the last tick evaluated (forced).
+
+    Several pipelines see exactly the same ticks and feed rows, so the engine
+    runs once for all of them (the threshold backtest compares two rule sets
+    this way).  Bad batches are counted in ``counters`` and skipped.  Returns
+    ``{"ticks", "first", "last"}``."""
+    from indicators.feeds.schemas import SCHEMAS
+
+    state: dict = {"ticks": 0, "first": None, "last": None}
+    far = datetime(9999, 1, 1, tzinfo=timezone.utc)
+    max_ms = None
+    for kind, payload in _batches(directory, counters):
+        if kind not in SCHEMAS:
+            counters["malformed"] += len(payload) if hasattr(payload, "__len__") else 1
+            continue
+        try:
+            table = payload if isinstance(payload, pa.Table) else pa.Table.from_batches([payload])
+            if table.num_rows == 0:
+                continue
+            engine.ingest(kind, table)
+        except Exception as e:                              # a batch the engine cannot read
+            log.warning("skipped a %s batch the engine refused: %s", kind, e)
+            counters["rejected_batches"] += 1
+            counters["rejected_rows"] += getattr(payload, "num_rows", 0) or 0
+            continue
+        m = pc.max(table.column("event_time").cast(pa.int64())).as_py()     # nulls ignored
+        if m is not None:
+            max_ms = m if max_ms is None else max(max_ms, m)
+        for pipe in pipes:
+            pipe.offer(kind, table)
+        feed_ticks(engine.ticks(far), pipes, now, on_result, state)
+        if bar is not None:
+            bar.update(engine.clock.last_tick, state["ticks"])
+    if max_ms is not None:                                  # the end of the recording: nothing more will come
+        end = _EPOCH + timedelta(milliseconds=max_ms)
+        engine.heartbeat(end + timedelta(milliseconds=engine.lateness_ms))
+        final = None
+        for t in engine.ticks(end):
+            feed_ticks([t], pipes, now, on_result, state)
+            final = t
+        if final is not None:
+            force_last(final, pipes, now, on_result)
+    if bar is not None:
+        bar.update(engine.clock.last_tick, state["ticks"], force=True)
+        bar.done()
+    return state
+
+
+def force_last(final, pipes: Sequence[Any], now: dict, on_result: Callable[[int, Any], None]) -> None:
+    """Evaluate the last tick too, in every pipeline that has not evaluated it."""
+    for i, pipe in enumerate(pipes):
+        if pipe.last_eval != final.time:
+            now["t"] = final.time
+            res = pipe.on_tick(final, force=True)
+            if res is not None and not res.skipped:
+                on_result(i, res)
+
+
 def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLike, *,
                   tick: timedelta = timedelta(seconds=1), alerts_every: timedelta = timedelta(seconds=15),
                   progress: bool = True, lateness: timedelta | None = None,
@@ -212,7 +290,6 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
     from indicators.catalog import load_catalog
     from indicators.engine import DEFAULT_LATENESS, Engine
     from indicators.engine.replay import Progress
-    from indicators.feeds.schemas import SCHEMAS
     from indicators.pipeline import Cadence, Pipeline
 
     from indicators.alerts.runtime import ListNotifier
@@ -251,57 +328,9 @@ def replay_alerts(recording_dir: str | os.PathLike, store_path: str | os.PathLik
         version = pipe.thresholds_version
         runtime = pipe.runtime
         counters: Counter = Counter()
-        col = _Collector()
+        col = Collector()
         bar = Progress(lo, hi, enabled=progress)
-        state = {"ticks": 0, "first": None, "last": None}
-
-        def run(ticks, force_last: bool = False) -> None:
-            for t in ticks:
-                state["ticks"] += 1
-                if state["first"] is None:
-                    state["first"] = t.time
-                state["last"] = t.time
-                now["t"] = t.time
-                res = pipe.on_tick(t)
-                if res is not None and not res.skipped:
-                    col.add(res, runtime)
-
-        far = datetime(9999, 1, 1, tzinfo=timezone.utc)
-        max_ms = None
-        for kind, payload in _batches(directory, counters):
-            if kind not in SCHEMAS:
-                counters["malformed"] += len(payload) if hasattr(payload, "__len__") else 1
-                continue
-            try:
-                table = payload if isinstance(payload, pa.Table) else pa.Table.from_batches([payload])
-                if table.num_rows == 0:
-                    continue
-                engine.ingest(kind, table)
-            except Exception as e:                              # a batch the engine cannot read
-                log.warning("skipped a %s batch the engine refused: %s", kind, e)
-                counters["rejected_batches"] += 1
-                counters["rejected_rows"] += getattr(payload, "num_rows", 0) or 0
-                continue
-            m = pc.max(table.column("event_time").cast(pa.int64())).as_py()     # nulls ignored
-            if m is not None:
-                max_ms = m if max_ms is None else max(max_ms, m)
-            pipe.offer(kind, table)
-            run(engine.ticks(far))
-            bar.update(engine.clock.last_tick, state["ticks"])
-        if max_ms is not None:                                  # the end of the recording: nothing more will come
-            end = _EPOCH + timedelta(milliseconds=max_ms)
-            engine.heartbeat(end + lateness)
-            final = None
-            for t in engine.ticks(end):
-                run([t])
-                final = t
-            if final is not None and pipe.last_eval != final.time:
-                now["t"] = final.time
-                res = pipe.on_tick(final, force=True)           # the last tick is evaluated too
-                if res is not None and not res.skipped:
-                    col.add(res, runtime)
-        bar.update(engine.clock.last_tick, state["ticks"], force=True)
-        bar.done()
+        state = drive(directory, engine, [pipe], now, lambda _i, res: col.add(res, runtime), counters, bar)
         counters["unusable_event_rows"] = pipe.unusable_rows
         counters["alert_errors"] = pipe.errors
 

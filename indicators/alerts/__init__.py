@@ -11,8 +11,9 @@ Rings (imports point inward):
   (15/30-minute load forecasts).  Time and data are parameters; nothing here
   reads a clock, a file or the network.
 * adapters - :mod:`.store` (SQLite by default, portable SQL for PostgreSQL),
-  the data loaders (``load_*`` functions reading ``data/alerts/*.toml``) and
-  :func:`.routing.places_from_inventory`.
+  the data loaders (``load_*`` functions reading ``data/alerts/*.toml``;
+  :mod:`.baseline`: the shipped thresholds document beneath the saved
+  versions) and :func:`.routing.places_from_inventory`.
 * orchestration - :mod:`.runtime` (``AlertRuntime.on_tick``) and :mod:`.cli`.
 """
 from __future__ import annotations
