@@ -388,13 +388,15 @@ def _do_action(service, who, action: Any, lang: str) -> str:
             service.acknowledge(target, by=by, comment=note or i18n.t("acked", lang))
         elif kind == "assign":
             service.assign(target, assignee=str(action.get("to") or by)[:64], by=by, comment=note)
+        elif kind == "escalate":
+            service.escalate(target, by=by, comment=note)
         elif kind == "silence":
             service.silence(target, minutes=float(action.get("minutes") or 30), by=by, comment=note)
         elif kind == "case":
             service.case_from_alert(target, by=by, note=note)
         elif kind == "case_step":
             service.case_step(target, str(action.get("step") or ""), by=by, note=note or i18n.t("done", lang),
-                              to_staff=action.get("to") or None)
+                              to_staff=str(action.get("to") or "")[:64] or None)
         elif kind == "plan_step":
             service.plan_step(target, str(action.get("step") or ""), by=by, note=note)
         else:

@@ -220,7 +220,8 @@ def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
         "why_zh": why_zh, "why_en": why_en,
         "since": fmt_local(since, date=False, seconds=False),
         "minutes": None if since is None else int((now - since).total_seconds() // 60),
-        "acked_by": st.acked_by, "assignee": st.assignee,
+        "acked_by": st.acked_by, "assignee": st.assignee, "assignee_zh": person(st.assignee)[0],
+        "assignee_en": person(st.assignee)[1],
         "silenced": bool(st.silenced_until and now < st.silenced_until),
         "escalation": st.escalation_level, "family": getattr(rule, "family", ""), "xy": xy,
         "zone": dict(getattr(rule, "labels", {}) or {}).get("zone"),
@@ -283,7 +284,8 @@ def case_item(c, names: Names, now: datetime) -> dict[str, Any]:
     zzh, zen = (c.place_zh, c.place_en) if (c.place_zh or c.place_en) else names.zone(c.zone_id)
     stage = next((k for k, sts in CASE_STAGES if c.status in sts), "open")
     return {"id": c.case_id, "zh": czh, "en": cen, "place_zh": zzh, "place_en": zen, "stage": stage,
-            "priority": c.priority, "assignee": c.assignee, "note": c.description[:120],
+            "priority": c.priority, "assignee": c.assignee, "assignee_zh": person(c.assignee)[0],
+            "assignee_en": person(c.assignee)[1], "note": c.description[:120],
             "opened": fmt_local(c.opened_at, date=False, seconds=False),
             "overdue": bool(c.due_at and c.status != "closed" and now > c.due_at),
             "escalation": c.escalation_level, "xy": None if c.x is None else [c.x, c.y],
@@ -381,8 +383,32 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         "buses": _buses(snap, names),
         "video": _video(snap, names),
         "warning": _warning(snap),
-        "degraded": [{"name": k, "reason": h.get("reason", "")} for k, h in snap.health.items() if not h.get("ok", True)],
+        "degraded": [_degraded(k, h) for k, h in sorted(snap.health.items()) if not h.get("ok", True)],
     }
+
+
+STAFF_STATUS = {"available": ("空闲", "available"), "busy": ("处置中", "busy"), "offline": ("离线", "offline")}
+COMPONENT_NAMES = {"engine": ("指标引擎", "The indicator engine"), "simulator": ("模拟数据源", "The simulated feeds")}
+PROBLEMS = {"stopped": ("已停止，请重启服务（scenic-twin run）", "has stopped: restart the service (scenic-twin run)"),
+            "step_failed": ("计算出错，正在重试（详见服务日志）", "failed a step and is retrying (see the service log)")}
+
+
+def _degraded(component: str, h: Mapping[str, Any]) -> dict[str, str]:
+    """A component in trouble, in words and with what to do (the exception text stays in the log)."""
+    nzh, nen = COMPONENT_NAMES.get(component, ("系统组件", "A component"))
+    pzh, pen = PROBLEMS.get(h.get("problem", ""), ("运行异常（详见服务日志）", "is not working (see the service log)"))
+    return {"name": component, "zh": f"{nzh}{pzh}", "en": f"{nen} {pen}"}
+
+
+def person(pid: str | None) -> tuple[str, str]:
+    """A person as the screen names them: patrol staff of the staff feed by their number
+    ("patrol-26" -> 巡查员 26 号), accounts by their user name."""
+    if not pid:
+        return "", ""
+    head, _, num = pid.rpartition("-")
+    if head == "patrol" and num.isdigit():
+        return f"巡查员{int(num)}号", f"Patrol officer {int(num)}"
+    return pid, pid
 
 
 def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
@@ -394,7 +420,10 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),
         "alerts": items, "cases": cases, "plans": _plan_items(snap, names),
-        "staff": [{"id": s.staff_id, "status": s.status} for s in snap.staff],
+        "staff": [{"id": s.staff_id, "status": s.status, "zh": person(s.staff_id)[0], "en": person(s.staff_id)[1],
+                   "status_zh": STAFF_STATUS.get(s.status, (s.status, s.status))[0],
+                   "status_en": STAFF_STATUS.get(s.status, (s.status, s.status))[1]}
+                  for s in sorted(snap.staff, key=lambda s: (s.status != "available", s.staff_id))],
         "zones": [{"id": z, "zh": n[0], "en": n[1]} for z, n in sorted(names.zones.items())],
         "families": [{"id": f, "zh": FAMILY_NAMES.get(f, ("其他", "Other"))[0],
                       "en": FAMILY_NAMES.get(f, ("其他", "Other"))[1]}

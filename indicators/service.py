@@ -248,7 +248,10 @@ class Service:
     def health(self) -> dict[str, dict[str, Any]]:
         out = dict(self._health)
         for name, th in self._threads.items():
-            out[name] = {"ok": th.is_alive(), "reason": "" if th.is_alive() else f"{name} thread stopped"}
+            if not th.is_alive():           # a stopped thread outranks its last step's state
+                out[name] = {"ok": False, "problem": "stopped", "reason": f"{name} thread stopped"}
+            else:
+                out.setdefault(name, {"ok": True, "problem": "", "reason": ""})
         return out
 
     # ------------------------------------------------------------ user actions (the one door for writes)
@@ -294,6 +297,11 @@ class Service:
         return self.act(by, "alert.assign", "alert", alert_id,
                         lambda: self.alerts.assign(alert_id, assignee=assignee, by=by, comment=comment),
                         before=self.alert_state(alert_id), detail={"assignee": assignee, "comment": comment})
+
+    def escalate(self, alert_id: str, *, by: str, comment: str):
+        return self.act(by, "alert.escalate", "alert", alert_id,
+                        lambda: self.alerts.escalate(alert_id, by=by, comment=comment),
+                        before=self.alert_state(alert_id), detail={"comment": comment})
 
     def silence(self, alert_id: str, *, minutes: float, by: str, comment: str):
         if not comment or not comment.strip():
@@ -352,6 +360,8 @@ class Service:
         }
         if step not in fns:
             raise ActionError(f"unknown case step {step!r} (one of {', '.join(fns)})")
+        if to_staff and to_staff not in rt.staff:
+            raise ActionError(f"no patrol staff {to_staff!r} is reporting a position: pick one from the list")
         return self.act(by, f"case.{step}", "case", case_id, fns[step], before=self.case_state(case_id),
                         detail={"note": note, **({"to_staff": to_staff} if to_staff else {})})
 
@@ -413,10 +423,10 @@ class Service:
             try:
                 self._keep_time()
                 self.step()
-                self._health["engine"] = {"ok": True, "reason": ""}
+                self._health["engine"] = {"ok": True, "problem": "", "reason": ""}
             except Exception as e:
                 log.exception("engine step failed; continuing")
-                self._health["engine"] = {"ok": False, "reason": f"engine step failed: {e}"}
+                self._health["engine"] = {"ok": False, "problem": "step_failed", "reason": f"engine step failed: {e}"}
             self.stop_event.wait(0.5)
 
     def checkpoint(self) -> None:

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from indicators.alerts.rules import RuleDefaults, build_rules
-from indicators.alerts.state import (AlertActionError, AlertState, Evaluation, acknowledge, assign, explain, silence,
-                                     state_from_dict, state_to_dict, transition)
+from indicators.alerts.state import (AlertActionError, AlertState, Evaluation, acknowledge, assign, escalate, explain,
+                                     silence, state_from_dict, state_to_dict, transition)
 
 WEST = "crowd.load_rate:zone=west_plaza@1m"
 T0 = datetime(2025, 5, 1, 11, 0, tzinfo=timezone.utc)
@@ -111,6 +111,28 @@ def test_escalation_deadline_is_per_tier():
     st, ev = play(r, [105] * 5)
     assert [e.kind for e in ev] == ["firing", "escalated", "escalated"]
     assert st.escalation_level == 2
+
+
+def test_an_operator_escalates_by_hand_with_a_reason_up_to_the_highest_level():
+    r = rule(**{"for": "0s"})
+    st, _ = play(r, [95])
+    with pytest.raises(AlertActionError, match="reason"):
+        escalate(st, by="li", comment=" ", now=T0, max_level=2)
+    tr = escalate(st, by="li", comment="needs the duty chief", now=T0 + MIN, max_level=2)
+    (e,) = tr.events
+    assert (e.kind, e.actor, e.reason, tr.state.escalation_level) == ("escalated", "user:li", "needs the duty chief", 1)
+    top = escalate(tr.state, by="li", comment="still growing", now=T0 + 2 * MIN, max_level=2).state
+    assert top.escalation_level == 2
+    with pytest.raises(AlertActionError, match="highest"):
+        escalate(top, by="li", comment="again", now=T0 + 3 * MIN, max_level=2)
+    # the timer goes on from the level reached by hand: no second "escalated" for the same level
+    r2 = rule(**{"for": "0s", "escalate_after": {"orange": "2m"}})
+    st2, _ = play(r2, [95])
+    st2 = escalate(st2, by="li", comment="now", now=T0, max_level=3).state
+    _, ev = play(r2, [95] * 3, start=T0 + MIN, state=st2)
+    assert [x.kind for x in ev] == []                 # level 1 is due at 2 min; level 2 at 4 min
+    _, ev = play(r2, [95] * 5, start=T0 + MIN, state=st2)
+    assert [x.kind for x in ev] == ["escalated"]
 
 
 def test_state_round_trips_through_its_dict():

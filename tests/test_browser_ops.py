@@ -65,6 +65,17 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
         click_in_row(ops, "ops-alerts", "data-alert", aid, "st-assign")
         wait_row(ops, "ops-alerts", "data-alert", aid, "→ " + server.user)
 
+        # escalate by hand, with a reason asked for in a prompt (no reason: nothing happens)
+        level = next(x for x in cli("alerts", "--json", "--store", store) if x["alert_id"] == aid)["escalation_level"]
+        ops.once("dialog", lambda d: d.accept("需要值班长决定"))
+        click_in_row(ops, "ops-alerts", "data-alert", aid, "st-escalate")
+        deadline = time.monotonic() + 30
+        while next(x for x in cli("alerts", "--json", "--store", store)
+                   if x["alert_id"] == aid)["escalation_level"] != level + 1:
+            assert time.monotonic() < deadline, ops.locator("#action-result").inner_text()
+            time.sleep(0.5)
+        wait_row(ops, "ops-alerts", "data-alert", aid, f"已升级 {level + 1}级")
+
         before = {c["case_id"] for c in cli("cases", "--json", "--store", store)}
         click_in_row(ops, "ops-alerts", "data-alert", aid, "st-open-case")
         deadline = time.monotonic() + 30
@@ -86,6 +97,13 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
                                   arg=[cid, step], timeout=30_000)
             steps_before = len(next(c for c in cli("cases", "--json", "--store", store)
                                     if c["case_id"] == cid)["steps"])
+            if step == "dispatch":
+                # not the suggested person: the dispatcher picks the last one on the list
+                sel = ops.locator(f"#ops-cases tr[data-case={json.dumps(cid)}] select.st-staff-choice")
+                options = sel.locator("option").evaluate_all("os => os.map(o => [o.value, o.textContent])")
+                chosen, label = options[-1]
+                assert chosen and "patrol-" not in label, options      # people in words, not ids
+                sel.select_option(chosen)
             click_in_row(ops, "ops-cases", "data-case", cid, f"st-step-{step}")
             deadline = time.monotonic() + 30
             while len(next(c for c in cli("cases", "--json", "--store", store)
@@ -97,6 +115,7 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
                                    arg=[cid, stage], timeout=30_000)
 
         case = next(c for c in cli("cases", "--json", "--store", store) if c["case_id"] == cid)
+        assert case["assignee"] == chosen, (case["assignee"], chosen)
         assert case["status"] == "closed" and who(case["closed_by"]) == server.user and case["closed_at"]
         steps = [(s["step"], who(s.get("by") or s.get("actor"))) for s in case["steps"]]
         assert all(s.get("at") or s.get("occurred_at") for s in case["steps"]), case["steps"]
@@ -110,7 +129,7 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
         rows = audit if isinstance(audit, list) else audit.get("rows", [])
         actions = [r.get("action") for r in rows]
         print("\naudit actions by", server.user, actions)
-        for wanted in ("alert.acknowledge", "alert.assign", "case.open", "case.dispatch", "case.close"):
+        for wanted in ("alert.acknowledge", "alert.assign", "alert.escalate", "case.open", "case.dispatch", "case.close"):
             assert any(wanted in str(a) for a in actions), (wanted, actions)
         for r in rows:
             if str(r.get("action")).startswith(("alert.", "case.")):

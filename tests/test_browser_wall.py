@@ -194,7 +194,18 @@ class OwnServer:
         page.fill("input[name=password]", self.password)
         page.click("button[type=submit]")
         page.wait_for_url(self.base + path, timeout=30_000)
-        page.wait_for_function(PANELS, timeout=120_000)
+        try:
+            page.wait_for_function(PANELS, timeout=120_000)
+        except Exception as e:
+            # say why: what the server logged and the page's own state (CI shows nothing else)
+            self.log.flush()
+            tail = (self.var.parent / "server.log").read_bytes()[-4000:].decode("utf-8", "replace")
+            state = page.evaluate("""() => ({conn: document.getElementById('conn')?.className,
+                asof: document.getElementById('asof')?.textContent, frames: document.getElementById('twin-deck')?.dataset.frames,
+                health: null})""")
+            health = httpx.get(self.base + "/healthz", timeout=10).text
+            raise AssertionError(f"the wall showed no panels in 120 s: page {state}, /healthz {health}, "
+                                 f"server alive {self.proc.poll() is None}; server log tail:\n{tail}") from e
 
     def close(self):
         if self.proc and self.proc.poll() is None:

@@ -73,3 +73,27 @@ def test_alerts_wait_for_the_warm_up_then_evaluate_with_the_feed_records(tmp_pat
     assert active, "after the warm-up the rules are evaluated"
     assert {a.alert_id for a in published[-1].alerts} == {a.alert_id for a in active}, \
         "the snapshot carries the active alerts the store holds"
+
+
+def test_a_failing_engine_step_shows_as_degraded_while_its_thread_lives(tmp_path, monkeypatch):
+    """The wall's health banner: a step that raises is reported (the live thread used to mask it)."""
+    import threading
+    s = make(tmp_path, [])
+    calls = []
+
+    def broken():
+        calls.append(1)
+        s.stop_event.set()                          # one turn of the loop is enough
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(s, "step", broken)
+    monkeypatch.setattr(s, "_keep_time", lambda: None)
+    alive = threading.Event()
+    s._threads["engine"] = threading.Thread(target=alive.wait, daemon=True)
+    s._threads["engine"].start()
+    s._loop()
+    h = s.health()["engine"]
+    assert calls and h["ok"] is False and h["problem"] == "step_failed" and "disk full" in h["reason"]
+    alive.set()
+    s._threads["engine"].join(5)
+    h = s.health()["engine"]
+    assert h["ok"] is False and h["problem"] == "stopped"

@@ -337,12 +337,12 @@ def test_a_raw_code_planted_in_a_name_is_caught(world):
     assert leaked, "a nameless rule must show up as a leak (else the check above proves nothing)"
 
 
-@pytest.mark.xfail(strict=True, reason="health reasons are English text and components show by their "
-                   "internal name (wall.js: d.reason || d.name); views give no zh/en for them")
 def test_a_degraded_component_is_named_in_words_of_both_languages(world):
     snap = replace(world.snap, health={"engine": {"ok": False, "reason": ""},
                                        "simulator": {"ok": False, "reason": "simulator thread stopped"}})
-    for d in wall_view(snap, world.names)["degraded"]:
+    degraded = wall_view(snap, world.names)["degraded"]
+    assert len(degraded) == 2
+    for d in degraded:
         assert CJK.search(d.get("zh", "")) and d.get("en") and not CODE_PATTERNS["snake_case id"].search(d["en"])
 
 

@@ -18,7 +18,8 @@
     disconnected: ["连接中断，自", "Disconnected since"], stale: ["数据延迟", "stale"],
     feedStale: ["数据中断：", "Feed stopped: "], minutes: ["分钟", "min"], none: ["暂无", "None"],
     ack: ["确认", "Ack"], assign: ["指派给我", "Assign to me"], silence: ["静默30分钟", "Silence 30 min"],
-    case: ["立案", "Open case"], ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
+    case: ["立案", "Open case"], escalate: ["上报升级", "Escalate"], escalated: ["已升级", "escalated to level"], nearest: ["最近的空闲人员（建议）", "Nearest available (suggested)"],
+    ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
     alertsMore: ["条告警", "more alerts"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     done: ["完成", "Done"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
@@ -89,7 +90,7 @@
         tr("feedStale") + w.stale_feeds.map((f) => pick(f, "") + (f.minutes !== null ? ` (${f.minutes}${tr("minutes")})` : "")).join("、")));
     }
     if (w.degraded && w.degraded.length) {
-      banners.push(el("div", "st-banner st-degraded", tr("degraded") + w.degraded.map((d) => d.reason || d.name).join("; ")));
+      banners.push(el("div", "st-banner st-degraded", tr("degraded") + w.degraded.map((d) => pick(d, "")).join("；")));
     }
     fill("banners", banners);
   }
@@ -206,6 +207,13 @@
     return b;
   }
 
+  function staffChoice() {
+    const sel = el("select", "st-select st-staff-choice", null, { "aria-label": tr("nearest") });
+    sel.appendChild(el("option", null, tr("nearest"), { value: "" }));
+    for (const p of (S.ops.staff || [])) sel.appendChild(el("option", null, pick(p, "") + " · " + pick(p, "status_"), { value: p.id }));
+    return sel;
+  }
+
   function renderOps(o) {
     if (!$("ops-alerts") || !o || !o.alerts) return;
     options("filter-tier", tr("tier"), ["red", "orange", "yellow", "blue"].map((t) => [t, T.tiers[t][S.lang === "en" ? 1 : 0]]));
@@ -225,6 +233,9 @@
       td.appendChild(btn(tr("silence"), "st-silence", () => {
         const why = window.prompt(tr("reason")); if (why) act({ kind: "silence", id: a.id, minutes: 30, note: why });
       }));
+      td.appendChild(btn(tr("escalate"), "st-escalate", () => {
+        const why = window.prompt(tr("reason")); if (why) act({ kind: "escalate", id: a.id, note: why });
+      }));
       td.appendChild(btn(tr("case"), "st-open-case", () => act({ kind: "case", id: a.id })));
       tr_.appendChild(td);
       return tr_;
@@ -234,7 +245,8 @@
       td[0].textContent = (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0];
       td[1].textContent = pick(a, "place_");
       td[2].textContent = pick(a, "why_");
-      td[3].textContent = a.since + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + a.assignee : "");
+      td[3].textContent = a.since + (a.escalation ? " · " + tr("escalated") + " " + a.escalation + tr("level") : "")
+        + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + pick(a, "assignee_") : "");
     });
     keyed("ops-cases", (o.cases || []).slice(0, 200), (c) => c.id, (c) => {
       const r = el("tr", null, null, { "data-case": c.id });
@@ -247,12 +259,15 @@
       const td = r.children;
       td[0].textContent = pick(c, "");
       td[1].textContent = pick(c, "place_");
-      td[2].textContent = c.opened + (c.assignee ? " → " + c.assignee : "");
+      td[2].textContent = c.opened + (c.assignee ? " → " + pick(c, "assignee_") : "");
       const steps = (c.actions || []).map((a) => a.step).join(",") + S.lang;
       if (td[3].dataset.steps !== steps) {          // the buttons change only with the case's stage
         td[3].dataset.steps = steps;
-        td[3].replaceChildren(...(c.actions || []).map((a) =>
-          btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step, note: "" }))));
+        // dispatch goes to the suggested nearest person unless the dispatcher picks another
+        const who = (c.actions || []).some((a) => a.step === "dispatch") ? staffChoice() : null;
+        td[3].replaceChildren(...(who ? [who] : []), ...(c.actions || []).map((a) =>
+          btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step, note: "",
+                                                           to: a.step === "dispatch" && who ? who.value : "" }))));
       }
     });
     fill("ops-plans", (o.plans || []).map((p) => {

@@ -42,10 +42,10 @@ from . import cases as C
 from . import plans as P
 from .compound import CompoundRule, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
 from .forecast import ForecastParams, Profile, ZoneForecaster, crossings, day_type
-from .rules import SHANGHAI, Problem, Rule, Tier
+from .rules import DEFAULT_MAX_ESCALATIONS, SHANGHAI, Problem, Rule, Tier
 from .routing import Places, StaffPosition, suggest_staff
-from .state import (AlertState, Evaluation, Event, Transition, acknowledge, assign, explain, silence, transition,
-                    unsilence)
+from .state import (AlertState, Evaluation, Event, Transition, acknowledge, assign, escalate, explain, silence,
+                    transition, unsilence)
 from .store import AlertStore, Batch, iso
 
 log = logging.getLogger(__name__)
@@ -578,6 +578,13 @@ class AlertRuntime:
         return self._alert_action(alert_id, lambda s, now: assign(s, assignee=assignee, by=by, now=now,
                                                                   comment=comment))
 
+    def escalate(self, alert_id: str, *, by: str, comment: str) -> AlertState:
+        def fn(s: AlertState, now: datetime) -> Transition:
+            rule = self.rules.get(s.rule_id) if s is not None else None
+            top = rule.max_escalations if rule is not None else DEFAULT_MAX_ESCALATIONS
+            return escalate(s, by=by, comment=comment, now=now, max_level=top)
+        return self._alert_action(alert_id, fn)
+
     def silence(self, alert_id: str, *, until: datetime, by: str, comment: str) -> AlertState:
         return self._alert_action(alert_id, lambda s, now: silence(s, until=until, by=by, comment=comment, now=now))
 
@@ -745,6 +752,11 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
         en = f"{name_en} forecast: {d.get('sentence_en', '')} (predicted load {d.get('predicted')} %)"
         return Message(f"msg:{e.key}", e.at, "forecast", (ops,), zh, en, d.get("tier"), e.silenced)
     why = explain(st, rule)
+    if e.kind == "escalated" and e.actor.startswith("user:"):
+        who = e.actor.split(":", 1)[1]
+        zh = f"【升级{st.escalation_level}级】{who}上报：{why.get('sentence_zh', rule.id)}（原因：{e.reason}）"
+        en = f"[escalation {st.escalation_level}] raised by {who}: {why.get('sentence_en', rule.id)} (reason: {e.reason})"
+        return Message(f"msg:{e.key}", e.at, "escalation", (ops,), zh, en, st.tier, e.silenced)
     if e.kind == "escalated":
         zh = f"【升级{st.escalation_level}级】未确认告警：{why.get('sentence_zh', rule.id)}"
         en = f"[escalation {st.escalation_level}] unacknowledged alert: {why.get('sentence_en', rule.id)}"

@@ -419,6 +419,23 @@ def assign(state: AlertState | None, *, assignee: str, by: str, now: datetime, c
     return Transition(state, b.state, tuple(b.events))
 
 
+def escalate(state: AlertState | None, *, by: str, comment: str, now: datetime, max_level: int) -> Transition:
+    """An operator hands the alert one level up by hand (it needs a decision
+    above them), with the reason.  The level is the one the timer would have
+    reached; the timer goes on from there for an unacknowledged alert."""
+    st = _require_active(state, "escalate")
+    actor = _user(by)
+    if not comment or not comment.strip():
+        raise AlertActionError("an escalation needs a reason")
+    if st.escalation_level >= max_level:
+        raise AlertActionError(f"the alert is already at the highest escalation level ({max_level})")
+    level = st.escalation_level + 1
+    b = _Builder(st, now)
+    b.emit("escalated", replace(st, escalation_level=level), comment, actor=actor,
+           details={"level": level, "manual": True})
+    return Transition(state, b.state, tuple(b.events))
+
+
 def silence(state: AlertState | None, *, until: datetime, by: str, comment: str, now: datetime) -> Transition:
     """Suppress notifications and escalation until ``until`` (the alert itself
     keeps being evaluated and recorded)."""
