@@ -274,3 +274,59 @@ def test_schedule_mistakes_are_reported_with_their_path(inventory):
 def test_the_simulator_switches_its_lamps_by_the_same_sun():
     from indicators.feeds import simulator
     assert simulator.sun_times is sun_times
+
+
+# --------------------------------------------------------------------------- bus routes by timetable
+def bus_tick(catalog, positions: list[tuple[str, str, datetime]], at: datetime, start: datetime):
+    """The engine's tick at ``at`` after bus positions (vehicle, route, time)."""
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=start)
+    n = len(positions)
+    if n:
+        eng.ingest("bus", to_table("bus", {
+            "event_id": np.array([f"b{i}" for i in range(n)], dtype=object),
+            "event_time": [ms(t) for *_, t in positions], "source": np.array(["test"] * n, dtype=object),
+            "vehicle_id": np.array([v for v, *_ in positions], dtype=object),
+            "route_id": np.array([r for _, r, _ in positions], dtype=object)}))
+    eng.heartbeat(at + LATE)
+    return [t for t in eng.ticks(at)][-1]
+
+
+def test_a_bus_route_outside_its_service_hours_is_idle_and_a_running_route_without_buses_alerts(catalog):
+    night = "bus.vehicles:route=sightseeing_night@15m"         # the night route runs 18:30-21:30
+    trunk = "bus.vehicles:route=468@15m"                      # 06:00-23:00
+    # 15:00: the night route is not running - no bus is no fault; the trunk route with none is
+    # (a bus of another route keeps the feed fresh; 468's last bus left 30 min ago)
+    t = bus_tick(catalog, [("v1", "468", local(14, 30)), ("x1", "262", local(14, 59))], local(15), start=local(14))
+    assert read(catalog, t, night)[1] == IDLE
+    v, q = read(catalog, t, trunk)
+    assert (v, q) == (0.0, OK)
+    # 19:00: two buses of the night route seen -> counted; none seen -> 0, and that alerts
+    t = bus_tick(catalog, [("n1", "sightseeing_night", local(18, 50)), ("n2", "sightseeing_night", local(18, 55))],
+                 local(19), start=local(18, 30))
+    assert read(catalog, t, night) == (2.0, OK)
+    t = bus_tick(catalog, [("v1", "468", local(18, 58))], local(19), start=local(18, 30))
+    assert read(catalog, t, night) == (0.0, OK)
+    d = next(x for x in _rule_defaults(catalog) if x.indicator_id == night)
+    rule = build_rules([d])[night]
+    st = None
+    for k in range(12):                        # its pending period, at one evaluation a minute
+        at = local(19) + k * TICK
+        st = transition(st, Evaluation(at, 0.0), rule, at).state
+    assert st.status == "firing" and st.tier == "orange"
+    # idle leaves that alert as it is (neither a recovery nor a new fault)
+    after = transition(st, Evaluation(local(22), None, quality="idle"), rule, local(22)).state
+    assert (after.status, after.tier, after.alert_id) == ("firing", "orange", st.alert_id)
+    # 23:30: the trunk route has ended too
+    t = bus_tick(catalog, [("v1", "468", local(22, 50))], local(23, 30), start=local(22, 30))
+    assert read(catalog, t, trunk)[1] == IDLE
+
+
+def _rule_defaults(catalog):
+    from indicators.pipeline import rule_defaults
+    return rule_defaults(catalog)
+
+
+def test_a_route_service_for_an_unknown_route_is_refused_with_its_path(inventory):
+    text = default_families_path().read_text(encoding="utf-8").replace("[routes.468]", "[routes.no_such_route]")
+    with pytest.raises(CatalogError, match=r"routes\.no_such_route"):
+        load_catalog(families=parse_families(text), inventory=inventory)

@@ -202,6 +202,14 @@ class Oracle:
                 raw, newest, *idle = getattr(self, f"k_{f.compute.kind}")(f, [dict(s) for s in scopes], w)
                 idle = idle[0] if idle else np.zeros(raw.shape, dtype=bool)
                 val = self.post(f, [dict(s) for s in scopes], w, raw)
+                service = self.cat.file.route_service
+                for j, s in enumerate(scopes):              # a bus route outside its service hours: idle
+                    route = dict(s).get("route")
+                    if route in service:
+                        off = ~self.on_duty(service[route])[0]
+                        val[off, j] = np.nan
+                        idle = idle.copy()
+                        idle[off, j] = True
                 self.raw_of[(f.id, str(w))] = val
                 fresh = f.freshness_s * 1000
                 qual = np.where(np.isnan(val) | (newest == NEVER), np.where(idle, IDLE, NO_DATA),

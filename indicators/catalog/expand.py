@@ -311,6 +311,9 @@ def expand(file: FamilyFile, dims: Dimensions) -> list[tuple[IndicatorId, Family
             if zone not in dims.zone_attrs or not len(dims.class_assets(cname, zone)):
                 problems.append(Problem(name, f"classes.{cname}.zone_schedule.{zone}",
                                         f"{zone!r} is no zone holding assets of the class"))
+    for rid in file.route_service:
+        if rid not in dims.members["route"]:
+            problems.append(Problem(name, f"routes.{rid}", f"no stop of the inventory is served by route {rid!r}"))
     out: list[tuple[IndicatorId, Family, Thresholds, str]] = []
     for fam in file.families:
         if not fam.department.startswith("@") and fam.department not in known_depts:

@@ -250,6 +250,8 @@ class FamilyFile:
     classes: dict[str, FacilityClass]
     families: tuple[Family, ...]
     department_aliases: dict[str, str] = field(default_factory=dict)
+    route_service: dict[str, Schedule] = field(default_factory=dict)
+    """Service hours of the bus routes: outside them a route's indicators are idle."""
 
 
 # ----------------------------------------------------------------- checking
@@ -334,7 +336,7 @@ def parse_families(text: str, *, file: str = "families.toml") -> FamilyFile:
     except tomllib.TOMLDecodeError as e:
         raise CatalogError([Problem(file, "", f"not valid TOML: {e}")]) from None
 
-    c.keys(doc, "", {"schema_version", "expected_total", "areas", "classes", "department_aliases", "family"},
+    c.keys(doc, "", {"schema_version", "expected_total", "areas", "classes", "department_aliases", "routes", "family"},
            {"schema_version", "expected_total", "areas", "family"})
     if "schema_version" in doc and doc["schema_version"] != 1:
         c.add("schema_version", f"unsupported version {doc['schema_version']!r} (this code reads 1)")
@@ -367,6 +369,19 @@ def parse_families(text: str, *, file: str = "families.toml") -> FamilyFile:
             if cls is not None:
                 classes[name] = cls
 
+    # [routes.<route id>] service = { kind = "hours", hours = [...], source }: when the route runs
+    route_service: dict[str, Schedule] = {}
+    if "routes" in doc and c.table(doc["routes"], "routes") is not None:
+        for rid, node in doc["routes"].items():
+            p = f"routes.{rid}"
+            if c.table(node, p) is None:
+                continue
+            c.keys(node, p, {"service"}, {"service"})
+            if "service" in node:
+                sch = _read_schedule(c, node["service"], f"{p}.service")
+                if sch is not None:
+                    route_service[str(rid)] = sch
+
     fams: list[Family] = []
     raw = doc.get("family", [])
     if "family" in doc and not isinstance(raw, list):
@@ -397,7 +412,7 @@ def parse_families(text: str, *, file: str = "families.toml") -> FamilyFile:
             c.add(f"family[{f.index}].expand", f"a forecast expands over the same zones as {of!r}")
     if c.problems:
         raise CatalogError(c.problems)
-    return FamilyFile(file, int(expected or 0), areas, classes, tuple(fams), aliases)
+    return FamilyFile(file, int(expected or 0), areas, classes, tuple(fams), aliases, route_service)
 
 
 CLASS_FIELDS = {"name_zh", "name_en", "asset_types", "metric", "anomaly", "department", "silent_after_s",

@@ -637,6 +637,16 @@ class Plan:
         for g in self.groups:
             if hasattr(g, "seal"):
                 g.seal()
+        # bus routes run to a timetable: outside a route's service hours its indicators are idle
+        # (no bus is expected, so "0 vehicles" is neither a fault nor a recovery)
+        self.route_duty: tuple[np.ndarray, np.ndarray] | None = None
+        service = getattr(catalog.file, "route_service", {}) or {}
+        if service:
+            on = [(ind.index, self.duty.index(service[ind.scope["route"]])) for ind in catalog.indicators
+                  if ind.scope.get("route") in service]
+            if on:
+                self.route_duty = (np.array([p for p, _ in on], dtype=np.intp),
+                                   np.array([k for _, k in on], dtype=np.intp))
         fo = np.array(feed_of, dtype=np.intp).reshape(-1, 2)
         self.feed_pos, self.feed_code = fo[:, 0], fo[:, 1]
 
@@ -964,6 +974,11 @@ class Plan:
             v[pos] = np.where(np.isnan(x), np.nan, np.searchsorted(bins, x, side="right") + 1.0)
         for fc in self.forecasts:
             fc.fill(ctx, v)
+        if self.route_duty is not None:
+            pos, sched = self.route_duty
+            off = ~self.duty.at(ctx.T)[0][sched]
+            v[pos[off]] = np.nan
+            self.idle[pos] = off
         fl = np.array([self.feed_last.get(f, NEVER) for f in FEED_ORDER], dtype=np.int64)
         newest = self.newest
         newest[self.feed_pos] = fl[self.feed_code]
