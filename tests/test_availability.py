@@ -330,3 +330,36 @@ def test_a_route_service_for_an_unknown_route_is_refused_with_its_path(inventory
     text = default_families_path().read_text(encoding="utf-8").replace("[routes.468]", "[routes.no_such_route]")
     with pytest.raises(CatalogError, match=r"routes\.no_such_route"):
         load_catalog(families=parse_families(text), inventory=inventory)
+
+
+# --------------------------------------------------------------------------- on-time closure rate
+def case_tick(catalog, records: list[tuple[str, str, datetime]], at: datetime):
+    """The engine's tick at ``at`` after case records (case id, status, time), all litter in the West Plaza."""
+    first = min(t for *_, t in records)
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=first - timedelta(minutes=1))
+    n = len(records)
+    eng.ingest("case", to_table("case", {
+        "event_id": np.array([f"c{i}" for i in range(n)], dtype=object),
+        "event_time": [ms(t) for *_, t in records], "source": np.array(["test"] * n, dtype=object),
+        "case_id": np.array([c for c, *_ in records], dtype=object),
+        "category": np.array(["litter"] * n, dtype=object),
+        "status": np.array([s for _, s, _ in records], dtype=object),
+        "zone_id": np.array(["west_plaza"] * n, dtype=object)}))
+    eng.heartbeat(at + LATE)
+    return [t for t in eng.ticks(at)][-1]
+
+
+def test_the_closure_rate_judges_cases_when_they_are_due_not_when_they_open(catalog):
+    rate = "case.close_rate:area=canton_tower,category=litter@today"
+    early = [("a", "open", local(17)), ("a", "closed", local(17, 40)),       # closed in 40 min: on time
+             ("b", "open", local(18, 5))]                                    # open, deadline 20:05
+    # 18:30: only A is due - the fresh case B does not make the rate fall
+    assert read(catalog, case_tick(catalog, early, local(18, 30)), rate) == (100.0, OK)
+    # an evening of fresh open cases changes nothing
+    fresh = early + [(f"n{i}", "open", local(18, 10 + i)) for i in range(10)]
+    assert read(catalog, case_tick(catalog, fresh, local(18, 30)), rate) == (100.0, OK)
+    # 20:10: B passed its 2-hour deadline open -> 1 of 2 due cases on time
+    assert read(catalog, case_tick(catalog, early + [("x", "open", local(20, 9))], local(20, 10)), rate)[0] == 50.0
+    # a case closed after its deadline is due and late
+    late = early + [("b", "closed", local(20, 30))]
+    assert read(catalog, case_tick(catalog, late, local(20, 40)), rate)[0] == 50.0

@@ -336,7 +336,7 @@ def test_hostile_warning_text_stays_text_on_the_wall_and_the_console(own_server,
                                    "signal": "rainstorm", "colour": "orange", "status": "issued",
                                    "area": text, "headline": text})
         wall.wait_for_function("(t) => { const h = document.querySelector('.st-warning .st-headline');"
-                               " return !!h && h.textContent === t; }", arg=text[:200], timeout=30_000)
+                               " return !!h && h.textContent === t; }", arg=text[:200], timeout=60_000)
         injected = wall.evaluate("""() => document.querySelectorAll(
             '#banners script, #banners img, #banners svg, #banners iframe, #banners a, #banners object, '
             + '#banners embed, #banners input, #banners details, #banners video, #banners style').length""")

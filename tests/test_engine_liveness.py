@@ -197,7 +197,9 @@ def case_perturbation(ind, cat, v0, old):
     depts = [dep, "roads" if dep != "roads" else "sanitation"] if joint or "department" in s else [dep]
     status = "open"
     if st == "close_rate":
-        status = "closed" if (np.isnan(v0) or v0 == 0) else "open"
+        # a case closed at once is due and on time: the on-time rate moves unless it is already 100 %
+        # (a new open case is not due yet and leaves it as it is)
+        status = "closed"
     return [Feed.rows("case", [{"case_id": f"new-{ind.index}", "category": cat_, "status": status, "zone_id": zone,
                                 "departments": depts}])]
 

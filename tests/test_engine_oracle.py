@@ -524,8 +524,11 @@ class Oracle:
             sel = st[~st.closed]
         elif stat == "overdue":
             sel = st[~st.closed & (st["T"] - st.opened > deadline)]
-        elif stat in ("opened", "close_rate"):
+        elif stat == "opened":
             sel = st[st.opened >= st["D"]]
+        elif stat == "close_rate":              # due: closed, or open past the deadline
+            sel = st[(st.opened >= st["D"]) & (st.closed | (st["T"] - st.opened > deadline))]
+            sel = sel.assign(closed=sel.closed & (sel.t - sel.opened <= deadline))     # closed on time
         else:
             sel = st[st.closed & (st.t >= st["D"])]
         if key == "department":

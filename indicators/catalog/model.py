@@ -718,12 +718,12 @@ def _read_compute(c: _Checker, node: Any, p: str, source: tuple[str, ...], expan
         c.number(node, "lookback_s", p, positive=True, integer=True)
     if kind == "case":
         st = c.string(node, "stat", p, choices=tuple(CASE_STATS))
-        if st == "overdue":
+        if st in ("overdue", "close_rate"):
             if "deadline_s" not in node:
-                c.add(f"{p}.deadline_s", "overdue needs deadline_s")
+                c.add(f"{p}.deadline_s", f"{st} needs deadline_s")
             c.number(node, "deadline_s", p, positive=True, integer=True)
         elif "deadline_s" in node:
-            c.add(f"{p}.deadline_s", f"only stat 'overdue' takes a deadline, not {st!r}")
+            c.add(f"{p}.deadline_s", f"only stats 'overdue' and 'close_rate' take a deadline, not {st!r}")
         if st is not None:
             for j, w in enumerate(windows):
                 if w.kind != CASE_STATS[st]:

@@ -509,9 +509,17 @@ class CaseStats(_Group):
             elif st == "opened":
                 v = count(f, today & sel)
             elif st == "close_rate":
-                den = count(f, today & sel)
+                # 按期结案率: of today's cases that are due (closed, or open past the deadline), the share
+                # closed within it; a case still inside its deadline is not judged yet
+                dl = f["deadline"]
+                due_now = today & sel & (closed | (age > dl))
+                den = count(f, due_now)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    v = np.where(den > 0, 100.0 * count(f, today & sel & closed) / den, np.nan)
+                    v = np.where(den > 0, 100.0 * count(f, due_now & closed & (c["time"] - c["opened"] <= dl)) / den,
+                                 np.nan)
+                pend = c["opened"][today & sel & open_ & (age <= dl)] + dl
+                if len(pend):
+                    due.append(int(pend.min()))
             else:
                 den = count(f, done & sel)
                 with np.errstate(divide="ignore", invalid="ignore"):
