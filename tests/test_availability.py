@@ -51,23 +51,29 @@ def of_type(catalog, ids: list[str], asset_type: str) -> list[str]:
     return [a for a in ids if d.asset_type[d.code("asset")[a]] == asset_type]
 
 
-def tick_at(catalog, readings: list[tuple[str, str, float, datetime]], at: datetime):
-    """The engine's tick at ``at`` after the facility readings (asset, metric, value, time)."""
-    first = min(t for *_, t in readings)
-    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=first - timedelta(minutes=1))
-    d = catalog.dims
-    n = len(readings)
-    eng.ingest("facility", to_table("facility", {
-        "event_id": np.array([f"r{i}" for i in range(n)], dtype=object),
-        "event_time": [ms(t) for *_, t in readings], "source": np.array(["test"] * n, dtype=object),
-        "asset_id": np.array([a for a, *_ in readings], dtype=object),
-        "asset_type": np.array([d.asset_type[d.code("asset")[a]] for a, *_ in readings], dtype=object),
-        "metric": np.array([m for _, m, *_ in readings], dtype=object),
-        "value": [float(v) for _, _, v, _ in readings]}))
+def engine_tick(catalog, kind: str, cols: dict, times: list[datetime], at: datetime, start: datetime):
+    """The engine's tick at ``at`` after one batch of ``kind`` records (columns, event times)."""
+    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=start)
+    n = len(times)
+    if n:
+        eng.ingest(kind, to_table(kind, {"event_id": np.array([f"{kind}{i}" for i in range(n)], dtype=object),
+                                         "event_time": [ms(t) for t in times],
+                                         "source": np.array(["test"] * n, dtype=object), **cols}))
     eng.heartbeat(at + LATE)
     last = [t for t in eng.ticks(at)][-1]
     assert last.time == at
     return last
+
+
+def tick_at(catalog, readings: list[tuple[str, str, float, datetime]], at: datetime):
+    """The engine's tick at ``at`` after the facility readings (asset, metric, value, time)."""
+    d = catalog.dims
+    return engine_tick(catalog, "facility", {
+        "asset_id": np.array([a for a, *_ in readings], dtype=object),
+        "asset_type": np.array([d.asset_type[d.code("asset")[a]] for a, *_ in readings], dtype=object),
+        "metric": np.array([m for _, m, *_ in readings], dtype=object),
+        "value": [float(v) for _, _, v, _ in readings]},
+        [t for *_, t in readings], at, start=min(t for *_, t in readings) - timedelta(minutes=1))
 
 
 def read(catalog, tick, indicator: str) -> tuple[float, int]:
@@ -279,16 +285,9 @@ def test_the_simulator_switches_its_lamps_by_the_same_sun():
 # --------------------------------------------------------------------------- bus routes by timetable
 def bus_tick(catalog, positions: list[tuple[str, str, datetime]], at: datetime, start: datetime):
     """The engine's tick at ``at`` after bus positions (vehicle, route, time)."""
-    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=start)
-    n = len(positions)
-    if n:
-        eng.ingest("bus", to_table("bus", {
-            "event_id": np.array([f"b{i}" for i in range(n)], dtype=object),
-            "event_time": [ms(t) for *_, t in positions], "source": np.array(["test"] * n, dtype=object),
-            "vehicle_id": np.array([v for v, *_ in positions], dtype=object),
-            "route_id": np.array([r for _, r, _ in positions], dtype=object)}))
-    eng.heartbeat(at + LATE)
-    return [t for t in eng.ticks(at)][-1]
+    return engine_tick(catalog, "bus", {"vehicle_id": np.array([v for v, *_ in positions], dtype=object),
+                                        "route_id": np.array([r for _, r, _ in positions], dtype=object)},
+                       [t for *_, t in positions], at, start)
 
 
 def test_a_bus_route_outside_its_service_hours_is_idle_and_a_running_route_without_buses_alerts(catalog):
@@ -335,18 +334,12 @@ def test_a_route_service_for_an_unknown_route_is_refused_with_its_path(inventory
 # --------------------------------------------------------------------------- on-time closure rate
 def case_tick(catalog, records: list[tuple[str, str, datetime]], at: datetime):
     """The engine's tick at ``at`` after case records (case id, status, time), all litter in the West Plaza."""
-    first = min(t for *_, t in records)
-    eng = Engine(catalog, tick=TICK, allowed_lateness=LATE, start=first - timedelta(minutes=1))
     n = len(records)
-    eng.ingest("case", to_table("case", {
-        "event_id": np.array([f"c{i}" for i in range(n)], dtype=object),
-        "event_time": [ms(t) for *_, t in records], "source": np.array(["test"] * n, dtype=object),
-        "case_id": np.array([c for c, *_ in records], dtype=object),
-        "category": np.array(["litter"] * n, dtype=object),
-        "status": np.array([s for _, s, _ in records], dtype=object),
-        "zone_id": np.array(["west_plaza"] * n, dtype=object)}))
-    eng.heartbeat(at + LATE)
-    return [t for t in eng.ticks(at)][-1]
+    return engine_tick(catalog, "case", {"case_id": np.array([c for c, *_ in records], dtype=object),
+                                         "category": np.array(["litter"] * n, dtype=object),
+                                         "status": np.array([s for _, s, _ in records], dtype=object),
+                                         "zone_id": np.array(["west_plaza"] * n, dtype=object)},
+                       [t for *_, t in records], at, start=min(t for *_, t in records) - timedelta(minutes=1))
 
 
 def test_the_closure_rate_judges_cases_when_they_are_due_not_when_they_open(catalog):
