@@ -15,7 +15,8 @@ A family's ``expand`` table names, per scope key, which members it runs over:
 The indicators are the cartesian product in the canonical key order, kept
 where the joint tests hold, times the family's windows.  Thresholds with a
 ``scale`` are multiplied by the scope's inventory figure (a zone's capacity,
-the number of assets of the class in the zone) and departments written
+the number of assets of the class in the zone, a road segment's capacity or
+free-flow speed - :mod:`.segments`) and departments written
 ``@zone`` / ``@asset`` / ``@class`` become the owner named in the inventory.
 
 :func:`load_catalog` runs it all and returns a :class:`Catalog`; every
@@ -37,8 +38,10 @@ from indicators.feeds.schemas import CASE_CATEGORIES, VIDEO_ALGORITHMS, WARNING_
 
 from .ids import VALUE_RE, IndicatorId, Window, format as format_id
 from .model import (
-    REPO_ROOT, CatalogError, FacilityClass, Family, FamilyFile, Problem, Thresholds, ZONE_ATTRS, read_families,
+    REPO_ROOT, CatalogError, FacilityClass, Family, FamilyFile, Problem, SEGMENT_ATTRS, Thresholds, ZONE_ATTRS,
+    read_families,
 )
+from .segments import RoadSpec, Segment, segments_of
 
 __all__ = ["Dimensions", "Indicator", "Catalog", "expand", "load_catalog", "snapshot_path", "read_snapshot",
            "write_snapshot", "ASSET_KEYS"]
@@ -71,6 +74,9 @@ class Dimensions:
     areas: dict[str, str]
     stop_routes: dict[str, tuple[str, ...]]
     department_aliases: dict[str, str] = field(default_factory=dict)
+    segments: dict[str, Segment] = field(default_factory=dict)
+    """Per road segment its class, lanes, design speed and capacity (:mod:`.segments`)."""
+    segment_problems: tuple[Problem, ...] = ()
 
     def code(self, key: str) -> dict[str, int]:
         return self._codes[key]
@@ -98,7 +104,7 @@ class Dimensions:
         return idx
 
     @classmethod
-    def from_inventory(cls, gdf, file: FamilyFile) -> "Dimensions":
+    def from_inventory(cls, gdf, file: FamilyFile, roads: RoadSpec | None = None) -> "Dimensions":
         inv = gdf.sort_values("asset_id", kind="stable").reset_index(drop=True)
         attrs = [json.loads(a) if isinstance(a, str) and a else {} for a in inv["attrs"]]
         types = inv["type"].to_numpy(dtype=object)
@@ -128,9 +134,13 @@ class Dimensions:
             if tys is not None:
                 members[key] = tuple(inv["asset_id"][np.isin(types, tys)])
         zone_col = inv["zone_id"].fillna("").to_numpy(dtype=object)
+        road_rows = np.flatnonzero(np.isin(types, ASSET_KEYS["segment"]))
+        segments, seg_problems = segments_of(inv["asset_id"].to_numpy(dtype=object)[road_rows],
+                                             [attrs[i] for i in road_rows], roads)
         return cls(members, zone_attrs, types, zone_col, inv["department"].fillna("").to_numpy(dtype=object),
                    pts.x.to_numpy(dtype=float), pts.y.to_numpy(dtype=float), dict(file.classes),
-                   dict(file.areas), stop_routes, dict(file.department_aliases))
+                   dict(file.areas), stop_routes, dict(file.department_aliases),
+                   segments=segments, segment_problems=tuple(seg_problems))
 
 
 @dataclass(frozen=True)
@@ -281,12 +291,21 @@ def _department(dims: Dimensions, fam: Family, scope: dict[str, str]) -> str:
     return d
 
 
-def _threshold_scale(dims: Dimensions, fam: Family, scope: dict[str, str]) -> float:
+def _threshold_scale(dims: Dimensions, fam: Family, scope: dict[str, str]) -> float | None:
+    """The scope's figure the family's thresholds are fractions of (None: the segment has none)."""
     s = fam.thresholds.scale
     if s is None:
         return 1.0
     if s == "class_assets":
         return float(len(dims.class_assets(_family_class(fam, scope), scope.get("zone"))))
+    if s in SEGMENT_ATTRS:
+        if "segment" in scope:
+            seg = dims.segments.get(scope["segment"])
+            return None if seg is None else seg.attr(s)
+        vals = [seg.attr(s) for seg in dims.segments.values()]     # the area: its segments together
+        if not vals or len(vals) < len(dims.members.get("segment", ())):
+            return None
+        return sum(vals) if s == "capacity_vph" else sum(vals) / len(vals)
     return float(dims.zone_attrs[scope["zone"]][s])
 
 
@@ -314,6 +333,8 @@ def expand(file: FamilyFile, dims: Dimensions) -> list[tuple[IndicatorId, Family
     for rid in file.route_service:
         if rid not in dims.members["route"]:
             problems.append(Problem(name, f"routes.{rid}", f"no stop of the inventory is served by route {rid!r}"))
+    if any(f.thresholds.scale in SEGMENT_ATTRS for f in file.families):
+        problems.extend(dims.segment_problems)          # the roads' class, lanes and design speed (layout.toml)
     out: list[tuple[IndicatorId, Family, Thresholds, str]] = []
     for fam in file.families:
         if not fam.department.startswith("@") and fam.department not in known_depts:
@@ -335,7 +356,16 @@ def expand(file: FamilyFile, dims: Dimensions) -> list[tuple[IndicatorId, Family
                 break
             th = fam.thresholds
             if th.scale is not None:
-                th = th.scaled(_threshold_scale(dims, fam, scope))
+                factor = _threshold_scale(dims, fam, scope)
+                if factor is None:
+                    if not dims.segment_problems:
+                        what = f"segment {scope['segment']!r}" if "segment" in scope else "a segment of the area"
+                        problems.append(Problem(name, f"family[{fam.index}].thresholds.scale",
+                                                f"{what} has no {th.scale}"))
+                    continue
+                th = th.scaled(factor)
+                if fam.thresholds.scale in SEGMENT_ATTRS:       # veh/h and km/h: no float dust in the messages
+                    th = Thresholds(th.direction, *(None if x is None else round(x, 3) for x in th.tiers()))
             dept = _department(dims, fam, scope)
             for w in fam.windows:
                 out.append((IndicatorId.of(fam.id, scope, w), fam, th, dept))
@@ -349,13 +379,15 @@ def expand(file: FamilyFile, dims: Dimensions) -> list[tuple[IndicatorId, Family
     return out
 
 
-def load_catalog(families: str | Path | FamilyFile | None = None, inventory=None) -> Catalog:
-    """Read, check and expand the catalog against the inventory (default: the repository's files)."""
+def load_catalog(families: str | Path | FamilyFile | None = None, inventory=None,
+                 roads: RoadSpec | None = None) -> Catalog:
+    """Read, check and expand the catalog against the inventory (default: the repository's files);
+    ``roads``: the roads' class, lanes and design speed (default: ``data/sources/layout.toml``)."""
     file = families if isinstance(families, FamilyFile) else read_families(families)
     if inventory is None or isinstance(inventory, (str, Path)):
         from twin_assets import inventory as inv
         inventory = inv.load(inventory)
-    dims = Dimensions.from_inventory(inventory, file)
+    dims = Dimensions.from_inventory(inventory, file, roads)
     rows = expand(file, dims)
     rows.sort(key=lambda r: format_id(r[0]))
     indicators = tuple(Indicator(i, iid, format_id(iid), fam, th, dept) for i, (iid, fam, th, dept) in enumerate(rows))

@@ -35,7 +35,7 @@ from .ids import FAMILY_RE, SCOPE_KEYS, VALUE_RE, IdError, Window, parse_window
 from .schedule import SCHEDULE_KINDS, Schedule
 
 __all__ = ["Problem", "CatalogError", "Thresholds", "Family", "FacilityClass", "FamilyFile", "Compute",
-           "FEEDS", "FeedModel", "KINDS", "SCOPE_KINDS", "LEVELS", "SIDES", "ZONE_ATTRS", "TIERS",
+           "FEEDS", "FeedModel", "KINDS", "SCOPE_KINDS", "LEVELS", "SIDES", "ZONE_ATTRS", "SEGMENT_ATTRS", "TIERS",
            "read_families", "parse_families", "default_families_path"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,9 @@ SCOPE_KINDS = {            # scope kind -> the scope keys that name such an enti
 }
 ZONE_ATTRS = ("capacity_instantaneous", "capacity_daily", "effective_area_m2", "area_m2", "average_stay_h",
               "open_hours")
-THRESHOLD_SCALES = ZONE_ATTRS + ("class_assets",)
+SEGMENT_ATTRS = ("capacity_vph", "free_flow_speed_kmh")
+"""A road segment's figures (:mod:`.segments`): what it carries, veh/h, and its free-flow speed, km/h."""
+THRESHOLD_SCALES = ZONE_ATTRS + SEGMENT_ATTRS + ("class_assets",)
 DEPARTMENT_FROM = ("@zone", "@asset", "@class", "@department")
 
 
@@ -153,7 +155,8 @@ class Thresholds:
     threshold; ``below``: when it is <= it.  A tier may be left out (None),
     e.g. a binary "running" status has only an orange tier.  ``scale`` names
     an inventory quantity the numbers are fractions of (a zone's capacity,
-    the number of assets of a class in the scope); expansion multiplies it in.
+    the number of assets of a class in the scope, a road segment's capacity
+    or free-flow speed); expansion multiplies it in.
     """
 
     direction: str
@@ -597,6 +600,11 @@ def _read_family(c: _Checker, i: int, node: Any, classes: dict[str, FacilityClas
         c.add(f"{p}.thresholds.scale", "'class_assets' needs a facility class (expand.class or compute.class)")
     if thresholds and thresholds.scale in ZONE_ATTRS and "zone" not in expand:
         c.add(f"{p}.thresholds.scale", f"{thresholds.scale!r} is a zone attribute: the family must expand over zone")
+    if (thresholds and thresholds.scale in SEGMENT_ATTRS and "segment" not in expand
+            and not ("area" in expand and source[:1] == ("traffic",))):
+        c.add(f"{p}.thresholds.scale",
+              f"{thresholds.scale!r} is a road segment attribute: the family must expand over segment "
+              f"(or over area and read the traffic feed: then the area's segments together)")
     if dept == "@zone" and "zone" not in expand:
         c.add(f"{p}.department", "'@zone' needs a family that expands over zone")
     if dept == "@class" and not has_class:

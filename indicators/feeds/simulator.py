@@ -801,11 +801,7 @@ class Simulation:
                                 else 100.0 for a in w.lamps.attrs])
         self.lamp_broken = g.random(w.lamps.n) < float(sc.num("facility.lamp_background_dark"))
         self.road_factor = g.uniform(0.7, 1.1, w.roads.n)
-        widths = w.road_width
-        fs = sc.num("traffic.free_speed_kmh")
-        self.free_speed = np.select([widths < 14, widths < 20, widths < 30], fs[:3], fs[3]).astype(float)
-        self.lanes = np.clip(np.floor(widths / float(sc.num("traffic.lane_width_m")) / 2) * 2, 2, 8)
-        self.road_cap = self.lanes * float(sc.num("traffic.lane_capacity_vph"))
+        self.free_speed, self.lanes, self.road_cap = self._road_figures()
         # gates: per zone the gate indices and fixed split weights
         self.gate_groups = {}
         for z in np.unique(w.gates.zone):
@@ -1329,6 +1325,26 @@ class Simulation:
                                    "metric": mt, "value": val}, n), ms
 
     # ------------------------------------------------------------ traffic
+    def _road_figures(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Free-flow speed (km/h), lanes and capacity (veh/h) of each road: the figures the
+        catalog judges it by (:mod:`indicators.catalog.segments`: class, lanes and design speed
+        in data/sources/layout.toml, capacity = lanes x CJJ 37 lane capacity x signal factor), so
+        a road's simulated flow stays within what its lanes carry.  A road the data does not
+        describe falls back to [defaults.traffic] by its carriageway width."""
+        from indicators.catalog.segments import segments_of
+        w, sc = self.world, self.scenario
+        widths = w.road_width
+        fs = sc.num("traffic.free_speed_kmh")
+        free = np.select([widths < 14, widths < 20, widths < 30], fs[:3], fs[3]).astype(float)
+        lanes = np.clip(np.floor(widths / float(sc.num("traffic.lane_width_m")) / 2) * 2, 2, 8)
+        cap = lanes * float(sc.num("traffic.lane_capacity_vph"))
+        segs, _ = segments_of(list(w.roads.ids), list(w.roads.attrs))
+        for i, sid in enumerate(w.roads.ids):
+            s = segs.get(sid)
+            if s is not None:
+                free[i], lanes[i], cap[i] = s.free_flow_speed_kmh, s.lanes, s.capacity_vph
+        return free, lanes, cap
+
     def _traffic(self, ex: dict, i: int, t0: int) -> tuple[pa.Table, np.ndarray]:
         g = self.rng["traffic"]
         w = self.world
