@@ -239,9 +239,10 @@
     const phase = state.phase || 0;
     const markers = (state.live.markers || []).map((m) => ({ ...m, asset: m.asset }));
     const scale = Math.max(1, window.innerHeight / 1080);
-    const labels = Object.entries(state.live.zones || {})
+    const labels = declutter(Object.entries(state.live.zones || {})
       .filter(([, z]) => z.p && z.load !== null && z.load !== undefined)
-      .map(([id, z]) => ({ id, p: z.p, text: Math.round(z.load) + "%", tier: z.tier, stale: z.stale }));
+      .map(([id, z]) => ({ id, p: z.p, text: Math.round(z.load) + "%", tier: z.tier, stale: z.stale,
+                           load: z.load })), 15 * scale);
     return [
       new D.TextLayer({
         id: "zone-labels", ...common, data: labels, pickable: false,
@@ -278,6 +279,34 @@
       }),
     ];
   }
+  // Zone labels that would overlap on screen (the small zones round the tower at the overview)
+  // give way: the higher tier, then the higher load, keeps its place.  Redone when the view moves.
+  const LABEL_RANK = { red: 4, orange: 3, yellow: 2, blue: 1 };
+  function viewKey() {
+    const vp = state.deck && state.deck.getViewports ? state.deck.getViewports()[0] : null;
+    return vp ? [vp.longitude, vp.latitude, vp.zoom, vp.pitch, vp.bearing, vp.width, vp.height]
+      .map((x) => Number(x).toFixed(5)).join(",") : "";
+  }
+  function declutter(labels, size) {
+    const vp = state.deck && state.deck.getViewports ? state.deck.getViewports()[0] : null;
+    state.labelView = viewKey();
+    if (!vp || !state.spec) return labels;
+    const o = state.spec.origin, kx = 111320 * Math.cos((o[1] * Math.PI) / 180), ky = 110574;
+    const order = [...labels].sort((a, b) => (b.stale ? 0 : LABEL_RANK[b.tier] || 0) - (a.stale ? 0 : LABEL_RANK[a.tier] || 0)
+      || (b.load || 0) - (a.load || 0));
+    const kept = [];
+    const out = [];
+    for (const d of order) {
+      const [x, y] = vp.project([o[0] + d.p[0] / kx, o[1] + d.p[1] / ky, 4]);
+      const w = d.text.length * 0.62 * size + 10, h = size + 6;
+      const box = [x - w / 2, y - h / 2, x + w / 2, y + h / 2];
+      if (kept.some((k) => box[0] < k[2] && box[2] > k[0] && box[1] < k[3] && box[3] > k[1])) continue;
+      kept.push(box);
+      out.push(d);
+    }
+    if (state.deck && state.deck.props && state.deck.props.parent) state.deck.props.parent.dataset.labels = String(out.length);
+    return out;
+  }
   function redraw() {
     if (!state.deck) return;
     state.deck.setProps({ layers: [...state.staticLayers, ...state.extraLayers, ...overlayLayers()] });
@@ -311,8 +340,10 @@
   state.applyLive = applyLive;
   // markers pulse twice a second (a layer prop change, not a per-frame loop)
   setInterval(() => {
-    if (!state.deck || !state.live || !(state.live.markers || []).length) return;
-    state.phase = state.phase ? 0 : 1;
+    if (!state.deck || !state.live) return;
+    const pulse = (state.live.markers || []).length > 0;
+    if (!pulse && viewKey() === state.labelView) return;          // labels follow a moved view
+    if (pulse) state.phase = state.phase ? 0 : 1;
     redraw();
   }, 700);
 
