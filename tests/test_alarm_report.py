@@ -99,20 +99,24 @@ def test_periods_cut_by_the_window_are_left_out_of_the_shares_but_their_alerts_c
 
 # ----------------------------------------------------------------------------- tiers and priorities
 def test_tier_is_the_highest_reached_and_priority_follows_the_stated_mapping():
-    assert PRIORITY == {"red": "urgent", "orange": "high", "yellow": "low", "blue": "low"}
+    assert PRIORITY == {"red": "urgent", "orange": "high", "yellow": "low"}
     log = Log()
     log.fire("a|", at(1), "orange").add("a|", "tier_up", at(2), "red").add("a|", "tier_down", at(3), "orange",
                                                                              status="firing")
     log.fire("b|", at(1), "orange").fire("c|", at(1), "yellow").fire("d|", at(1), "blue").fire("e|", at(1), "red")
     log.fire("f|", at(1), "blue").add("f|", "tier_up", at(70), "red")       # raised after the window: still blue
+    log.fire("g|", at(5), "blue").add("g|", "tier_up", at(9), "yellow")      # left blue within it: an alarm
     r = alarm_report(log.events, start=T0, end=at(60))
-    assert r["by_tier"] == {"red": 2, "orange": 1, "yellow": 1, "blue": 2}
-    assert r["by_priority"] == {"urgent": 2, "high": 1, "low": 3}
-    assert r["priority_share"] == {"urgent": round(2 / 6, 4), "high": round(1 / 6, 4), "low": 0.5}
-    assert r["red_share"] == round(2 / 6, 4)
+    # blue episodes page nobody: advisories, counted apart and in no other figure
+    assert r["advisories"]["total"] == 2 and r["advisories"]["per_hour_mean"] == 2.0
+    assert r["alerts"]["total"] == 5
+    assert r["by_tier"] == {"red": 2, "orange": 1, "yellow": 2, "blue": 0}
+    assert r["by_priority"] == {"urgent": 2, "high": 1, "low": 2}
+    assert r["priority_share"] == {"urgent": 0.4, "high": 0.2, "low": 0.4}
+    assert r["red_share"] == 0.4
     assert r["priority_mapping"] == PRIORITY
     text = "\n".join(render_text(r))
-    assert "red → urgent, orange → high, yellow / blue → low" in text
+    assert "red → urgent, orange → high, yellow → low" in text and "advisories (blue" in text
 
 
 # ----------------------------------------------------------------------------- bad actors
@@ -137,12 +141,14 @@ def test_bad_actors_most_alerts_first_then_highest_tier_then_rule_id_with_names(
                   zones={"west_plaza": ("西广场", "West Plaza")})
     r = alarm_report(log.events, start=T0, end=at(60), names=names)
     bad = r["bad_actors"]
-    assert [b["rule_id"] for b in bad] == [zone_rule, "r03", "r02"] + [f"r{k:02d}" for k in range(4, 11)]
-    assert [b["alerts"] for b in bad] == [5, 3, 3] + [1] * 7
-    assert bad[1]["by_tier"] == {"red": 1, "blue": 2}
+    # the blue episodes (r02, and two of r03) are advisories: no bad actors among the alarms
+    assert [b["rule_id"] for b in bad] == [zone_rule, "r03"] + [f"r{k:02d}" for k in range(4, 12)]
+    assert [b["alerts"] for b in bad] == [5, 1] + [1] * 8
+    assert bad[1]["by_tier"] == {"red": 1}
     assert (bad[0]["family"], bad[0]["name_zh"], bad[0]["place_zh"], bad[0]["place_en"]) == \
         ("crowd.load_rate", "客流承载率", "西广场", "West Plaza")
-    assert r["alerts"]["total"] == 20 and r["bad_actors_share"] == round(18 / 20, 4)
+    assert r["alerts"]["total"] == 15 and r["bad_actors_share"] == round(14 / 15, 4)
+    assert r["advisories"]["total"] == 5
 
 
 def test_names_describe_assets_qualifiers_and_forecasts():
@@ -305,18 +311,30 @@ def test_cli_on_an_hour_of_normal_weekday_agrees_with_the_store(tmp_path):
     assert 170 <= span["evaluations"] <= 182                   # ~45 min / 15 s
     assert r["run"]["wall_s"] > 0 and span["simulated_h"] > 0.95
 
-    # alerts = the store's episodes whose first firing is in the window
-    firsts = _store_rows(store, "SELECT alert_id, rule_id, MIN(occurred_at) FROM alert_events "
-                                "WHERE kind = 'firing' GROUP BY alert_id")
+    # alerts = the store's episodes whose first firing is in the window and that reached yellow or above;
+    # those that stayed blue are the advisories
+    from indicators.alerts import RANK
+    first_at, rule_of, top = {}, {}, {}
+    for aid, rid, kind, tier, t in _store_rows(store, "SELECT alert_id, rule_id, kind, to_tier, occurred_at "
+                                                      "FROM alert_events"):
+        if _t(t) > hi:
+            continue
+        if kind == "firing":
+            first_at[aid], rule_of[aid] = min(first_at.get(aid, _t(t)), _t(t)), rid
+        if kind in ("firing", "tier_up", "refiring") and tier:
+            top[aid] = max(top.get(aid, 0), RANK[tier])
+    blue = {aid for aid, k in top.items() if k == RANK["blue"]}
+    firsts = [(aid, rule_of[aid], t.isoformat()) for aid, t in first_at.items() if aid not in blue]
     counted = [(aid, rid) for aid, rid, t in firsts if lo <= _t(t) <= hi]
     assert a["total"] == len(counted) > 0
+    assert r["advisories"]["total"] == sum(1 for aid in blue if lo <= first_at[aid] <= hi)
     assert sum(p["alerts"] for p in a["per_clock_hour"]) == a["total"]
     assert a["worst_10_min"]["alerts"] <= a["worst_hour"]["alerts"] <= a["total"]
     assert a["per_hour_mean"] == round(a["total"] / w["hours"], 2)
     assert sum(r["by_tier"].values()) == sum(r["by_priority"].values()) == a["total"]
     assert r["by_priority"]["urgent"] == r["by_tier"]["red"]
     assert r["by_priority"]["high"] == r["by_tier"]["orange"]
-    assert r["by_priority"]["low"] == r["by_tier"]["yellow"] + r["by_tier"]["blue"]
+    assert r["by_priority"]["low"] == r["by_tier"]["yellow"] and r["by_tier"]["blue"] == 0
     assert sum(a["by_group"].values()) == a["total"]
     # the bad actors' counts are the store's, most first
     per_rule: dict[str, int] = {}
@@ -327,12 +345,12 @@ def test_cli_on_an_hour_of_normal_weekday_agrees_with_the_store(tmp_path):
     assert [b["alerts"] for b in bad] == sorted(per_rule.values(), reverse=True)[:len(bad)]
     assert all(per_rule[b["rule_id"]] == b["alerts"] and b["place_zh"] and b["name_zh"] for b in bad)
     # activations, escalations, still active
-    acts = _store_rows(store, "SELECT occurred_at FROM alert_events WHERE kind IN ('firing', 'refiring')")
-    assert a["activations"] == sum(1 for (t,) in acts if lo <= _t(t) <= hi)
+    acts = _store_rows(store, "SELECT alert_id, occurred_at FROM alert_events WHERE kind IN ('firing', 'refiring')")
+    assert a["activations"] == sum(1 for aid, t in acts if lo <= _t(t) <= hi and aid not in blue)
     esc = _store_rows(store, "SELECT occurred_at FROM alert_events WHERE kind = 'escalated'")
     assert r["escalations"]["alert_escalations"] == sum(1 for (t,) in esc if lo <= _t(t) <= hi)
     with AlertStore.open(store) as st:
-        active_fired = [s for s in st.active_alerts() if s.fired_at is not None]
+        active_fired = [s for s in st.active_alerts() if s.fired_at is not None and s.alert_id not in blue]
         cases = [c for c in st.cases() if lo <= c.opened_at <= hi]
         plans = [p for p in st.plans() if lo <= p.opened_at <= hi]
         events = st.events(limit=10_000_000)

@@ -192,3 +192,36 @@ def test_rollback_is_validated_against_todays_catalog(store):
     with pytest.raises(RuleError) as e:
         rollback(store, newer, 1, author="a", now=T0)
     assert str(e.value.problems[0]) == f"override[{WEST}].tiers.yellow: must be ≤ orange (80) for direction 'above'"
+
+
+def test_a_blue_alert_advises_without_paging_and_a_raise_to_yellow_pages():
+    """Blue (IV级) is an advisory (indicators.alerts.ADVISORY_TIERS): listed and logged, no message;
+    the same episode raised to yellow pages, and its end is then announced."""
+    from datetime import timedelta
+
+    from indicators.alerts.runtime import AlertRuntime, ListNotifier
+    from indicators.alerts.store import AlertStore
+    from test_alert_store_crash import T0, TickClock, world
+
+    rules, compound, plans, cfg = world()
+    clock = TickClock()
+    store = AlertStore.open(":memory:")
+    rt = AlertRuntime(store, rules, compound, plans, clock, ListNotifier(), cases=cfg)
+    z0 = "crowd.load_rate:zone=z0@1m"
+
+    def tick(k: int, load: float):
+        clock.t = T0 + timedelta(minutes=k)
+        quiet = {r.indicator_id: (10.0, "ok") for r in rules.values()}       # the other zones: normal
+        return rt.on_tick(clock.t, {**quiet, z0: (load, "ok")})
+
+    res = tick(0, 65.0)                                   # blue: fires, pages nobody
+    assert [e.kind for e in res.events] == ["firing"] and res.messages == []
+    (st,) = [s for s in rt.states.values() if s.rule_id == z0]
+    assert (st.status, st.tier) == ("firing", "blue")
+    res = tick(1, 40.0)                                   # ends: nobody was paged, nobody is told
+    assert "resolved" in [e.kind for e in res.events] and res.messages == []
+    tick(2, 65.0)
+    res = tick(3, 85.0)                                   # blue -> yellow in one episode: that pages
+    assert [e.kind for e in res.events] == ["tier_up"] and len(res.messages) == 1
+    res = tick(4, 40.0)
+    assert "resolved" in [e.kind for e in res.events] and len(res.messages) == 1

@@ -28,6 +28,13 @@ TIERS: tuple[str, ...] = ("blue", "yellow", "orange", "red")
 RANK: dict[str, int] = {t: i + 1 for i, t in enumerate(TIERS)}
 """Tier -> rank (blue 1 … red 4); 0 means no tier."""
 
+ADVISORY_TIERS: frozenset[str] = frozenset({"blue"})
+"""Tiers that advise, not alarm (ISA-18.2 distinguishes alerts that need no timely
+response from alarms that do): a blue (IV级, 提示) alert colours its zone on the
+wall, is listed and kept in the log, but sends no message, escalates never and
+opens no case or plan (data/alerts: min_tier, tier_at_least).  An alarm is
+yellow and above."""
+
 TIER_ZH: dict[str, str] = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 TIER_LEVEL: dict[str, str] = {"blue": "IV", "yellow": "III", "orange": "II", "red": "I"}
 LEVEL_ZH: dict[str, str] = {"IV": "四级", "III": "三级", "II": "二级", "I": "一级"}

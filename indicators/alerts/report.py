@@ -13,16 +13,19 @@ hands what it produced to this function.
 What is counted, and how (the same definitions are in every report, key
 ``definitions``):
 
-* **an alert** is an alert episode (one ``alert_id``: one rule x scope from
-  pending to resolved) that reached *firing*; it is counted once, at its
+* **an alert** (an alarm) is an alert episode (one ``alert_id``: one rule x
+  scope from pending to resolved) that reached *firing* at yellow or above;
+  an episode that stayed blue is an **advisory** (it pages nobody,
+  :data:`indicators.alerts.ADVISORY_TIERS`), counted apart and in no other
+  figure; an alert is counted once, at its
   first ``firing`` event, whatever happens after (tier raises, recovering and
   refiring inside the same episode are not new alerts).  Threshold, compound
   and forecast rules all count: each pages the operator.  An alert belongs to
   the window when it first fired in it.
 * its **tier** is the highest tier the episode reached within the window
   (``firing``, ``tier_up``, ``refiring`` events);
-* **priority** follows the tier: red -> urgent, orange -> high, yellow and
-  blue -> low (:data:`PRIORITY`);
+* **priority** follows the tier: red -> urgent, orange -> high, yellow ->
+  low (:data:`PRIORITY`);
 * **rates**: mean = alerts / counted hours; worst hour and worst 10 minutes
   are the most alerts in any 60 or 10 minutes (sliding, starting at an
   alert); the shares are over the complete clock periods (local time,
@@ -56,9 +59,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from indicators.localtime import to_local
 
-from . import RANK, TIERS
+from . import ADVISORY_TIERS, RANK, TIERS
 
-PRIORITY: dict[str, str] = {"red": "urgent", "orange": "high", "yellow": "low", "blue": "low"}
+PRIORITY: dict[str, str] = {"red": "urgent", "orange": "high", "yellow": "low"}
+"""Alarm priority by tier; blue is an advisory (:data:`indicators.alerts.ADVISORY_TIERS`), not an alarm."""
 """Tier -> alarm priority (ANSI/ISA-18.2 style: urgent / high / low)."""
 PRIORITIES: tuple[str, ...] = ("urgent", "high", "low")
 PRIORITY_ZH: dict[str, str] = {"urgent": "紧急", "high": "高", "low": "低"}
@@ -84,10 +88,13 @@ TEN_MIN = timedelta(minutes=10)
 HOUR = timedelta(hours=1)
 
 DEFINITIONS: dict[str, str] = {
-    "alert": "an alert episode (one alert_id: a rule x scope from pending to resolved) that reached firing, "
-             "counted once at its first 'firing' event; threshold, compound and forecast rules",
+    "alert": "an alarm: an alert episode (one alert_id: a rule x scope from pending to resolved) that reached "
+             "firing at yellow or above, counted once at its first 'firing' event; threshold, compound and "
+             "forecast rules",
+    "advisory": "an episode that fired and stayed blue (IV): it colours the wall and is logged but pages nobody; "
+                "counted apart, in no other figure",
     "tier": "the highest tier the episode reached within the window",
-    "priority": "red -> urgent, orange -> high, yellow and blue -> low",
+    "priority": "red -> urgent, orange -> high, yellow -> low (blue is an advisory)",
     "per_hour_mean": "alerts / hours in the counted window",
     "worst": "most alerts in any 60 (10) minutes of the window, sliding",
     "flood": f"a complete 10-minute clock period (local time) with more than {FLOOD_PER_10_MIN} alerts",
@@ -338,6 +345,12 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     edge = timedelta(seconds=edge_s)
     hours = max((end - start).total_seconds(), 0.0) / 3600.0
     eps, rows = _episodes(events, end)
+    # advisories (blue: they page nobody) are counted apart; every figure below is of alarms
+    advisory = {a for a, ep in eps.items() if ep.tier in ADVISORY_TIERS}
+    advisories = [ep for a, ep in eps.items() if a in advisory and ep.fired_at is not None
+                  and start <= ep.fired_at <= end]
+    eps = {a: ep for a, ep in eps.items() if a not in advisory}
+    rows = [(e, t) for e, t in rows if _get(e, "alert_id") not in advisory]
 
     # ---- alerts raised in the window
     raised = sorted((ep for ep in eps.values() if ep.fired_at is not None and start <= ep.fired_at <= end),
@@ -444,6 +457,10 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     return {
         "definitions": DEFINITIONS,
         "priority_mapping": dict(PRIORITY),
+        "advisories": {"total": len(advisories), "per_hour_mean": per_h(len(advisories)),
+                       "by_family": dict(sorted(Counter(names.describe(ep.rule_id)["family"]
+                                                        for ep in advisories).items(),
+                                                key=lambda kv: (-kv[1], kv[0])))},
         "window": {"from": _iso(start), "to": _iso(end), "from_local": _local(start), "to_local": _local(end),
                    "hours": round(hours, 4)},
         "alerts": {
@@ -571,8 +588,11 @@ def render_text(r: Mapping[str, Any]) -> list[str]:
     if run:
         out.append(f"  run took   {run.get('wall_s')} s wall clock ({run.get('speed_x')}× simulated time)")
     out.append("")
-    out.append("Alerts raised (an alert = an episode that reached firing, counted at its first firing; "
-               "threshold, compound and forecast rules)")
+    out.append("Alarms raised (an alarm = an episode that reached firing at yellow or above, counted at its first "
+               "firing; threshold, compound and forecast rules)")
+    adv = r.get("advisories") or {}
+    out.append(f"  advisories (blue, page nobody, not counted below): {adv.get('total', 0):,}"
+               + (f", {adv['per_hour_mean']} per hour" if adv.get("per_hour_mean") is not None else ""))
     wh, w10 = a["worst_hour"], a["worst_10_min"]
     t10, hm = a["ten_minute_periods"], a["hours_manageable"]
     rows = [
@@ -593,12 +613,12 @@ def render_text(r: Mapping[str, Any]) -> list[str]:
     out.append("  per clock hour: " + ", ".join(f"{p['from_local'][11:]} {p['alerts']}{'' if p['complete'] else '*'}"
                                                for p in a["per_clock_hour"]) + "   (* incomplete hour)")
     out.append("")
-    out.append("Priority (red → urgent, orange → high, yellow / blue → low; target ≈ 5 / 15 / 80 %)")
+    out.append("Priority (red → urgent, orange → high, yellow → low; target ≈ 5 / 15 / 80 %)")
     for p in PRIORITIES:
         tiers = "/".join(t for t, pr in PRIORITY.items() if pr == p)
         out.append(f"  {p:<7s} {PRIORITY_ZH[p]:<3s} {r['by_priority'].get(p, 0):>8,}  {_pct(r['priority_share'][p]):>8s}"
                    f"   {tiers}: " + ", ".join(f"{t} {r['by_tier'].get(t, 0):,}" for t in TIERS[::-1]
-                                               if PRIORITY[t] == p))
+                                               if PRIORITY.get(t) == p))
     out.append("")
     out.append(f"Top {len(r['bad_actors'])} bad actors (rule × place), {_pct(r['bad_actors_share'])} of all alerts")
     for i, b in enumerate(r["bad_actors"], 1):

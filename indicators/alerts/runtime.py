@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from . import DATA_DIR, RANK, TIER_LEVEL, TIERS
+from . import ADVISORY_TIERS, DATA_DIR, RANK, TIER_LEVEL, TIERS
 from . import cases as C
 from . import plans as P
 from .compound import CompoundRule, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
@@ -743,6 +743,12 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
         return None
     cfg = rt.case_cfg
     ops = cfg.supervisor if cfg else "scenic_operations"
+    # an advisory (blue) pages nobody: neither when it fires nor when it ends; a tier_up
+    # out of it, an escalation by hand and data problems still do
+    if e.kind in ("firing", "refiring") and st.tier in ADVISORY_TIERS:
+        return None
+    if e.kind == "resolved" and e.from_tier in ADVISORY_TIERS:
+        return None
     if rule.id.startswith("forecast:"):
         d = st.details
         if e.kind not in ("firing", "tier_up"):   # a wobbling lead time must not page again
