@@ -315,9 +315,14 @@ def test_a_bus_route_outside_its_service_hours_is_idle_and_a_running_route_witho
     # idle leaves that alert as it is (neither a recovery nor a new fault)
     after = transition(st, Evaluation(local(22), None, quality="idle"), rule, local(22)).state
     assert (after.status, after.tier, after.alert_id) == ("firing", "orange", st.alert_id)
-    # 23:30: the trunk route has ended too
-    t = bus_tick(catalog, [("v1", "468", local(22, 50))], local(23, 30), start=local(22, 30))
-    assert read(catalog, t, trunk)[1] == IDLE
+    # a stop is judged while any of its routes runs: Yuejiang Road West (468 and the night route)
+    stop = "bus.stop_vehicles:stop=bus_stop-bus_yuejiang_west-0001@15m"
+    t = bus_tick(catalog, [("x1", "262", local(14, 59))], local(15), start=local(14))
+    assert read(catalog, t, stop) == (0.0, OK)
+    # 23:30: the trunk route has ended too, and with it every route of that stop
+    t = bus_tick(catalog, [("v1", "468", local(22, 50)), ("x1", "262", local(23, 29))], local(23, 30),
+                 start=local(22, 30))
+    assert read(catalog, t, trunk)[1] == IDLE and read(catalog, t, stop)[1] == IDLE
 
 
 def _rule_defaults(catalog):

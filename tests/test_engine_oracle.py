@@ -203,10 +203,11 @@ class Oracle:
                 idle = idle[0] if idle else np.zeros(raw.shape, dtype=bool)
                 val = self.post(f, [dict(s) for s in scopes], w, raw)
                 service = self.cat.file.route_service
-                for j, s in enumerate(scopes):              # a bus route outside its service hours: idle
-                    route = dict(s).get("route")
-                    if route in service:
-                        off = ~self.on_duty(service[route])[0]
+                for j, s in enumerate(scopes):   # a bus route out of service, a stop none of whose routes runs: idle
+                    s = dict(s)
+                    routes = [s["route"]] if "route" in s else list(self.dims.stop_routes.get(s.get("stop"), ()))
+                    if routes and all(r in service for r in routes):
+                        off = ~np.logical_or.reduce([self.on_duty(service[r])[0] for r in routes])
                         val[off, j] = np.nan
                         idle = idle.copy()
                         idle[off, j] = True

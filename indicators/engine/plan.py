@@ -646,15 +646,23 @@ class Plan:
             if hasattr(g, "seal"):
                 g.seal()
         # bus routes run to a timetable: outside a route's service hours its indicators are idle
-        # (no bus is expected, so "0 vehicles" is neither a fault nor a recovery)
+        # (no bus is expected, so "0 vehicles" is neither a fault nor a recovery); a stop is idle
+        # while none of the routes serving it runs
         self.route_duty: tuple[np.ndarray, np.ndarray] | None = None
         service = getattr(catalog.file, "route_service", {}) or {}
         if service:
-            on = [(ind.index, self.duty.index(service[ind.scope["route"]])) for ind in catalog.indicators
-                  if ind.scope.get("route") in service]
+            on: list[tuple[int, list[int]]] = []
+            for ind in catalog.indicators:
+                sc = ind.scope
+                routes = ([sc["route"]] if "route" in sc else
+                          list(self.dims.stop_routes.get(sc["stop"], ())) if "stop" in sc else [])
+                if routes and all(r in service for r in routes):
+                    on.append((ind.index, [self.duty.index(service[r]) for r in routes]))
             if on:
-                self.route_duty = (np.array([p for p, _ in on], dtype=np.intp),
-                                   np.array([k for _, k in on], dtype=np.intp))
+                member = np.zeros((len(on), len(self.duty.schedules)), dtype=bool)
+                for row, (_, ks) in enumerate(on):
+                    member[row, ks] = True
+                self.route_duty = (np.array([p for p, _ in on], dtype=np.intp), member)
         fo = np.array(feed_of, dtype=np.intp).reshape(-1, 2)
         self.feed_pos, self.feed_code = fo[:, 0], fo[:, 1]
 
@@ -983,8 +991,9 @@ class Plan:
         for fc in self.forecasts:
             fc.fill(ctx, v)
         if self.route_duty is not None:
-            pos, sched = self.route_duty
-            off = ~self.duty.at(ctx.T)[0][sched]
+            pos, member = self.route_duty
+            is_open = self.duty.at(ctx.T)[0]
+            off = ~(member & is_open[None, :member.shape[1]]).any(axis=1)
             v[pos[off]] = np.nan
             self.idle[pos] = off
         fl = np.array([self.feed_last.get(f, NEVER) for f in FEED_ORDER], dtype=np.int64)
