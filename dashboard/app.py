@@ -29,7 +29,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from indicators import localtime
 from twin_assets import inventory as inv
 
-from . import auth, i18n, ids
+from . import auth, config_page, i18n, ids
+from .config_page import config_layout
 from .live import SnapshotHub, ViewCache
 from .presenters import asset_details, legend
 from .scene import furniture_binary, furniture_rows, static_scene, tower_binary
@@ -187,7 +188,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                     serve_locally=True, suppress_callback_exceptions=True,
                     websocket_inactivity_timeout=0)
     app.layout = _shell()
-    app.validation_layout = html.Div([_shell(), wall_layout("zh"), ops_layout("zh")])
+    app.validation_layout = html.Div([_shell(), wall_layout("zh"), ops_layout("zh"), config_layout("zh")])
     server = app.server
     audit = getattr(access, "record", None)
     if access is not None:
@@ -226,8 +227,19 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         lang = i18n.pick_lang(lang)
         who = auth.current()
         label = "" if who is None else f"{who.display_name or who.username} · {i18n.role_name(who.role, lang)}"
+        if who is not None:
+            # the pages this person may open, the current one marked (the server checks again on each)
+            pages = [(p, k) for p, k, role in (("/wall", "nav.wall", "viewer"), ("/ops", "nav.ops", "operator"),
+                                               ("/config", "nav.config", "supervisor")) if who.can(role)]
+            if len(pages) > 1:
+                here = path if path in {p for p, _ in pages} else "/wall"
+                label = [html.Nav(className="st-nav", children=[
+                    html.A(i18n.t(k, lang), href=p, className="st-nav-here" if p == here else "") for p, k in pages]),
+                    label]
         if path in ("/ops",):
             return (ops_layout(lang) if who is None or who.can("operator") else _denied(lang)), label
+        if path == "/config":
+            return (config_layout(lang) if who is None or who.can("supervisor") else _denied(lang)), label
         return wall_layout(lang), label
 
     auth.clientside_role(app, "viewer", ClientsideFunction("st", "lang_init"),
@@ -304,6 +316,8 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         if service is None:
             return i18n.t("no_service", lang)
         return _do_action(service, who, action, lang)
+
+    config_page.register(app, service, names)
 
     _routes_first(server, {"/", "/login", "/logout", "/healthz", "/twin/scene.json", "/twin/furniture.bin",
                            "/twin/tower.bin"})

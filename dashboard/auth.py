@@ -65,7 +65,7 @@ ROUTES: dict[str, str] = {
     "/": PUBLIC,                       # redirects to the page of the caller's role
     "/login": PUBLIC, "/logout": PUBLIC, "/password": ANY,
     "/healthz": PUBLIC,
-    "/wall": ANY, "/ops": "operator",
+    "/wall": ANY, "/ops": "operator", "/config": "supervisor",
     "/_dash-layout": PUBLIC, "/_dash-dependencies": PUBLIC,   # the page shell, no data
     "/_dash-update-component": ANY,    # then the callback's own role
     "/_dash-ws-callback": ANY,         # then each message's callback role

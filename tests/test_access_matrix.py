@@ -66,6 +66,10 @@ PINNED_CALLBACKS = {
     "_ping": "viewer",
     "_show_details": "viewer",
     "_act": "operator",              # ack / assign / silence / cases / plans
+    # the threshold page (/config): read the rules, backtest, save, versions, rollback
+    "_cfg_texts": "supervisor", "_cfg_list": "supervisor", "_cfg_pick": "supervisor", "_cfg_load": "supervisor",
+    "_cfg_form": "supervisor", "_cfg_submit": "supervisor", "_cfg_versions": "supervisor",
+    "_cfg_rollback": "supervisor", "clientside:cfg-scale.data": "supervisor",
     "clientside:lang.value": "viewer",
     "clientside:lang-store.data": "viewer",
     "clientside:twin-mounted.data": "viewer",
@@ -74,7 +78,7 @@ PINNED_CALLBACKS = {
 # The role each concrete GET path must have ("public" = no session needed, None = must not exist).
 PINNED_ROUTES = {
     "/": "public", "/login": "public", "/logout": "public", "/healthz": "public",
-    "/wall": "viewer", "/ops": "operator", "/password": "viewer",
+    "/wall": "viewer", "/ops": "operator", "/config": "supervisor", "/password": "viewer",
     "/twin/scene.json": "viewer", "/twin/furniture.bin": "viewer", "/twin/tower.bin": "viewer",
     "/_dash-layout": "public", "/_dash-dependencies": "public", "/_reload-hash": "public",
     "/_favicon.ico": "public", "/assets/twin.css": "public",
@@ -386,7 +390,7 @@ def _get_paths(app) -> list[str]:
         if path is None or isinstance(r, WebSocketRoute) or (methods is not None and "GET" not in methods):
             continue                                      # the socket is covered by the callback matrix
         if path == "/{path:path}" or path.endswith("{path:path}") and path.count("{") == 1:
-            out |= {"/wall", "/ops", "/password", "/no-such-page"}            # Dash's catch-all page route
+            out |= {"/wall", "/ops", "/config", "/password", "/no-such-page"}  # Dash's catch-all page route
         elif path.startswith("/_dash-component-suites/"):
             out.add("/_dash-component-suites/dash/dash-renderer/build/dash_renderer.min.js")
         elif "{" in path:
