@@ -129,3 +129,21 @@ def test_the_runtime_raises_a_forecast_alert_before_the_threshold_is_crossed(tmp
     assert "分钟后达到黄色" in msg.text_zh and "yellow in about" in msg.text_en
     assert ("forecast:" + iid, "") in rt.states and (iid, "") in rt.states   # later the real alert fires too
     store.close()
+
+
+def test_only_the_runtime_forecast_pages_the_catalog_forecast_values_do_not(tmp_path, inventory):
+    """The catalog's forecast.load_rate indicators (a linear trend) are values to see; the zone
+    forecast of the runtime raises the forecast alerts.  Both alerting paged one forecast twice."""
+    from datetime import datetime as dt
+
+    from indicators.catalog import load_catalog
+    from indicators.pipeline import Pipeline
+
+    cat = load_catalog(inventory=inventory)
+    store = AlertStore.open(tmp_path / "a.sqlite")
+    p = Pipeline(cat, inventory, store, lambda: dt(2026, 4, 15, 10, tzinfo=timezone.utc), ListNotifier())
+    fc = [r for r in p.rules.values() if r.family == "forecast.load_rate"]
+    assert len(fc) == 34 and not any(r.enabled for r in fc)
+    assert all(r.enabled for r in p.rules.values() if r.family == "crowd.load_rate")
+    assert p.runtime.fc_setup is not None and len(p.runtime.fc_setup.zones) == 17
+    store.close()
