@@ -225,3 +225,38 @@ def test_a_blue_alert_advises_without_paging_and_a_raise_to_yellow_pages():
     assert [e.kind for e in res.events] == ["tier_up"] and len(res.messages) == 1
     res = tick(4, 40.0)
     assert "resolved" in [e.kind for e in res.events] and len(res.messages) == 1
+
+
+def test_full_bins_are_no_facility_failure_but_a_dark_lamp_circuit_opens_the_plan():
+    """The facility-failure plan is for safety equipment (data/alerts/compound.toml group `failing`):
+    riverside bins filling up on an ordinary evening opened it before."""
+    from datetime import datetime, timezone
+
+    from indicators.alerts.rules import RuleDefaults, build_rules
+    from indicators.alerts.runtime import AlertRuntime, ListNotifier, load_config
+    from indicators.alerts.store import AlertStore
+
+    zones = ["riverside_central", "riverside_east"]
+    cfg = load_config(zones=zones + ["west_plaza", "tower_base", "canton_tower_interior", "waterfront_steps",
+                                     "pier_plaza", "haixin_bridge"])
+    defaults = [RuleDefaults(f"facility.availability:zone={z},class={c}@now", "below",
+                             {"yellow": 95.0, "orange": 90.0, "red": 80.0}, family="facility.availability",
+                             labels={"zone": z, "class": c}) for z in zones for c in ("bin", "toilet", "lamp")]
+    rules = build_rules(defaults, {"override": {d.indicator_id: {"for": "0s"} for d in defaults}})
+    t0 = datetime(2026, 4, 15, 11, 0, tzinfo=timezone.utc)
+    clock = [t0]
+    rt = AlertRuntime(AlertStore.open(":memory:"), rules, cfg.compound, cfg.plans, lambda: clock[0],
+                      ListNotifier(), cases=cfg.cases)
+
+    def tick(minute: int, **bad: float):
+        clock[0] = t0 + timedelta(minutes=minute)
+        vals = {r: (100.0, "ok") for r in rules}
+        vals.update({f"facility.availability:zone=riverside_central,class={c}@now": (v, "ok") for c, v in bad.items()})
+        return rt.on_tick(clock[0], vals)
+
+    for k in range(5):                                   # bins and toilets red for five minutes
+        tick(k, bin=60.0, toilet=50.0)
+    assert rt.plans == {} or all(p.plan_id != "facility_failure" for p in rt.plans.values())
+    for k in range(5, 10):                               # a lamp circuit goes dark
+        tick(k, bin=60.0, toilet=50.0, lamp=40.0)
+    assert any(p.plan_id == "facility_failure" for p in rt.plans.values())

@@ -249,10 +249,15 @@ def parse_compound(doc: Mapping[str, Any], plans: Mapping[str, Any] | None = Non
                    ) -> tuple[list[CompoundRule], dict[str, tuple[str, ...]], list[Problem]]:
     """Rules and groups of a ``compound.toml`` document, and every problem with its path."""
     out: list[Problem] = []
+    # groups name zones (``zone = "@core"``) or other label values (``class = "@failing"``):
+    # a group's members are checked where a zone condition uses it
     groups = {k: tuple(v) for k, v in (doc.get("groups") or {}).items()}
+    zone_groups: set[str] = {str(v)[1:] for r in doc.get("rule", []) if isinstance(r, dict)
+                             for c in (r.get("when") or []) if isinstance(c, dict)
+                             for v in _listify(c.get("zone", [])) if isinstance(v, str) and v.startswith("@")}
     for g, members in groups.items():
         for i, z in enumerate(members):
-            if zones is not None and z not in zones:
+            if g in zone_groups and zones is not None and z not in zones:
                 out.append(Problem(f"{where}: groups.{g}[{i}]", f"unknown zone {z!r}"))
     rules: list[CompoundRule] = []
     seen = set()
