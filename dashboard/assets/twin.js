@@ -282,13 +282,18 @@
   // Zone labels that would overlap on screen (the small zones round the tower at the overview)
   // give way: the higher tier, then the higher load, keeps its place.  Redone when the view moves.
   const LABEL_RANK = { red: 4, orange: 3, yellow: 2, blue: 1 };
+  function viewport() {
+    // before its first render deck.gl has no viewports (getViewports asserts): no decluttering yet
+    try { return state.deck && state.deck.isInitialized ? state.deck.getViewports()[0] || null : null; }
+    catch (e) { return null; }
+  }
   function viewKey() {
-    const vp = state.deck && state.deck.getViewports ? state.deck.getViewports()[0] : null;
+    const vp = viewport();
     return vp ? [vp.longitude, vp.latitude, vp.zoom, vp.pitch, vp.bearing, vp.width, vp.height]
       .map((x) => Number(x).toFixed(5)).join(",") : "";
   }
   function declutter(labels, size) {
-    const vp = state.deck && state.deck.getViewports ? state.deck.getViewports()[0] : null;
+    const vp = viewport();
     state.labelView = viewKey();
     if (!vp || !state.spec) return labels;
     const o = state.spec.origin, kx = 111320 * Math.cos((o[1] * Math.PI) / 180), ky = 110574;
