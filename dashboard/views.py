@@ -294,7 +294,10 @@ def case_item(c, names: Names, now: datetime) -> dict[str, Any]:
 
 def _cases(snap: Snapshot, names: Names) -> list[dict[str, Any]]:
     stages = []
-    items = [case_item(c, names, snap.now) for c in snap.cases]
+    # per stage the board shows a few: the most recently moved (a case the dispatcher just handled
+    # is on the wall at once, not behind a hundred older ones; the overdue count has its own tile)
+    moved = {c.case_id: (c.closed_at or c.step_started_at or c.opened_at) for c in snap.cases}
+    items = sorted((case_item(c, names, snap.now) for c in snap.cases), key=lambda i: -moved[i["id"]].timestamp())
     for key, _ in CASE_STAGES:
         mine = [i for i in items if i["stage"] == key]
         stages.append({"key": key, "zh": STEP_ZH[key], "en": STAGE_EN[key], "count": len(mine),

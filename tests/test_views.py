@@ -492,9 +492,11 @@ def test_case_board_groups_cases_by_stage_with_true_counts(world):
         assert [st["key"] for st in board] == ["open", "dispatch", "handle", "verify", "close"]
         assert [st["zh"] for st in board] == ["立案", "派遣", "处置", "核查", "结案"]
         for st in board:
-            mine = [c.case_id for c in s.cases if STAGE_OF[c.status] == st["key"]]
+            mine = [c for c in s.cases if STAGE_OF[c.status] == st["key"]]
             assert st["count"] == len(mine), st["key"]
-            assert [i["id"] for i in st["items"]] == mine[:V.CASES_PER_STAGE], st["key"]
+            # the most recently moved first (what the dispatcher just did shows at once)
+            moved = sorted(mine, key=lambda c: -(c.closed_at or c.step_started_at or c.opened_at).timestamp())
+            assert [i["id"] for i in st["items"]] == [c.case_id for c in moved[:V.CASES_PER_STAGE]], st["key"]
         assert sum(st["count"] for st in board) == len(s.cases)
     ops = ops_view(replace(snap, cases=tuple(made)), names)
     assert [c["stage"] for c in ops["cases"]] == [STAGE_OF[c.status] for c in made]
