@@ -97,9 +97,6 @@ def test_golden_week_profile_ships_with_its_source(book):
 
 
 def test_describe_shows_the_operating_schedule_of_a_facility_class(book):
-    from indicators.catalog import model
-    if not hasattr(model.FacilityClass, "schedule_for"):
-        pytest.skip("the catalog has no operating schedules")
     lamp = describe("facility.anomalies:zone=haixin_bridge,class=lamp@now", book=book)["schedule"]
     assert lamp["class"] == "lamp" and lamp["hours"]["kind"] == "night" and lamp["source"].startswith("catalog")
     assert describe(EAST, book=book)["schedule"] is None

@@ -141,11 +141,10 @@ class Book:
         if cls is None:
             return None
         zone = d.labels.get("zone")
-        sched = cls.schedule_for(zone) if hasattr(cls, "schedule_for") else getattr(cls, "schedule", None)
-        where = f"catalog ({CATALOG_FILE}, classes.{name}" + \
-            (f".zone_schedule.{zone})" if zone in (getattr(cls, "zone_schedule", None) or {}) else ")")
-        return {"class": name, "hours": None if sched is None else
-                (dataclasses.asdict(sched) if dataclasses.is_dataclass(sched) else str(sched)), "source": where}
+        sched = cls.schedule_for(zone)
+        where = f"catalog ({CATALOG_FILE}, classes.{name}" + (f".zone_schedule.{zone})" if zone in cls.zone_schedule
+                                                               else ")")
+        return {"class": name, "hours": None if sched is None else dataclasses.asdict(sched), "source": where}
 
     def _calendar(self, cal: Any, doc: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(cal, str):
