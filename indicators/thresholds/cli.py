@@ -23,6 +23,12 @@ from typing import Any
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
+def _usage(message: str) -> int:
+    """Say what is wrong with the command line (unknown id or version, missing store) and exit 2."""
+    print(f"scenic-twin thresholds: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 # --------------------------------------------------------------------------- paths and stores
 def _var(args) -> Path:
     from indicators.alerts.store import default_store_path
@@ -236,8 +242,7 @@ def _cmd_show(args) -> int:
     try:
         version, doc = content(st, args.version) if st is not None else (0, {})
     except KeyError as e:
-        print(f"scenic-twin thresholds: {e.args[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(e.args[0]))
     finally:
         if st is not None:
             st.close()
@@ -245,8 +250,7 @@ def _cmd_show(args) -> int:
         try:
             d = book.describe(args.id, doc, version=version or None)
         except UnknownRule as e:
-            print(f"scenic-twin thresholds: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            return _usage(str(e))
         if args.json:
             _print_json(d)
         else:
@@ -289,8 +293,7 @@ def _cmd_set(args) -> int:
             except StaleVersion as e:
                 return _conflict(args, e)
             except KeyError as e:                        # --expect-version names no version
-                print(f"scenic-twin thresholds: {e.args[0]}", file=sys.stderr)
-                return EXIT_USAGE
+                return _usage(str(e.args[0]))
             rid = book.resolve(args.id)
             d = book.describe(rid, v.content, version=v.version)
             prev = st.threshold_version(v.version - 1) if v.version > 1 else None
@@ -323,8 +326,7 @@ def _cmd_backtest(args) -> int:
     try:
         rid = book.resolve(args.id)
     except UnknownRule as e:
-        print(f"scenic-twin thresholds: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(e))
     version, current = _latest(args)
     proposed, problems = validate_change(book, current, rid, _change(args))
     if problems:
@@ -388,8 +390,7 @@ def _cmd_diff(args) -> int:
         else:
             raise KeyError(f"no alert store at {_store_path(args)}: no saved version yet")
     except KeyError as e:
-        print(f"scenic-twin thresholds: {e.args[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(e.args[0]))
     finally:
         if st is not None:
             st.close()
@@ -412,8 +413,7 @@ def _cmd_rollback(args) -> int:
     try:
         st = _open_store(args)
         if st is None:
-            print(f"scenic-twin thresholds: no alert store at {_store_path(args)}", file=sys.stderr)
-            return EXIT_USAGE
+            return _usage(f"no alert store at {_store_path(args)}")
         with st:
             try:
                 v = rollback(st, args.version, author, args.reason or "", book=default_book(),
@@ -423,8 +423,7 @@ def _cmd_rollback(args) -> int:
             except StaleVersion as e:
                 return _conflict(args, e)
             except KeyError as e:
-                print(f"scenic-twin thresholds: {e.args[0]}", file=sys.stderr)
-                return EXIT_USAGE
+                return _usage(str(e.args[0]))
     finally:
         if access is not None:
             access.close()
