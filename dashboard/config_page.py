@@ -56,6 +56,13 @@ REASON, SAVE, SAVE_RESULT, RELOAD, SAVED_REV = "cfg-reason", "cfg-save", "cfg-sa
 VERSIONS, VERSIONS_AT, RB, RB_REASON, RB_RESULT, RB_REV = ("cfg-versions", "cfg-versions-at", "cfg-rb", "cfg-rb-reason",
                                                            "cfg-rb-result", "cfg-rb-rev")
 ERR_GENERAL = "cfg-err-general"
+# a new calendar profile (a Golden Week, a night, a weekend) or dropping the chosen one
+NEW_PROFILE = "+new"                      # the PROFILE choice "a new profile"
+CUSTOM_CAL = "+custom"                    # the NEW_CAL choice "days of the week and hours"
+NEW_BOX, NEW_NAME, NEW_CAL, CUSTOM_BOX, NEW_DAYS, NEW_HOURS = ("cfg-new-box", "cfg-new-name", "cfg-new-cal",
+                                                               "cfg-custom-box", "cfg-new-days", "cfg-new-hours")
+DROP_BOX, DROP, ENABLED = "cfg-drop-box", "cfg-drop", "cfg-enabled"
+WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # indicators.alerts.rules.WEEKDAYS
 SCALE = "cfg-scale"                       # the page's rem / 16 px, measured in the browser (for the chart's text)
 
 
@@ -64,7 +71,8 @@ def tier_input(tier: str, recover: bool = False) -> str:
 
 
 # The form's fields by the name a FieldProblem gives them (indicators.thresholds.edit).
-FIELDS = [f"tiers.{t}{s}" for t in TIERS for s in ("", ".recover")] + ["pending", "keep_firing", "reason"]
+FIELDS = [f"tiers.{t}{s}" for t in TIERS for s in ("", ".recover")] + ["pending", "keep_firing", "reason",
+                                                                        "profile", "calendar"]
 
 
 def err_id(field: str) -> str:
@@ -85,6 +93,9 @@ STATIC: list[tuple[str, str, str]] = [
     (BACKTEST, "children", "config.backtest"), (REASON, "placeholder", "config.reason"),
     (SAVE, "children", "config.save"), (RELOAD, "children", "config.reload"),
     ("cfg-l-versions", "children", "config.versions"), (RB_REASON, "placeholder", "config.rollback_reason"),
+    ("cfg-l-new-name", "children", "config.new_name"), (NEW_NAME, "placeholder", "config.new_name_hint"),
+    ("cfg-l-new-cal", "children", "config.f.calendar"), ("cfg-l-new-days", "children", "config.new_days"),
+    ("cfg-l-new-hours", "children", "config.new_hours"), (NEW_HOURS, "placeholder", "config.new_hours_hint"),
     *[(tier_input(t), "placeholder", "config.unset") for t in TIERS],
     *[(tier_input(t, True), "placeholder", "config.same") for t in TIERS],
 ]
@@ -190,6 +201,26 @@ def profile_words(name: str | None, lang: str) -> str:
 def calendar_words(name: str | None, lang: str) -> str:
     key = f"config.calendar.{name}"
     return i18n.t(key, lang) if key in i18n.STRINGS else str(name or "")
+
+
+def calendar_label(cal: dict[str, Any] | None, lang: str) -> str:
+    """When a profile applies, in words: a named calendar by its name, one written with the
+    profile by its days and hours ("周六、周日 · 22:00–06:00")."""
+    cal = cal or {}
+    if cal.get("name"):
+        return calendar_words(cal["name"], lang)
+    sep = "、" if lang == "zh" else ", "
+    days = [T(f"config.wd.{d}", lang) for d in WEEKDAY_KEYS if d in {str(w).lower() for w in cal.get("weekdays") or []}]
+    hours = [str(h).replace("-", "–") for h in cal.get("hours") or []]
+    dates = [str(d) for d in cal.get("dates") or []]
+    parts = [sep.join(days) if days else "", sep.join(hours) if hours else "",
+             T("config.dates", lang, n=len(dates), a=dates[0], b=dates[-1]) if dates else ""]
+    return " · ".join(x for x in parts if x) or T("config.always", lang)
+
+
+def profile_option(p: dict[str, Any], lang: str) -> str:
+    name, cal = profile_words(p["name"], lang), calendar_label(p.get("calendar"), lang)
+    return f"{name}（{cal}）" if lang == "zh" else f"{name} ({cal})"
 
 
 class Words:
@@ -303,6 +334,12 @@ def problem_text(problem, lang: str) -> str:
         return T("config.err.order", lang, op=m[1], t=tier_name(m[2], lang), v=m[3])
     if msg == "missing":
         return T("config.err.missing", lang)
+    if msg.startswith("not an hour range"):
+        return T("config.err.hours", lang, v=msg.split(": ", 1)[-1].strip("'\""))
+    if msg.startswith("empty calendar"):
+        return T("config.err.empty_calendar", lang)
+    if msg.startswith("unknown calendar"):
+        return T("config.err.pick_calendar", lang)
     return msg
 
 
@@ -314,6 +351,10 @@ def form_field(field: str, profile: str | None) -> str | None:
         f = f[len(f"profiles.{profile}."):]
     if f.endswith(".threshold"):
         f = f[: -len(".threshold")]
+    if f == "calendar" or f.startswith(("calendar.", "calendar[")):
+        return "calendar"
+    if f == "profiles" or (profile and f == f"profiles.{profile}"):
+        return "profile"
     return f if f in FIELDS else None
 
 
@@ -334,11 +375,60 @@ def parse_number(text: Any) -> Any:
         return str(text).strip()
 
 
+_HOUR_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*[-–—~至到]\s*(\d{1,2}):(\d{2})$")
+
+
+def hour_ranges(text: Any) -> list[str]:
+    """The hours a supervisor typed ("22:00-06:00, 7:30–9:00") as the rules write them
+    ("HH:MM-HH:MM"); anything else is passed on as typed for the rules to refuse by field."""
+    out = []
+    for part in re.split(r"[,，;；、\s]+(?=\d)", str(text or "").strip()):
+        part = part.strip()
+        if not part:
+            continue
+        m = _HOUR_RANGE.match(part)
+        out.append(f"{int(m[1]):02d}:{m[2]}-{int(m[3]):02d}:{m[4]}" if m else part)
+    return out
+
+
+def new_profile(loaded: dict[str, Any], name: Any, calendar: Any, days: Any, hours: Any,
+                lang: str) -> tuple[str | None, Any, dict[str, str]]:
+    """A new profile's name and calendar from the form (a defined calendar's name, or a table of
+    weekdays and hours), and the notes by field for what the rules cannot judge themselves."""
+    errors: dict[str, str] = {}
+    name = str(name or "").strip()
+    if not name:
+        errors["profile"] = T("config.err.new_name", lang)
+    elif any(c in name for c in '.[]"\'') or any(ord(c) < 32 for c in name) or name.startswith("+"):
+        errors["profile"] = T("config.err.name_chars", lang)
+    elif name in (loaded.get("tiers") or {}):
+        errors["profile"] = T("config.err.name_taken", lang, n=profile_words(name, lang))
+    if calendar == CUSTOM_CAL:
+        cal: Any = {k: v for k, v in (("weekdays", [d for d in WEEKDAY_KEYS if d in (days or [])]),
+                                      ("hours", hour_ranges(hours))) if v}
+        if not cal:
+            errors["calendar"] = T("config.err.empty_calendar", lang)
+    elif isinstance(calendar, str) and calendar in (loaded.get("calendars") or []):
+        cal = calendar
+    else:
+        cal = None
+        errors["calendar"] = T("config.err.pick_calendar", lang)
+    return (name or None), cal, errors
+
+
 def build_change(loaded: dict[str, Any], profile: str | None, values: dict[str, Any], pending: Any,
-                 keep_firing: Any):
-    """The Change the form asks for: only what differs from what was loaded."""
+                 keep_firing: Any, *, new: tuple[str | None, Any] | None = None, drop: bool = False,
+                 enabled: bool | None = None):
+    """The Change the form asks for: only what differs from what was loaded.  ``new``: the
+    (name, calendar) of a profile to create with the form's tiers; ``drop``: remove ``profile``;
+    ``enabled``: the rule on or off."""
     from indicators.alerts.rules import parse_duration
     from indicators.thresholds import Change
+    enabled_change = None if enabled is None or enabled == loaded.get("enabled", True) else bool(enabled)
+    if new is not None:
+        profile = None                       # the form shows the everyday tiers to start from
+    if drop and profile:
+        return Change(profile=profile, drop_profile=True, enabled=enabled_change)
     base = (loaded.get("tiers") or {}).get(profile or "", {})
     tiers, recover = {}, {}
     for t in TIERS:
@@ -366,8 +456,12 @@ def build_change(loaded: dict[str, Any], profile: str | None, values: dict[str, 
         return t
     # the profile only when its tiers change: naming it copies the shipped profiles into the saved
     # document, which would then no longer follow the shipped file
+    if new is not None:
+        return Change(tiers=tiers, recover=recover, pending=duration(pending, loaded.get("pending_s")),
+                      keep_firing=duration(keep_firing, loaded.get("keep_firing_s")), enabled=enabled_change,
+                      profile=new[0], calendar=new[1])
     return Change(tiers=tiers, recover=recover, pending=duration(pending, loaded.get("pending_s")),
-                  keep_firing=duration(keep_firing, loaded.get("keep_firing_s")),
+                  keep_firing=duration(keep_firing, loaded.get("keep_firing_s")), enabled=enabled_change,
                   profile=(profile or None) if tiers or recover else None)
 
 
@@ -395,6 +489,14 @@ def _tier_rows(lang: str):
                           placeholder=T("config.same", lang), autoComplete="off"),
                 html.Div(id=err_id(f"tiers.{t}.recover"), className="st-cfg-err", role="alert")])]))
     return rows
+
+
+def _weekday_options(lang: str) -> list[dict[str, str]]:
+    return [{"label": T(f"config.wd.{d}", lang), "value": d} for d in WEEKDAY_KEYS]
+
+
+def _one_option(key: str, lang: str) -> list[dict[str, str]]:
+    return [{"label": T(key, lang), "value": "on"}]
 
 
 def config_layout(lang: str):
@@ -431,7 +533,30 @@ def config_layout(lang: str):
                     html.Button(t("config.reload"), id=RELOAD, className="st-btn", n_clicks=0)]),
                 html.Div(className="st-cfg-field st-cfg-profile", children=[
                     html.Label(t("config.editing"), id="cfg-l-profile", htmlFor=PROFILE),
-                    dcc.Dropdown(id=PROFILE, clearable=False, searchable=False, className="st-cfg-dd", options=[])]),
+                    dcc.Dropdown(id=PROFILE, clearable=False, searchable=False, className="st-cfg-dd", options=[]),
+                    html.Div(id=err_id("profile"), className="st-cfg-err", role="alert")]),
+                # a new profile: its name and when it applies (a defined calendar, or days and hours)
+                html.Div(id=NEW_BOX, className="st-cfg-new st-cfg-hidden", children=[
+                    html.Div(className="st-cfg-field", children=[
+                        html.Label(t("config.new_name"), id="cfg-l-new-name", htmlFor=NEW_NAME),
+                        dcc.Input(id=NEW_NAME, type="text", className="st-cfg-input", maxLength=40,
+                                  placeholder=t("config.new_name_hint"), autoComplete="off")]),
+                    html.Div(className="st-cfg-field", children=[
+                        html.Label(t("config.f.calendar"), id="cfg-l-new-cal", htmlFor=NEW_CAL),
+                        dcc.Dropdown(id=NEW_CAL, clearable=False, searchable=False, className="st-cfg-dd",
+                                     options=[]),
+                        html.Div(id=err_id("calendar"), className="st-cfg-err", role="alert")]),
+                    html.Div(id=CUSTOM_BOX, className="st-cfg-custom st-cfg-hidden", children=[
+                        html.Span(t("config.new_days"), id="cfg-l-new-days", className="st-cfg-sublabel"),
+                        dcc.Checklist(id=NEW_DAYS, options=_weekday_options(lang), value=[], inline=True,
+                                      className="st-cfg-days"),
+                        html.Label(t("config.new_hours"), id="cfg-l-new-hours", htmlFor=NEW_HOURS,
+                                   className="st-cfg-sublabel"),
+                        dcc.Input(id=NEW_HOURS, type="text", className="st-cfg-input", maxLength=100,
+                                  placeholder=t("config.new_hours_hint"), autoComplete="off")])]),
+                html.Div(id=DROP_BOX, className="st-cfg-hidden", children=[
+                    dcc.Checklist(id=DROP, options=_one_option("config.drop_profile", lang), value=[],
+                                  className="st-cfg-check")]),
                 html.Div(className="st-cfg-tiers", children=_tier_rows(lang)),
                 html.Div(className="st-cfg-durations", children=[
                     _field("cfg-l-pending", dcc.Input(id=PENDING, type="text", className="st-cfg-input",
@@ -440,6 +565,8 @@ def config_layout(lang: str):
                     _field("cfg-l-keep", dcc.Input(id=KEEP, type="text", className="st-cfg-input",
                                                    placeholder=t("config.duration_hint"), autoComplete="off"),
                            "keep_firing", "config.keep_firing", lang)]),
+                dcc.Checklist(id=ENABLED, options=_one_option("config.enabled_check", lang), value=["on"],
+                              className="st-cfg-check"),
                 html.Div(id=ERR_GENERAL, className="st-cfg-err st-cfg-err-general", role="alert"),
                 html.Div(className="st-cfg-actions", children=[
                     html.Label(t("config.hours"), id="cfg-l-hours", htmlFor=HOURS_IN),
@@ -507,9 +634,7 @@ def _hysteresis(tiers: dict[str, dict[str, Any]], lang: str) -> str:
 
 
 def _profiles_short(d: dict[str, Any], lang: str) -> str:
-    parts = [f"{profile_words(p['name'], lang)}（{calendar_words(p['calendar'].get('name'), lang)}）"
-             if lang == "zh" else f"{profile_words(p['name'], lang)} ({calendar_words(p['calendar'].get('name'), lang)})"
-             for p in d.get("profiles") or []]
+    parts = [profile_option(p, lang) for p in d.get("profiles") or []]
     sched = d.get("schedule")
     if sched and sched.get("hours"):
         parts.append(schedule_words(sched, lang))
@@ -632,12 +757,12 @@ def detail_panel(d: dict[str, Any], words: Words, names: Names, lang: str):
     for p in d.get("profiles") or []:
         cal = p.get("calendar") or {}
         dates = cal.get("dates") or []
-        when = T("config.dates", lang, n=len(dates), a=dates[0], b=dates[-1]) if dates else ""
+        when = T("config.dates", lang, n=len(dates), a=dates[0], b=dates[-1]) if dates and cal.get("name") else ""
         tiers = sep.join(f"{tier_name(t, lang)} {u(x['threshold'])}" + (
             f"↩{num(x['recover'])}" if x["recover"] != x["threshold"] else "") for t, x in p["tiers"].items())
         rows.append((T("config.f.profile", lang), f"{profile_words(p['name'], lang)}{'：' if lang == 'zh' else ': '}{tiers}",
                      source_words(p["source"], lang)))
-        rows.append((T("config.f.calendar", lang), " · ".join(x for x in (calendar_words(cal.get("name"), lang), when) if x),
+        rows.append((T("config.f.calendar", lang), " · ".join(x for x in (calendar_label(cal, lang), when) if x),
                      source_words(cal.get("source"), lang)))
     return html.Div(children=[
         html.H3(words.full(d["id"], lang), className="st-cfg-detail-title"),
@@ -652,7 +777,8 @@ def loaded_data(d: dict[str, Any]) -> dict[str, Any]:
     for p in d.get("profiles") or []:
         tiers[p["name"]] = {t: [x["threshold"], x["recover"]] for t, x in p["tiers"].items()}
     return {"rule": d["id"], "version": d["loaded_version"], "unit": d["unit"], "tiers": tiers,
-            "pending_s": d["pending"]["seconds"], "keep_firing_s": d["keep_firing"]["seconds"]}
+            "pending_s": d["pending"]["seconds"], "keep_firing_s": d["keep_firing"]["seconds"],
+            "enabled": bool(d["enabled"]["value"]), "calendars": list(d.get("calendars") or [])}
 
 
 # --------------------------------------------------------------------------- versions and changes in words
@@ -861,7 +987,8 @@ def register(app, service, names: Names) -> dict[str, Callable]:
     # ---- texts and filter options follow the language
     @auth.callback(app, sup, [Output(i, p) for i, p, _ in STATIC] +
                    [Output(f"cfg-l-tier-{t}", "children") for t in TIERS] +
-                   [Output(LIST_HEAD, "children"), Output(HOURS_IN, "options")] +
+                   [Output(LIST_HEAD, "children"), Output(HOURS_IN, "options"), Output(NEW_DAYS, "options"),
+                    Output(DROP, "options"), Output(ENABLED, "options")] +
                    [Output(i, "options") for i in (F_FAMILY, F_ZONE, F_FEED, F_LEVEL, F_SIDE)],
                    Input(ids.LANG, "value"))
     def _cfg_texts(lang):
@@ -869,7 +996,8 @@ def register(app, service, names: Names) -> dict[str, Callable]:
         lang = i18n.pick_lang(lang)
         opts = filter_options(words, names, lang) if service is not None else ([],) * 5
         return ([T(k, lang) for _, _, k in STATIC] + [tier_name(t, lang) for t in TIERS] +
-                [_head(lang), _hours_options(lang)] + list(opts))
+                [_head(lang), _hours_options(lang), _weekday_options(lang),
+                 _one_option("config.drop_profile", lang), _one_option("config.enabled_check", lang)] + list(opts))
     cb["_cfg_texts"] = _cfg_texts
 
     # the chart's text follows the page's text size (twin.css: 30 px from 3000 px wide); measured in
@@ -927,7 +1055,7 @@ def register(app, service, names: Names) -> dict[str, Callable]:
     # ---- the chosen rule
     @auth.callback(app, sup, Output(DETAIL, "children"), Output(EDITOR, "className"), Output(EDIT_TITLE, "children"),
                    Output(LOADED_NOTE, "children"), Output(PROFILE, "options"), Output(PROFILE, "value"),
-                   Output(LOADED, "data"),
+                   Output(LOADED, "data"), Output(NEW_CAL, "options"),
                    Input(SELECTED, "data"), Input(RELOAD, "n_clicks"), Input(SAVED_REV, "data"), Input(RB_REV, "data"),
                    Input(ids.LANG, "value"), State(PROFILE, "value"), State(LOADED, "data"))
     def _cfg_load(selected, _reload, _s, _r, lang, profile, loaded):
@@ -935,23 +1063,25 @@ def register(app, service, names: Names) -> dict[str, Callable]:
         lang = i18n.pick_lang(lang)
         hidden = "st-cfg-editor st-cfg-hidden"
         if service is None:
-            return no_service(lang), hidden, "", "", [], None, None
+            return no_service(lang), hidden, "", "", [], None, None, []
         if not isinstance(selected, str) or selected not in words.rows():
-            return html.P(T("config.pick", lang), className="st-hint"), hidden, "", "", [], None, None
+            return html.P(T("config.pick", lang), className="st-hint"), hidden, "", "", [], None, None, []
         d = service.threshold_describe(selected)
+        calendars = [{"label": calendar_words(c, lang), "value": c} for c in d.get("calendars") or []] + [
+            {"label": T("config.custom_calendar", lang), "value": CUSTOM_CAL}]
         options = [{"label": T("config.base_tiers", lang), "value": ""}] + [
-            {"label": f"{profile_words(p['name'], lang)}（{calendar_words(p['calendar'].get('name'), lang)}）"
-             if lang == "zh" else f"{profile_words(p['name'], lang)} ({calendar_words(p['calendar'].get('name'), lang)})",
-             "value": p["name"]} for p in d.get("profiles") or []]
+            {"label": profile_option(p, lang), "value": p["name"]} for p in d.get("profiles") or []] + [
+            {"label": T("config.new_profile", lang), "value": NEW_PROFILE}]
         note = T("config.loaded", lang, v=d["loaded_version"]) if d["loaded_version"] else T("config.loaded0", lang)
         only_words = ctx.triggered_id == ids.LANG and isinstance(loaded, dict) and loaded.get("rule") == selected
         if only_words:                          # a language switch keeps what is typed in the form
             return (detail_panel(d, words, names, lang), "st-cfg-editor", words.full(selected, lang), note,
-                    options, no_update, no_update)
-        keep = profile if profile in {o["value"] for o in options} and isinstance(loaded, dict) \
+                    options, no_update, no_update, calendars)
+        # the same rule reloaded keeps the profile being changed (a new one, once saved, is in the list)
+        keep = profile if profile in {o["value"] for o in options} - {NEW_PROFILE} and isinstance(loaded, dict) \
             and loaded.get("rule") == selected else ""
         return (detail_panel(d, words, names, lang), "st-cfg-editor", words.full(selected, lang), note, options,
-                keep, loaded_data(d))
+                keep, loaded_data(d), calendars)
     cb["_cfg_load"] = _cfg_load
 
     err_outputs = [Output(err_id(f), "children") for f in FIELDS] + [Output(ERR_GENERAL, "children")]
@@ -960,24 +1090,41 @@ def register(app, service, names: Names) -> dict[str, Callable]:
                    [Output(PENDING, "value"), Output(KEEP, "value")] +
                    [Output(o.component_id, o.component_property, allow_duplicate=True) for o in err_outputs] +
                    [Output(BT_RESULT, "children", allow_duplicate=True),
-                    Output(GRAPH_BOX, "children", allow_duplicate=True)],
+                    Output(GRAPH_BOX, "children", allow_duplicate=True),
+                    Output(ENABLED, "value"), Output(DROP, "value"), Output(NEW_NAME, "value"),
+                    Output(NEW_CAL, "value"), Output(NEW_DAYS, "value"), Output(NEW_HOURS, "value")],
                    Input(LOADED, "data"), Input(PROFILE, "value"), State(ids.LANG, "value"),
                    prevent_initial_call=True)
     def _cfg_form(loaded, profile, lang):
-        """Fill the form with the loaded rule (or the chosen profile of it); clear old notes."""
+        """Fill the form with the loaded rule (or the chosen profile of it; a new profile starts
+        from the everyday tiers); clear old notes."""
         auth.require(sup)
         lang = i18n.pick_lang(lang)
         if not isinstance(loaded, dict):
-            return [""] * len(tier_ids) + ["", ""] + [""] * len(err_outputs) + ["", []]
-        tiers = (loaded.get("tiers") or {}).get(profile or "", {})
+            return [""] * len(tier_ids) + ["", ""] + [""] * len(err_outputs) + ["", [], ["on"], [], "", None, [], ""]
+        cals = loaded.get("calendars") or []
+        rest = [["on"] if loaded.get("enabled", True) else [], [], "", cals[0] if cals else CUSTOM_CAL, [], ""]
+        tiers = (loaded.get("tiers") or {}).get("" if profile == NEW_PROFILE else profile or "", {})
         values = []
         for t, rec in tier_ids:
             x = tiers.get(t)
             # a recover value equal to the threshold (no hysteresis) shows as empty: "same as the threshold"
             values.append("" if x is None or (rec and x[1] == x[0]) else num(x[1] if rec else x[0]))
         return (values + [duration_input(loaded.get("pending_s"), lang), duration_input(loaded.get("keep_firing_s"), lang)]
-                + [""] * len(err_outputs) + ["", []])
+                + [""] * len(err_outputs) + ["", []] + rest)
     cb["_cfg_form"] = _cfg_form
+
+    @auth.callback(app, sup, Output(NEW_BOX, "className"), Output(CUSTOM_BOX, "className"),
+                   Output(DROP_BOX, "className"), Input(PROFILE, "value"), Input(NEW_CAL, "value"))
+    def _cfg_profile_boxes(profile, calendar):
+        """A new profile asks for its name and calendar (days and hours when no defined calendar
+        fits); an existing profile may be dropped."""
+        auth.require(sup)
+        shown = lambda on, cls: cls if on else f"{cls} st-cfg-hidden"  # noqa: E731
+        new = profile == NEW_PROFILE
+        return (shown(new, "st-cfg-new"), shown(new and calendar == CUSTOM_CAL, "st-cfg-custom"),
+                shown(isinstance(profile, str) and bool(profile) and not new, "st-cfg-drop"))
+    cb["_cfg_profile_boxes"] = _cfg_profile_boxes
 
     # ---- backtest and save: the same form, the same notes by field
     @auth.callback(app, sup, err_outputs +
@@ -987,14 +1134,16 @@ def register(app, service, names: Names) -> dict[str, Callable]:
                    [State(tier_input(t, r), "value") for t, r in tier_ids] +
                    [State(PENDING, "value"), State(KEEP, "value"), State(PROFILE, "value"), State(HOURS_IN, "value"),
                     State(REASON, "value"), State(LOADED, "data"), State(SAVED_REV, "data"), State(ids.LANG, "value"),
-                    State(SCALE, "data")],
+                    State(SCALE, "data"), State(NEW_NAME, "value"), State(NEW_CAL, "value"), State(NEW_DAYS, "value"),
+                    State(NEW_HOURS, "value"), State(DROP, "value"), State(ENABLED, "value")],
                    prevent_initial_call=True)
     def _cfg_submit(_bt, _save, *state):
         from indicators.service import ActionError
         from indicators.thresholds import NoChange, Refused, StaleVersion
         who = auth.require(sup)
         tier_values = state[:len(tier_ids)]
-        pending, keep, profile, hours, reason, loaded, rev, lang, scale = state[len(tier_ids):]
+        (pending, keep, profile, hours, reason, loaded, rev, lang, scale, new_name, new_cal, new_days, new_hours,
+         drop, enabled) = state[len(tier_ids):]
         lang = i18n.pick_lang(lang)
         action = "save" if ctx.triggered_id == SAVE else "backtest"
         errors = {f: "" for f in FIELDS}
@@ -1011,7 +1160,18 @@ def register(app, service, names: Names) -> dict[str, Callable]:
             general = T("config.err.pick", lang)
             return out()
         values = {f"tiers.{t}" + (".recover" if r else ""): v for (t, r), v in zip(tier_ids, tier_values)}
-        change = build_change(loaded, profile if isinstance(profile, str) else None, values, pending, keep)
+        new = None
+        if profile == NEW_PROFILE:
+            name, cal, problems = new_profile(loaded, new_name, new_cal, new_days, new_hours, lang)
+            if problems:
+                errors.update(problems)
+                if action == "save":
+                    saved = html.P(T("config.refused", lang), className="st-cfg-err")
+                return out()
+            new = (name, cal)
+        change = build_change(loaded, profile if isinstance(profile, str) else None, values, pending, keep, new=new,
+                              drop=bool(drop) and profile != NEW_PROFILE,
+                              enabled=bool(enabled) if isinstance(enabled, list) else None)
 
         def show(problems):
             nonlocal general

@@ -466,6 +466,7 @@ class Service:
         d = book.describe(rule_id, doc, version=version or None, rules=rules)
         d["loaded_version"] = version
         d["value"], d["quality"] = self._live_value(d["indicator_id"])
+        d["calendars"] = sorted((book.effective(doc).get("calendars") or {}))   # what a new profile may name
         return d
 
     @staticmethod

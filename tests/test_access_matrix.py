@@ -68,7 +68,7 @@ PINNED_CALLBACKS = {
     "_act": "operator",              # ack / assign / silence / cases / plans
     # the threshold page (/config): read the rules, backtest, save, versions, rollback
     "_cfg_texts": "supervisor", "_cfg_list": "supervisor", "_cfg_pick": "supervisor", "_cfg_load": "supervisor",
-    "_cfg_form": "supervisor", "_cfg_submit": "supervisor", "_cfg_versions": "supervisor",
+    "_cfg_form": "supervisor", "_cfg_profile_boxes": "supervisor", "_cfg_submit": "supervisor", "_cfg_versions": "supervisor",
     "_cfg_rollback": "supervisor", "clientside:cfg-scale.data": "supervisor",
     "clientside:lang.value": "viewer",
     "clientside:lang-store.data": "viewer",

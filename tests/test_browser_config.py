@@ -187,6 +187,58 @@ def test_a_supervisor_searches_edits_backtests_and_saves(srv, browser):
         ctx.close()
 
 
+def choose(page, dropdown: str, option: str) -> None:
+    """Pick ``option`` (its text) in a Dash dropdown, as a mouse does."""
+    page.click(f"#{dropdown}")
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_a_supervisor_adds_a_weekend_night_profile_and_drops_it(srv, browser):
+    """A calendar profile made on the page: a name, days and hours, its own red tier; then listed
+    with the rule and in the versions, in words; then dropped again."""
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        open_config(page, srv)
+        pick(page, "滨江西段 客流承载率 实时")
+        assert page.locator("#cfg-new-box.st-cfg-hidden").count() == 1
+        choose(page, "cfg-profile", "＋ 新建时段方案…")
+        page.wait_for_selector("#cfg-new-box:not(.st-cfg-hidden)", timeout=30_000)
+        settle(page)
+        choose(page, "cfg-new-cal", "按星期和时段…")
+        page.wait_for_selector("#cfg-custom-box:not(.st-cfg-hidden)", timeout=30_000)
+        page.fill("#cfg-new-name", "周末夜间")
+        page.locator("#cfg-new-days label", has_text="周六").click()
+        page.locator("#cfg-new-days label", has_text="周日").click()
+        page.fill("#cfg-new-hours", "22:00-06:00")
+        page.fill("#cfg-red", "95")
+        page.fill("#cfg-reason", "周末夜间游客少、照明弱，红色阈值下调")
+        page.screenshot(path="/tmp/config-new-profile-1920x1080.png")
+        page.click("#cfg-save")
+        page.wait_for_selector("#cfg-save-result .st-cfg-ok", timeout=30_000)
+        settle(page)
+        detail = page.inner_text("#cfg-detail")
+        assert "周末夜间" in detail and "周六、周日" in detail and "22:00–06:00" in detail, detail
+        latest = page.locator("#cfg-versions li").first.inner_text()
+        assert "周末夜间" in latest and "sup1" in latest, latest
+        shown = page.inner_text("#page")
+        assert CODES.findall(shown) == [], CODES.findall(shown)[:10]
+        # dropped again
+        choose(page, "cfg-profile", "周末夜间（周六、周日 · 22:00–06:00）")
+        page.wait_for_selector("#cfg-drop-box:not(.st-cfg-hidden)", timeout=30_000)
+        page.locator("#cfg-drop label").click()
+        page.fill("#cfg-reason", "试行结束")
+        page.click("#cfg-save")
+        page.wait_for_selector("#cfg-save-result .st-cfg-ok", timeout=30_000)
+        settle(page)
+        assert "周末夜间" not in page.inner_text("#cfg-detail")
+        assert errors == []
+    finally:
+        ctx.close()
+
+
 def test_hostile_reasons_stay_text(srv, browser):
     """Every payload of the wall's XSS list, as the reason of a saved version, is shown as the
     same text in the versions list: no dialog, no element made of it, nothing run."""

@@ -419,13 +419,81 @@ def test_the_form_shows_problems_next_to_their_fields_and_saves_with_a_reason(we
     assert len(s.alert_store.threshold_versions()) == n + 1
 
 
+def test_a_supervisor_adds_a_night_profile_drops_it_and_switches_a_rule_off_from_the_page(web, world):
+    """Calendar profiles from the page: a new one on days and hours (what the Golden Week profile
+    is on dates), the rule then in force by that calendar; a bad hour range refused by its field;
+    the profile dropped again; the rule switched off and on.  Each a version with its reason."""
+    s = world["service"]
+    rid = zone_indicator("crowd.load_rate", "media_port_plaza")
+
+    def load():
+        status, out = call(web, "supervisor", "_cfg_load", {"cfg-selected.data": rid, "lang.value": "zh"})
+        assert status == 200
+        return out
+    out = load()
+    assert "+new" in [o["value"] for o in out["cfg-profile.options"]]
+    assert {"golden_week", "+custom"} <= {o["value"] for o in out["cfg-new-cal.options"]}
+    loaded = out["cfg-loaded.data"]
+    status, boxes = call(web, "supervisor", "_cfg_profile_boxes", {"cfg-profile.value": "+new",
+                                                                  "cfg-new-cal.value": "+custom"})
+    assert "st-cfg-hidden" not in boxes["cfg-new-box.className"] + boxes["cfg-custom-box.className"]
+    assert "st-cfg-hidden" in boxes["cfg-drop-box.className"]
+    form = {"cfg-loaded.data": loaded, "lang.value": "zh", "cfg-profile.value": "+new", "cfg-new-name.value": "夜间",
+            "cfg-new-cal.value": "+custom", "cfg-new-days.value": ["sat", "sun"], "cfg-new-hours.value": "22:00-6:00",
+            "cfg-enabled.value": ["on"], "cfg-red.value": "95", "cfg-reason.value": "周末夜间人少，提前告警"}
+    # a bad range is refused next to the calendar field; an empty name next to the name
+    status, out = call(web, "supervisor", "_cfg_submit", {**form, "cfg-new-hours.value": "22点以后"},
+                       trigger="cfg-save.n_clicks")
+    assert "22点以后" in out["cfg-err-calendar.children"], out
+    status, out = call(web, "supervisor", "_cfg_submit", {**form, "cfg-new-name.value": " "},
+                       trigger="cfg-save.n_clicks")
+    assert out["cfg-err-profile.children"] and "cfg-saved-rev.data" not in out
+    n = len(s.alert_store.threshold_versions())
+    status, out = call(web, "supervisor", "_cfg_submit", form, trigger="cfg-save.n_clicks")
+    assert len(s.alert_store.threshold_versions()) == n + 1, {k: v for k, v in out.items() if v}
+    p = s.alert_store.threshold_version().content["override"][rid]["profiles"]
+    assert p == [{"name": "夜间", "calendar": {"weekdays": ["sat", "sun"], "hours": ["22:00-06:00"]},
+                  "tiers": {"red": 95.0}}], p
+    rule = s.threshold_book().rules(s.alert_store.threshold_version().content)[rid]
+    sat_night = datetime(2026, 4, 18, 23, 0, tzinfo=timezone(timedelta(hours=8)))     # a Saturday
+    name, tiers = rule.active(sat_night)
+    assert name == "夜间" and {t.name: t.threshold for t in tiers}["red"] == 95.0
+    assert rule.active(sat_night - timedelta(hours=3))[0] == "default"
+    out = load()
+    label = next(o["label"] for o in out["cfg-profile.options"] if o["value"] == "夜间")
+    assert "周六、周日" in label and "22:00–06:00" in label, label
+    # the same name again is refused: pick it instead
+    status, again = call(web, "supervisor", "_cfg_submit", {**form, "cfg-loaded.data": out["cfg-loaded.data"]},
+                         trigger="cfg-save.n_clicks")
+    assert "夜间" in again["cfg-err-profile.children"]
+    # dropped
+    status, _ = call(web, "supervisor", "_cfg_submit",
+                     {"cfg-loaded.data": out["cfg-loaded.data"], "lang.value": "zh", "cfg-profile.value": "夜间",
+                      "cfg-drop.value": ["on"], "cfg-enabled.value": ["on"], "cfg-reason.value": "试行结束"},
+                     trigger="cfg-save.n_clicks")
+    assert s.alert_store.threshold_version().content["override"][rid]["profiles"] == []
+    # switched off, then on
+    out = load()
+    status, _ = call(web, "supervisor", "_cfg_submit",
+                     {"cfg-loaded.data": out["cfg-loaded.data"], "lang.value": "zh", "cfg-profile.value": "",
+                      "cfg-enabled.value": [], "cfg-reason.value": "施工封闭"}, trigger="cfg-save.n_clicks")
+    assert s.alert_store.threshold_version().content["override"][rid]["enabled"] is False
+    assert s.threshold_describe(rid)["enabled"]["value"] is False
+    out = load()
+    assert out["cfg-loaded.data"]["enabled"] is False
+    status, _ = call(web, "supervisor", "_cfg_submit",
+                     {"cfg-loaded.data": out["cfg-loaded.data"], "lang.value": "zh", "cfg-profile.value": "",
+                      "cfg-enabled.value": ["on"], "cfg-reason.value": "施工结束"}, trigger="cfg-save.n_clicks")
+    assert s.threshold_describe(rid)["enabled"]["value"] is True
+
+
 @pytest.mark.parametrize("role", ["operator", "viewer", "admin"])
 def test_other_roles_calling_the_config_callbacks_are_refused_on_the_server(web, world, role):
     s = world["service"]
     app = web["app"]
     names = [getattr(spec.get("callback"), "__name__", "") for spec in app.callback_map.values()]
     config = [n for n in names if n.startswith("_cfg_")]
-    assert len(config) == 8, config
+    assert len(config) == 9, config
     n = len(s.alert_store.threshold_versions())
     rid = zone_indicator("crowd.load_rate", "riverside_east")
     loaded = {"rule": rid, "version": n, "tiers": {"": {"red": [100, 100]}}}
