@@ -104,13 +104,15 @@ def test_user_actions_say_who_and_why_and_refuse_what_makes_no_sense():
     assert tr2.state.acked_by == "li"
 
 
-def test_escalation_deadline_is_per_tier():
+def test_escalation_deadline_is_per_tier_and_escalates_once_on_its_own():
     r = rule(**{"for": "0s", "escalate_after": {"yellow": "20m", "red": "2m"}})
     st, ev = play(r, [85] * 12)
     assert [e.kind for e in ev] == ["firing"]                  # yellow: 20 min not reached
-    st, ev = play(r, [105] * 5)
-    assert [e.kind for e in ev] == ["firing", "escalated", "escalated"]
-    assert st.escalation_level == 2
+    st, ev = play(r, [105] * 12)
+    # once, at 2 min, to the named role - not again at 4, 6 ... min: further levels are a person's call
+    assert [e.kind for e in ev] == ["firing", "escalated"]
+    assert st.escalation_level == 1
+    assert ev[1].at == T0 + 2 * MIN
 
 
 def test_an_operator_escalates_by_hand_with_a_reason_up_to_the_highest_level():
@@ -129,10 +131,8 @@ def test_an_operator_escalates_by_hand_with_a_reason_up_to_the_highest_level():
     r2 = rule(**{"for": "0s", "escalate_after": {"orange": "2m"}})
     st2, _ = play(r2, [95])
     st2 = escalate(st2, by="li", comment="now", now=T0, max_level=3).state
-    _, ev = play(r2, [95] * 3, start=T0 + MIN, state=st2)
-    assert [x.kind for x in ev] == []                 # level 1 is due at 2 min; level 2 at 4 min
-    _, ev = play(r2, [95] * 5, start=T0 + MIN, state=st2)
-    assert [x.kind for x in ev] == ["escalated"]
+    _, ev = play(r2, [95] * 8, start=T0 + MIN, state=st2)
+    assert [x.kind for x in ev] == []                 # escalated by hand already: the timer adds nothing
 
 
 def test_state_round_trips_through_its_dict():

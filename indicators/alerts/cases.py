@@ -47,6 +47,9 @@ class CaseError(ValueError):
     """A case action that does not apply (closing without a note, wrong order …)."""
 
 
+# the account roles an escalation may name (indicators.access: the roles that see the console)
+ESCALATION_ROLES = ("operator", "supervisor", "admin")
+
 @dataclass(frozen=True)
 class Department:
     id: str
@@ -85,6 +88,9 @@ class CaseConfig:
     supervisor: str = "scenic_operations"
     max_level: int = 3
     auto_dispatch: bool = True
+    escalation_role: str = "supervisor"            # the named role an escalation goes to (an account role)
+    escalation_role_zh: str = "值班主管"
+    escalation_role_en: str = "duty supervisor"
 
     def deadline_s(self, category: str, priority: str, step: str) -> float:
         cat = self.categories.get(category)
@@ -372,6 +378,10 @@ def parse_case_config(doc: Mapping[str, Any], where: str = "departments.toml") -
     esc = doc.get("escalation") or {}
     if esc.get("supervisor", "scenic_operations") not in deps:
         out.append(Problem(f"{where}: escalation.supervisor", "unknown department"))
+    if esc.get("role", "supervisor") not in ESCALATION_ROLES:
+        out.append(Problem(f"{where}: escalation.role", f"must be one of {', '.join(ESCALATION_ROLES)}"))
+    if not isinstance(esc.get("max_level", 3), int) or esc.get("max_level", 3) < 1:
+        out.append(Problem(f"{where}: escalation.max_level", "must be a whole number >= 1"))
     durs = {}
     for key, default in (("dedupe_window", 900.0),):
         try:
@@ -382,7 +392,9 @@ def parse_case_config(doc: Mapping[str, Any], where: str = "departments.toml") -
     cfg = CaseConfig(deps, cats, deadlines, video, float(vc.get("min_confidence", 0.6)), durs["dedupe_window"],
                      float(vc.get("dedupe_radius_m", 30.0)), ac.get("min_tier", "orange"),
                      dict(ac.get("families") or {}), esc.get("supervisor", "scenic_operations"),
-                     int(esc.get("max_level", 3)), bool((doc.get("dispatch") or {}).get("auto", True)))
+                     int(esc.get("max_level", 3)), bool((doc.get("dispatch") or {}).get("auto", True)),
+                     str(esc.get("role", "supervisor")), str(esc.get("role_zh", "值班主管")),
+                     str(esc.get("role_en", "duty supervisor")))
     return cfg, out
 
 

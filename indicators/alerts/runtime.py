@@ -763,10 +763,11 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
         zh = f"【升级{st.escalation_level}级】{who}上报：{why.get('sentence_zh', rule.id)}（原因：{e.reason}）"
         en = f"[escalation {st.escalation_level}] raised by {who}: {why.get('sentence_en', rule.id)} (reason: {e.reason})"
         return Message(f"msg:{e.key}", e.at, "escalation", (ops,), zh, en, st.tier, e.silenced)
-    if e.kind == "escalated":
-        zh = f"【升级{st.escalation_level}级】未确认告警：{why.get('sentence_zh', rule.id)}"
-        en = f"[escalation {st.escalation_level}] unacknowledged alert: {why.get('sentence_en', rule.id)}"
-        return Message(f"msg:{e.key}", e.at, "escalation", (ops,), zh, en, st.tier, e.silenced)
+    if e.kind == "escalated":                   # on its own clock, once: to the named role
+        role = _escalation_role(cfg)
+        zh = f"【升级至{role[1]}】未确认告警：{why.get('sentence_zh', rule.id)}"
+        en = f"[escalated to the {role[2]}] unacknowledged alert: {why.get('sentence_en', rule.id)}"
+        return Message(f"msg:{e.key}", e.at, "escalation", (ops, f"role:{role[0]}"), zh, en, st.tier, e.silenced)
     if e.kind == "resolved":
         zh, en = f"告警解除：{rule.name_zh or rule.id}", f"Resolved: {rule.name_en or rule.id}"
     elif e.kind in ("no_data", "error"):            # a data problem, routed apart from real alerts
@@ -778,6 +779,13 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
     return Message(f"msg:{e.key}", e.at, "alert", (ops,), zh, en, st.tier, e.silenced)
 
 
+def _escalation_role(cfg: C.CaseConfig | None) -> tuple[str, str, str]:
+    """(role, its Chinese name, its English name) an escalation goes to."""
+    if cfg is None:
+        return "supervisor", "值班主管", "duty supervisor"
+    return cfg.escalation_role, cfg.escalation_role_zh, cfg.escalation_role_en
+
+
 def _case_message(s: C.CaseStep, case: C.Case, rt: AlertRuntime) -> Message | None:
     cfg = rt.case_cfg
     if s.step == "dispatch":
@@ -786,11 +794,12 @@ def _case_message(s: C.CaseStep, case: C.Case, rt: AlertRuntime) -> Message | No
         return Message(f"msg:{s.key}", s.at, "case", tuple(x for x in to if x), zh, en, case.priority)
     if s.step == "escalate":
         step_zh = C.STEP_ZH[s.details["overdue_step"]]
-        zh = f"【超时升级{s.details.get('level')}级】案件{case.case_id}{step_zh}超时：{C.message(case, cfg)[0]}"
-        en = (f"[overdue, level {s.details.get('level')}] case {case.case_id}: {s.details['overdue_step']} is late. "
+        role = _escalation_role(cfg)
+        zh = f"【超时升级至{role[1]}】案件{case.case_id}{step_zh}超时：{C.message(case, cfg)[0]}"
+        en = (f"[overdue, escalated to the {role[2]}] case {case.case_id}: {s.details['overdue_step']} is late. "
               f"{C.message(case, cfg)[1]}")
-        return Message(f"msg:{s.key}", s.at, "escalation", (cfg.supervisor,) + tuple(case.departments), zh, en,
-                       case.priority)
+        return Message(f"msg:{s.key}", s.at, "escalation",
+                       (cfg.supervisor, f"role:{role[0]}") + tuple(case.departments), zh, en, case.priority)
     return None
 
 

@@ -18,9 +18,11 @@ States::
 One active alert per (rule, scope): an episode gets ``alert_id`` when it
 starts (pending, firing, no_data or error) and keeps it until *resolved* or
 *cancelled*; a re-trigger while firing moves the tier up or down in the same
-alert.  An unacknowledged firing alert escalates when its tier's deadline
-passes (again after each further deadline, up to ``rule.max_escalations``);
-a silence suppresses notifications and escalation until it ends.
+alert.  An unacknowledged firing alert escalates once when its tier's
+deadline passes (``AUTO_ESCALATIONS``: the escalation goes to a named role,
+who decides on more; an operator may escalate by hand up to
+``rule.max_escalations``); a silence suppresses notifications and escalation
+until it ends.
 
 Every event carries who (``system`` or ``user:NAME``), when and why, and a key
 ``<alert_id>#<seq>`` that is the same when the same transition is computed
@@ -46,6 +48,9 @@ ACTIVE = frozenset({"pending", "firing", "recovering", "no_data", "error"})
 """Statuses in which an alert exists (is shown, can be acknowledged)."""
 QUALITIES = ("ok", "stale", "no_data", "error", "idle")
 SYSTEM = "system"
+AUTO_ESCALATIONS = 1
+"""Levels an unacknowledged alert climbs on its own: once, to the named role
+(alarm management: an escalation that repeats every period is a flood of its own)."""
 EVIDENCE_MAX = 240
 """Points of the pending-period series kept as evidence (4 h of 1-minute values)."""
 
@@ -363,7 +368,7 @@ def _escalate(b: _Builder, st: AlertState, rule: Rule) -> AlertState:
     if st.status != "firing" or st.acked_by or st.silenced(now) or st.tier_since is None:
         return st
     after = rule.escalate_after_s.get(st.tier or "")
-    if not after or st.escalation_level >= rule.max_escalations:
+    if not after or st.escalation_level >= min(rule.max_escalations, AUTO_ESCALATIONS):
         return st
     due = st.tier_since + timedelta(seconds=after * (st.escalation_level + 1))
     if now < due:
