@@ -220,10 +220,13 @@ def test_a_blue_alert_advises_without_paging_and_a_raise_to_yellow_pages():
     assert (st.status, st.tier) == ("firing", "blue")
     res = tick(1, 40.0)                                   # ends: nobody was paged, nobody is told
     assert "resolved" in [e.kind for e in res.events] and res.messages == []
-    tick(2, 65.0)
+    res = tick(2, 65.0)                                   # back within minutes: the same alert, quiet
+    assert [e.kind for e in res.events] == ["refiring"] and res.messages == []
     res = tick(3, 85.0)                                   # blue -> yellow in one episode: that pages
     assert [e.kind for e in res.events] == ["tier_up"] and len(res.messages) == 1
-    res = tick(4, 40.0)
+    res = tick(4, 40.0)                                   # it came back once: held 10 min before it ends
+    assert [e.kind for e in res.events] == ["recovering"] and res.messages == []
+    res = tick(15, 40.0)
     assert "resolved" in [e.kind for e in res.events] and len(res.messages) == 1
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from indicators.alerts.rules import RuleDefaults, build_rules
-from indicators.alerts.state import (AlertActionError, AlertState, Evaluation, acknowledge, assign, escalate, explain,
+from indicators.alerts.state import (CHATTER_HOLD_S, CHATTER_WINDOW_S, AlertActionError, AlertState, Evaluation, acknowledge, assign, escalate, explain,
                                      silence, state_from_dict, state_to_dict, transition)
 
 WEST = "crowd.load_rate:zone=west_plaza@1m"
@@ -70,12 +70,36 @@ def test_transition_is_pure_and_deterministic():
 
 def test_one_alert_per_rule_and_scope_and_a_new_episode_gets_a_new_id():
     r = rule(**{"for": "0s"})
-    st, ev = play(r, [85, 95, 85, 50, 85])
-    ids = [e.alert_id for e in ev]
-    assert [e.kind for e in ev] == ["firing", "tier_up", "tier_down", "resolved", "firing"]
-    assert len(set(ids[:4])) == 1 and ids[4] != ids[0]
-    assert [e.seq for e in ev] == [1, 2, 3, 4, 1]
-    assert len({e.key for e in ev}) == 5
+    st, ev = play(r, [85, 95, 85, 50])
+    assert [e.kind for e in ev] == ["firing", "tier_up", "tier_down", "resolved"]
+    assert len({e.alert_id for e in ev}) == 1 and [e.seq for e in ev] == [1, 2, 3, 4]
+    # well after it ended (past the chattering window): a new alert, numbered from 1
+    later = st.status_since + timedelta(seconds=CHATTER_WINDOW_S + 60)
+    st2, ev2 = play(r, [85], start=later, state=st)
+    assert [(e.kind, e.seq) for e in ev2] == [("firing", 1)] and ev2[0].alert_id != ev[0].alert_id
+    assert len({e.key for e in ev + ev2}) == 5
+
+
+def test_a_chattering_input_fires_once():
+    """A value flapping across its threshold every minute for an hour: one alert that comes back
+    as itself (no new id, no new page at the same tier), held 10 min after its last crossing."""
+    from indicators.alerts.runtime import _alert_message  # noqa: F401  (the paging rule is tested in test_alert_rules)
+    r = rule(**{"for": "0s"})
+    st, ev = play(r, [85, 50] * 30 + [50] * 12)
+    firing = [e for e in ev if e.kind == "firing"]
+    assert len(firing) == 1 and len({e.alert_id for e in ev}) == 1
+    back = [e for e in ev if e.kind == "refiring"]
+    assert back and all(e.details.get("higher") is False for e in back)       # none pages again
+    assert back[0].details.get("chattering")
+    # after it first came back it no longer ends at each dip: held 10 min after the value is back
+    resolved = [e for e in ev if e.kind == "resolved"]
+    assert len(resolved) == 2, [(e.kind, e.at) for e in ev]
+    assert resolved[-1].at == T0 + 59 * MIN + timedelta(seconds=CHATTER_HOLD_S)
+    assert st.status == "resolved" and st.returns == 1
+    # a return at a higher tier than it ended in is news: flagged, acknowledgement cleared
+    st, ev = play(r, [85, 50, 50, 95], start=T0, state=None)
+    (back,) = [e for e in ev if e.kind == "refiring"]
+    assert back.details["higher"] is True and back.to_tier == "orange"
 
 
 def test_scopes_are_separate_alerts():

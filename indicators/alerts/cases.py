@@ -88,6 +88,7 @@ class CaseConfig:
     supervisor: str = "scenic_operations"
     max_level: int = 3
     auto_dispatch: bool = True
+    incidents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # [incidents.<group>]
     escalation_role: str = "supervisor"            # the named role an escalation goes to (an account role)
     escalation_role_zh: str = "值班主管"
     escalation_role_en: str = "duty supervisor"
@@ -97,6 +98,20 @@ class CaseConfig:
         if cat and step in cat.deadlines_s:
             return cat.deadlines_s[step]
         return self.deadlines_s[priority][step]
+
+    def incident_of(self, family: str, labels: Mapping[str, str]) -> str | None:
+        """The incident an alert of ``family`` with ``labels`` belongs to: ``zone/group``
+        (``zone/group/label`` with ``split_by``), or None (an alert of its own)."""
+        zone = labels.get("zone")
+        if not zone:
+            return None
+        algo = labels.get("algorithm")
+        for group, spec in self.incidents.items():
+            if any(fnmatch.fnmatchcase(family, p) for p in spec.get("families", ())) or \
+                    (family.startswith("video.") and algo is not None and algo in spec.get("video_algorithms", ())):
+                split = spec.get("split_by")
+                return f"{zone}/{group}" + (f"/{labels.get(split, '')}" if split else "")
+        return None
 
     def category_for_alert(self, family: str) -> str | None:
         return next((c for pat, c in self.alert_case_families.items() if fnmatch.fnmatchcase(family, pat)), None)
@@ -382,6 +397,28 @@ def parse_case_config(doc: Mapping[str, Any], where: str = "departments.toml") -
         out.append(Problem(f"{where}: escalation.role", f"must be one of {', '.join(ESCALATION_ROLES)}"))
     if not isinstance(esc.get("max_level", 3), int) or esc.get("max_level", 3) < 1:
         out.append(Problem(f"{where}: escalation.max_level", "must be a whole number >= 1"))
+    incidents: dict[str, dict[str, Any]] = {}
+    for group, spec in (doc.get("incidents") or {}).items():
+        p = f"{where}: incidents.{group}"
+        if not isinstance(spec, Mapping):
+            out.append(Problem(p, "must be a table with families / video_algorithms / split_by"))
+            continue
+        for k in spec:
+            if k not in ("families", "video_algorithms", "split_by"):
+                out.append(Problem(f"{p}.{k}", "unknown key (families, video_algorithms, split_by)"))
+        fams = spec.get("families", [])
+        algos = spec.get("video_algorithms", [])
+        if not isinstance(fams, list) or not all(isinstance(f, str) for f in fams):
+            out.append(Problem(f"{p}.families", "must be a list of family patterns"))
+            fams = []
+        if not isinstance(algos, list) or any(a not in VIDEO_ALGORITHMS for a in algos):
+            out.append(Problem(f"{p}.video_algorithms", f"must be a list of video algorithms ({', '.join(VIDEO_ALGORITHMS)})"))
+            algos = []
+        split = spec.get("split_by")
+        if split is not None and not isinstance(split, str):
+            out.append(Problem(f"{p}.split_by", "must be a label name"))
+            split = None
+        incidents[group] = {"families": tuple(fams), "video_algorithms": tuple(algos), "split_by": split}
     durs = {}
     for key, default in (("dedupe_window", 900.0),):
         try:
@@ -393,7 +430,7 @@ def parse_case_config(doc: Mapping[str, Any], where: str = "departments.toml") -
                      float(vc.get("dedupe_radius_m", 30.0)), ac.get("min_tier", "orange"),
                      dict(ac.get("families") or {}), esc.get("supervisor", "scenic_operations"),
                      int(esc.get("max_level", 3)), bool((doc.get("dispatch") or {}).get("auto", True)),
-                     str(esc.get("role", "supervisor")), str(esc.get("role_zh", "值班主管")),
+                     incidents, str(esc.get("role", "supervisor")), str(esc.get("role_zh", "值班主管")),
                      str(esc.get("role_en", "duty supervisor")))
     return cfg, out
 

@@ -44,7 +44,7 @@ from .compound import CompoundRule, Context, WarningSignal, evaluate, fold_warni
 from .forecast import ForecastParams, Profile, ZoneForecaster, crossings, day_type
 from .rules import DEFAULT_MAX_ESCALATIONS, SHANGHAI, Problem, Rule, Tier
 from .routing import Places, StaffPosition, suggest_staff
-from .state import (AlertState, Evaluation, Event, Transition, acknowledge, assign, escalate, explain, silence,
+from .state import (CHATTER_WINDOW_S, AlertState, Evaluation, Event, Transition, acknowledge, assign, escalate, explain, silence,
                     transition, unsilence)
 from .store import AlertStore, Batch, iso
 
@@ -170,6 +170,9 @@ class AlertRuntime:
         self.set_rules(rules)
         # state rebuilt from the store
         self.states: dict[tuple[str, str], AlertState] = {(s.rule_id, s.scope): s for s in store.active_alerts()}
+        # alerts that ended less than state.CHATTER_WINDOW_S ago (not kept over a restart: after one, a
+        # chattering input may raise one new alert before it is recognised again)
+        self.recent: dict[tuple[str, str], AlertState] = {}
         self.cases: dict[str, C.Case] = {c.case_id: c for c in store.cases(open_only=True)}
         self.plans: dict[str, P.PlanInstance] = {p.plan_id: p for p in store.plans(active_only=True)}
         last = store.meta("last_tick")
@@ -245,13 +248,15 @@ class AlertRuntime:
                     continue
                 val, q = values.get(rule.indicator_id, (None, "no_data"))
                 ev = Evaluation(tick_time, None if val is None else float(val), q)
-                w.alert(transition(w.states.get((rid, "")), ev, rule, tick_time), rule)
+                w.alert(transition(w.prev((rid, "")), ev, rule, tick_time), rule)
             self._alert_cases(w, tick_time)
             self._compound(w, tick_time)
             self._forecast(w, values, rows.get("gate", []), tick_time)
             self._video_cases(w, rows.get("video", []), tick_time)
             self._feed_cases(w, rows.get("case", []), tick_time)
             self._deadlines(w, tick_time)
+            w.recent = {k: s for k, s in w.recent.items()
+                        if (tick_time - s.status_since).total_seconds() < CHATTER_WINDOW_S}
             w.batch.meta["last_tick"] = iso(tick_time)
             if w.warnings_changed:
                 w.batch.meta["warnings"] = _warnings_to_meta(w.warnings)
@@ -266,6 +271,7 @@ class AlertRuntime:
     def _adopt(self, w: "_Work") -> None:
         """After the commit: the working copy becomes the state."""
         self.states = {k: s for k, s in w.states.items() if s.active}
+        self.recent = w.recent
         self.cases = {k: c for k, c in w.cases.items() if c.status != "closed"}
         self.plans = {k: p for k, p in w.plans.items() if p.status == "active"}
         self.warnings = w.warnings
@@ -341,6 +347,20 @@ class AlertRuntime:
                 self.staff[pos.staff_id] = replace(pos, status="busy")
         return w.cases[case_id]
 
+    def incident_of(self, rule_id: str) -> str | None:
+        """The incident (``zone/group``, data/alerts/departments.toml [incidents]) an alert of
+        ``rule_id`` belongs to; None: an alert of its own."""
+        cache = self.__dict__.setdefault("_incident_cache", {})
+        if rule_id not in cache:
+            inc = None
+            if self.case_cfg is not None:
+                base = rule_id[len("forecast:"):] if rule_id.startswith("forecast:") else None
+                rule = self.rules.get(base if base is not None else rule_id)
+                if rule is not None:
+                    inc = self.case_cfg.incident_of("forecast" if base is not None else rule.family, rule.labels)
+            cache[rule_id] = inc
+        return cache[rule_id]
+
     def _zone_point(self, zone_id: str | None) -> tuple[float, float] | None:
         if self.places is None or zone_id not in self.places.zones:
             return None
@@ -365,6 +385,15 @@ class AlertRuntime:
             if asset and self.places is not None and self.places.asset_department.get(asset) in cfg.departments:
                 deps = [self.places.asset_department[asset]]
             why = explain(w.states[(e.rule_id, e.scope)], rule).get("sentence_zh", e.reason)
+            inc = self.incident_of(rule.id)
+            if inc is not None:                   # one case per incident: a later alert joins its case
+                case = next((c for c in w.cases.values() if c.source == "alert" and c.status != "closed"
+                             and self.incident_of(c.source_ref.split("|", 1)[0]) == inc), None)
+                if case is not None:
+                    if case.case_id != f"alert:{e.alert_id}" and e.kind in ("firing", "tier_up"):
+                        w.case(C.note(case, "merged", by="system", now=now, text=f"同一事件的告警：{why}",
+                                      alert_id=e.alert_id, tier=e.to_tier))
+                    continue
             xy = self._zone_point(zone)
             place = None
             if xy is not None:                    # a zone-wide alert is placed by the zone's name
@@ -460,7 +489,7 @@ class AlertRuntime:
         wanted: dict[str, tuple[str, CompoundRule, str]] = {}
         for cr in self.compound:
             rule = cr.as_rule()
-            tr = transition(w.states.get((rule.id, "")), evaluate(cr, ctx), rule, now)
+            tr = transition(w.prev((rule.id, "")), evaluate(cr, ctx), rule, now)
             w.alert(tr, rule)
             if cr.plan is None:
                 continue
@@ -532,9 +561,9 @@ class AlertRuntime:
                 continue
             frule = _forecast_rule(rule, fs.keep_firing_s)
             c = hits.get(k)
-            prev = w.states.get((frule.id, ""))
-            if c is None and prev is None:
+            if c is None and (frule.id, "") not in w.states:
                 continue
+            prev = w.prev((frule.id, ""))
             if c is None:
                 ev = Evaluation(now, 0.0, "ok")
             else:
@@ -673,7 +702,7 @@ class AlertRuntime:
         """Active alerts with tier, reason and values (newest first)."""
         out = []
         for (rid, _), s in self.states.items():
-            out.append(explain(s, self.rules.get(rid)))
+            out.append(explain(s, self.rules.get(rid)) | {"incident": self.incident_of(rid)})
         return sorted(out, key=lambda d: d.get("started_at") or "", reverse=True)
 
 
@@ -685,6 +714,7 @@ class _Work:
     def __init__(self, rt: AlertRuntime):
         self.rt = rt
         self.states = dict(rt.states)
+        self.recent = dict(rt.recent)
         self.cases = dict(rt.cases)
         self.plans = dict(rt.plans)
         self.warnings = dict(rt.warnings)
@@ -698,13 +728,32 @@ class _Work:
             self.states[key] = st
         else:
             self.states.pop(key, None)
+        if st.status == "resolved" and st.fired_at is not None:
+            self.recent[key] = st            # may come back (chattering): state.CHATTER_WINDOW_S
+        elif st.active:
+            self.recent.pop(key, None)
         if st.alert_id and (tr.events or _material(tr.previous, st)):
             self.batch.alerts = [a for a in self.batch.alerts if a.alert_id != st.alert_id] + [st]
         self.batch.events.extend(tr.events)
+        joined = self._joins_incident(key, st) if tr.events else False
         for e in tr.events:
             m = _alert_message(e, st, rule, self.rt)
-            if m is not None:
+            if m is not None and not (joined and e.kind in ("firing", "refiring", "tier_up")):
                 self.batch.messages.append(m)
+
+    def _joins_incident(self, key: tuple[str, str], st: AlertState) -> bool:
+        """True when an alert of the same incident (place and cause) is already firing at this
+        alert's tier or higher: this one is listed under it and pages nobody."""
+        inc = self.rt.incident_of(st.rule_id)
+        if inc is None or st.status not in ("firing", "recovering"):
+            return False
+        return any(k != key and o.status in ("firing", "recovering") and o.rank >= st.rank
+                   and self.rt.incident_of(o.rule_id) == inc for k, o in self.states.items())
+
+    def prev(self, key: tuple[str, str]) -> AlertState | None:
+        """The state a transition starts from: the active one, else one that ended less than
+        CHATTER_WINDOW_S ago (so that a chattering alert comes back as itself)."""
+        return self.states.get(key) or self.recent.get(key)
 
     def case(self, ch: C.CaseChange) -> None:
         self.cases[ch.case.case_id] = ch.case
@@ -746,6 +795,9 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
     # an advisory (blue) pages nobody: neither when it fires nor when it ends; a tier_up
     # out of it, an escalation by hand and data problems still do
     if e.kind in ("firing", "refiring") and st.tier in ADVISORY_TIERS:
+        return None
+    # an alert back at a tier it held (before it ended, or chattering after) pages nobody again
+    if e.kind == "refiring" and e.details.get("higher") is False:
         return None
     if e.kind == "resolved" and e.from_tier in ADVISORY_TIERS:
         return None

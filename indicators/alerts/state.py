@@ -49,6 +49,13 @@ ACTIVE = frozenset({"pending", "firing", "recovering", "no_data", "error"})
 QUALITIES = ("ok", "stale", "no_data", "error", "idle")
 SYSTEM = "system"
 AUTO_ESCALATIONS = 1
+CHATTER_WINDOW_S = 1800.0
+"""An alert that fires again within this long after it ended is the same alert
+again (chattering: EEMUA 191 / ANSI/ISA-18.2 count an alarm that returns within
+minutes as one, not as a new one): it refires under its own id, pages nobody
+unless its tier is higher than before, and from then on is held ``CHATTER_HOLD_S``
+after its value is back before it ends."""
+CHATTER_HOLD_S = 600.0
 """Levels an unacknowledged alert climbs on its own: once, to the named role
 (alarm management: an escalation that repeats every period is a flood of its own)."""
 EVIDENCE_MAX = 240
@@ -114,6 +121,8 @@ class AlertState:
     silenced_until: datetime | None = None
     seq: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
+    last_tier: str | None = None       # the tier it ended in (a resolved alert), for a chattering return
+    returns: int = 0                   # times it came back within CHATTER_WINDOW_S of ending
 
     @property
     def active(self) -> bool:
@@ -175,12 +184,15 @@ class _Builder:
         self.state = state
         self.now = now
         self.events: list[Event] = []
+        self.back: AlertState | None = None
 
     def emit(self, kind: str, new: AlertState, reason: str, *, actor: str = SYSTEM,
              value: float | None = None, details: Mapping[str, Any] | None = None) -> AlertState:
         old = self.state
         seq = old.seq + 1
         new = replace(new, seq=seq)
+        if kind == "resolved" and old.tier:
+            new = replace(new, last_tier=old.tier)
         self.events.append(Event(
             key=f"{new.alert_id}#{seq}", alert_id=new.alert_id, rule_id=new.rule_id, scope=new.scope,
             seq=seq, at=self.now, kind=kind, actor=actor, reason=reason,
@@ -217,13 +229,30 @@ def _evidence(ev: tuple, now: datetime, value: float) -> tuple:
 
 
 # --------------------------------------------------------------------------- the machine
+def _may_return(st: AlertState, now: datetime) -> bool:
+    """An alert that fired and ended less than CHATTER_WINDOW_S ago."""
+    return st.status == "resolved" and st.fired_at is not None and st.status_since is not None \
+        and (now - st.status_since).total_seconds() < CHATTER_WINDOW_S
+
+
 def transition(previous: AlertState | None, evaluation: Evaluation, rule: Rule, now: datetime) -> Transition:
-    """The next state of (rule, evaluation.scope) and what happened.  Pure."""
+    """The next state of (rule, evaluation.scope) and what happened.  Pure.  An alert that
+    ended less than CHATTER_WINDOW_S ago stays the state (resolved) while nothing happens, so
+    that it comes back as itself if it crosses again."""
+    tr = _transition(previous, evaluation, rule, now)
+    if previous is not None and not tr.events and tr.state.status == "normal" and _may_return(previous, now):
+        return Transition(previous, replace(previous, last_eval_at=now))
+    return tr
+
+
+def _transition(previous: AlertState | None, evaluation: Evaluation, rule: Rule, now: datetime) -> Transition:
     prev = previous or AlertState(rule_id=rule.id, scope=evaluation.scope, direction=rule.direction)
     b = _Builder(prev, now)
     st = prev
+    back = prev if _may_return(prev, now) else None    # a recently ended alert this may continue
     if st.status == "resolved":          # a resolved episode is over: start clean
         st = b.state = AlertState(rule_id=rule.id, scope=prev.scope, direction=rule.direction, seq=0)
+    b.back = back
     st = _unsilence(b, st)
     kind = evaluation.kind
     rank = None                          # None: decided by the policy below
@@ -277,6 +306,8 @@ def _step(b: _Builder, st: AlertState, rule: Rule, rank: int, tier, profile: str
                 return base
             new = replace(base, status="resolved", status_since=now, tier=None)
             return b.emit("resolved", new, f"data back, value {_fmt(value)} is normal{why}", value=value)
+        if s == "normal" and b.back is not None:
+            return _come_back(b, base, rule, tier, profile, value, now, why, details)
         fresh = _new_episode(base, now) if s == "normal" else replace(base, started_at=now, status_since=now)
         fresh = replace(fresh, last_eval_at=now, last_value=value, details=details, profile=profile,
                         tier=tier.name, threshold=tier.threshold,
@@ -307,8 +338,9 @@ def _step(b: _Builder, st: AlertState, rule: Rule, rank: int, tier, profile: str
             if rank > st.rank:
                 new = replace(new, tier_since=now, acked_by=None, acked_at=None, ack_comment=None,
                               escalation_level=0)
+            # back before it ended: news (a page) only at a higher tier than it held
             return b.emit("refiring", new, _cross_reason(rule, tier, value, profile) + why if value is not None
-                          else f"{tier.name}{why}", value=value, details=details)
+                          else f"{tier.name}{why}", value=value, details={**details, "higher": rank > st.rank})
         if rank > st.rank:
             new = replace(base, tier=tier.name, threshold=tier.threshold, tier_since=now,
                           acked_by=None, acked_at=None, ack_comment=None, escalation_level=0)
@@ -326,6 +358,8 @@ def _step(b: _Builder, st: AlertState, rule: Rule, rank: int, tier, profile: str
     # keep_firing_for counts from the first evaluation that found it clear
     # (as Prometheus does), so a one-tick dip never resolves an alert early.
     keep = rule.keep_firing_s
+    if st.returns:                       # chattering: held a while before it may end again
+        keep = max(keep, CHATTER_HOLD_S)
     if s == "firing" and keep > 0:
         new = replace(base, status="recovering", status_since=now)
         return b.emit("recovering", new, f"value {_fmt(value)} back to normal; keep firing for "
@@ -335,6 +369,28 @@ def _step(b: _Builder, st: AlertState, rule: Rule, rank: int, tier, profile: str
         return base
     new = replace(base, status="resolved", status_since=now, tier=None)
     return b.emit("resolved", new, f"value {_fmt(value)} back to normal{why}", value=value)
+
+
+def _come_back(b: _Builder, base: AlertState, rule: Rule, tier, profile: str, value: float | None,
+               now: datetime, why: str, details: Mapping[str, Any]) -> AlertState:
+    """The alert that ended less than CHATTER_WINDOW_S ago crosses again: the same alert
+    refires (same id, its acknowledgement kept unless the tier is higher than it ended in)."""
+    old = b.back
+    b.state = old                        # events continue the old alert's numbering
+    higher = tier.rank > RANK.get(old.last_tier or "", 0)
+    ev = _evidence(old.evidence, now, value) if value is not None else old.evidence
+    new = replace(old, status="firing", status_since=now, tier=tier.name, threshold=tier.threshold,
+                  tier_since=now, profile=profile, evidence=ev, last_crossed_at=now, last_eval_at=now,
+                  last_value=value if value is not None else old.last_value, details=details or old.details,
+                  returns=old.returns + 1, last_tier=None)
+    if higher:
+        new = replace(new, acked_by=None, acked_at=None, ack_comment=None, escalation_level=0)
+    mins = (now - old.status_since).total_seconds() / 60
+    reason = ((_cross_reason(rule, tier, value, profile) if value is not None else tier.name) + why +
+              f"; back {mins:.0f} min after it ended (chattering: the same alert, held "
+              f"{CHATTER_HOLD_S / 60:.0f} min before it ends again)")
+    return b.emit("refiring", new, reason, value=value,
+                  details={"chattering": True, "returns": new.returns, "higher": higher})
 
 
 def _fire(b: _Builder, st: AlertState, rule: Rule, tier, profile: str, value: float | None, now: datetime,

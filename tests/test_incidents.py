@@ -1,0 +1,114 @@
+"""Alarm handling by root cause (issue 15): the alerts of one place and one cause are one incident.
+
+A dark lamp circuit turns a zone's lamp availability and its lamp anomaly count red together: one
+case, the second alert a note on it, one page.  A crowd surge in a zone raises its load rate,
+inflow and crowd-video alerts: listed under one incident, one page, one case; an alert that raises
+the incident's tier still pages.  Alerts of another cause or another zone are incidents of their own.
+"""
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from indicators.alerts.cases import parse_case_config
+from indicators.alerts.rules import RuleDefaults, build_rules
+from indicators.alerts.runtime import DATA_DIR, AlertRuntime, ListNotifier
+from indicators.alerts.store import AlertStore
+
+T0 = datetime(2026, 4, 15, 11, 0, tzinfo=timezone.utc)        # 19:00 in Guangzhou
+TIERS = {"yellow": 80, "orange": 90, "red": 100}
+
+
+def rule_set():
+    d = [
+        RuleDefaults("facility.availability:zone=za,class=lamp@now", "below",
+                     {"yellow": 95, "orange": 90, "red": 80}, family="facility.availability",
+                     labels={"zone": "za", "class": "lamp"}),
+        RuleDefaults("facility.anomalies:zone=za,class=lamp@now", "above", {"yellow": 1, "orange": 3, "red": 6},
+                     family="facility.anomalies", labels={"zone": "za", "class": "lamp"}),
+        RuleDefaults("facility.anomalies:zone=za,class=hydrant@now", "above", {"yellow": 1, "orange": 2, "red": 3},
+                     family="facility.anomalies", labels={"zone": "za", "class": "hydrant"}),
+        RuleDefaults("crowd.load_rate:zone=zb@now", "above", TIERS, family="crowd.load_rate", labels={"zone": "zb"}),
+        RuleDefaults("crowd.inflow:zone=zb@5m", "above", {"yellow": 500, "orange": 800, "red": 1200},
+                     family="crowd.inflow", labels={"zone": "zb"}),
+        RuleDefaults("video.events:zone=zb,algorithm=crowd_gathering@15m", "above",
+                     {"yellow": 2, "orange": 4, "red": 8}, family="video.events",
+                     labels={"zone": "zb", "algorithm": "crowd_gathering"}),
+        RuleDefaults("crowd.load_rate:zone=zc@now", "above", TIERS, family="crowd.load_rate", labels={"zone": "zc"}),
+    ]
+    return build_rules(d, {"override": {x.indicator_id: {"for": "0s"} for x in d}})
+
+
+@pytest.fixture
+def rt():
+    cfg, problems = parse_case_config(tomllib.loads((DATA_DIR / "departments.toml").read_text(encoding="utf-8")))
+    assert problems == []
+    clock = type("Clock", (), {"t": T0, "__call__": lambda self: self.t})()
+    r = AlertRuntime(AlertStore.open(":memory:"), rule_set(), [], {}, clock, ListNotifier(), cases=cfg)
+    r.clock_ = clock
+    return r
+
+
+def tick(rt, minute: int, **values):
+    rt.clock_.t = T0 + timedelta(minutes=minute)
+    quiet = {"facility.availability:zone=za,class=lamp@now": 100.0, "facility.anomalies:zone=za,class=lamp@now": 0.0,
+             "facility.anomalies:zone=za,class=hydrant@now": 0.0, "crowd.load_rate:zone=zb@now": 40.0,
+             "crowd.inflow:zone=zb@5m": 100.0, "video.events:zone=zb,algorithm=crowd_gathering@15m": 0.0,
+             "crowd.load_rate:zone=zc@now": 40.0}
+    vals = {k: (values.get(k, v), "ok") for k, v in quiet.items()}
+    return rt.on_tick(rt.clock_.t, vals)
+
+
+def pages(res) -> list:
+    return [m for m in res.messages if m.channel == "alert"]
+
+
+def test_a_dark_lamp_circuit_opens_one_case(rt):
+    res = tick(rt, 0, **{"facility.availability:zone=za,class=lamp@now": 70.0,
+                         "facility.anomalies:zone=za,class=lamp@now": 9.0})
+    assert sorted(e.kind for e in res.events) == ["firing", "firing"]
+    assert len(pages(res)) == 1, [m.text_zh for m in res.messages]
+    cases = list(rt.cases.values())
+    assert len(cases) == 1, [c.case_id for c in cases]
+    steps = [s["step"] for s in rt.store.case_steps(cases[0].case_id)]
+    assert "merged" in steps, steps                                      # the second alert noted on it
+    # the same zone's hydrants are another cause: their own incident and case
+    res = tick(rt, 1, **{"facility.availability:zone=za,class=lamp@now": 70.0,
+                         "facility.anomalies:zone=za,class=lamp@now": 9.0,
+                         "facility.anomalies:zone=za,class=hydrant@now": 5.0})
+    assert len(pages(res)) == 1 and len(rt.cases) == 2
+    incidents = {a["rule_id"]: a["incident"] for a in rt.active_alerts()}
+    assert incidents["facility.anomalies:zone=za,class=lamp@now"] == "za/facility/lamp" \
+        == incidents["facility.availability:zone=za,class=lamp@now"]
+    assert incidents["facility.anomalies:zone=za,class=hydrant@now"] == "za/facility/hydrant"
+
+
+def test_a_crowd_incident_groups_its_alerts_and_pages_when_it_grows(rt):
+    res = tick(rt, 0, **{"crowd.load_rate:zone=zb@now": 92.0})            # orange: the incident
+    assert len(pages(res)) == 1 and len(rt.cases) == 1
+    res = tick(rt, 1, **{"crowd.load_rate:zone=zb@now": 93.0, "crowd.inflow:zone=zb@5m": 900.0,
+                         "video.events:zone=zb,algorithm=crowd_gathering@15m": 3.0})
+    assert sorted(e.kind for e in res.events) == ["firing", "firing"]
+    assert pages(res) == [] and len(rt.cases) == 1                      # consequences: listed, quiet, one case
+    assert {a["incident"] for a in rt.active_alerts()} == {"zb/crowd"}
+    res = tick(rt, 2, **{"crowd.load_rate:zone=zb@now": 93.0, "crowd.inflow:zone=zb@5m": 1500.0,
+                         "video.events:zone=zb,algorithm=crowd_gathering@15m": 3.0})
+    assert [e.kind for e in res.events] == ["tier_up"] and len(pages(res)) == 1   # red inflow: news
+    # another zone is another incident
+    res = tick(rt, 3, **{"crowd.load_rate:zone=zb@now": 93.0, "crowd.inflow:zone=zb@5m": 1500.0,
+                         "video.events:zone=zb,algorithm=crowd_gathering@15m": 3.0,
+                         "crowd.load_rate:zone=zc@now": 85.0})
+    assert len(pages(res)) == 1 and len(rt.cases) == 1                   # yellow opens no case (min orange)
+
+
+def test_the_console_lists_an_incident_with_its_alerts_under_its_first_one():
+    from dashboard.views import by_incident
+    from indicators.snapshot import Snapshot
+    snap = Snapshot(version=1, now=T0, as_of=T0, incidents={"a": "zb/crowd", "b": "zb/crowd", "c": "zb/crowd",
+                                                            "d": "zc/crowd"})
+    # in severity order: b (red, 2 min), x (no incident), a (orange, 10 min: the first), d, c
+    items = [{"id": i, "minutes": m} for i, m in (("b", 2), ("x", 30), ("a", 10), ("d", 5), ("c", 1))]
+    out = [(i["id"], i["members"], i["head"]) for i in by_incident(items, snap)]
+    assert out == [("a", 2, None), ("b", 0, "a"), ("c", 0, "a"), ("x", 0, None), ("d", 0, None)]
