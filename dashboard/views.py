@@ -230,6 +230,34 @@ def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
     }
 
 
+def by_incident(items: list[dict[str, Any]], snap: Snapshot) -> list[dict[str, Any]]:
+    """The alerts with those of one incident (place and cause, data/alerts/departments.toml
+    [incidents]) together: the incident's first alert (the likely root cause) where the most
+    severe of them stands in ``items``' order, marked with how many joined it (``members``), and
+    the others right under it (``head``: its id).  Alerts of no incident stay as they are."""
+    inc = snap.incidents
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for it in items:
+        k = inc.get(it["id"])
+        if k is not None:
+            groups.setdefault(k, []).append(it)
+    heads = {k: min(g, key=lambda i: (-(i["minutes"] if i["minutes"] is not None else -1), i["id"]))
+             for k, g in groups.items() if len(g) > 1}
+    out, done = [], set()
+    for it in items:
+        k = inc.get(it["id"])
+        if k not in heads:
+            out.append(it | {"members": 0, "head": None})
+            continue
+        if k in done:
+            continue
+        done.add(k)
+        head = heads[k]
+        out.append(head | {"members": len(groups[k]) - 1, "head": None})
+        out.extend(m | {"members": 0, "head": head["id"]} for m in groups[k] if m is not head)
+    return out
+
+
 def zone_tiers(snap: Snapshot) -> dict[str, str]:
     """Zone colour = the highest tier of the zone's firing crowd alerts (the alert state,
     with its pending period and hysteresis, not a re-classification of the value)."""
@@ -361,7 +389,7 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         if v is None:
             zones[zid]["color"] = TIER_RGBA["nodata"]
     firing = _by_severity([a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")], now)
-    items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in firing]
+    items = by_incident([alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in firing], snap)
     counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
     markers = [{"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
                 "asset": i["asset"]}
@@ -377,7 +405,9 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         "now": fmt_local(now),
         "stale_feeds": stale,
         "kpis": _kpis(snap),
-        "alerts": items[:ALERTS_SHOWN], "alert_total": len(items), "alert_counts": counts,
+        # the list: one line per incident (its members counted on it), then alerts of their own
+        "alerts": [i for i in items if i["head"] is None][:ALERTS_SHOWN], "alert_total": len(items),
+        "alert_counts": counts,
         "plans": _plan_items(snap, names),
         "cases": _cases(snap, names),
         "zones": zones,
@@ -418,7 +448,8 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """The operator console: every active alert (filterable in the page), open cases with their
     next steps, active plans with their steps, and the staff who can be dispatched."""
     now = snap.now
-    items = [alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in _by_severity(snap.alerts, now)]
+    items = by_incident([alert_item(a, rule_for(snap, a.rule_id, names), names, now)
+                         for a in _by_severity(snap.alerts, now)], snap)
     cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),

@@ -243,7 +243,8 @@ class Service:
                 plan_defs=rt.plan_defs, warnings=dict(rt.warnings), staff=tuple(rt.staff.values()),
                 feeds=feeds, health=self.health(), trends={k: tuple(v) for k, v in self._trends.items()},
                 buses=self.live_objects.buses(now), video_events=self.live_objects.video(now),
-                thresholds_version=self.pipeline.thresholds_version)
+                thresholds_version=self.pipeline.thresholds_version,
+                incidents={a.alert_id: k for a in alerts if (k := rt.incident_of(a.rule_id)) is not None})
 
     def health(self) -> dict[str, dict[str, Any]]:
         out = dict(self._health)

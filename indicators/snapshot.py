@@ -71,6 +71,7 @@ class Snapshot:
     thresholds_version: int | None = None
     buses: tuple = ()                              # BusPosition, newest per vehicle
     video_events: tuple = ()                       # VideoEvent of the last 15 minutes
+    incidents: Mapping[str, str] = field(default_factory=dict)  # alert id -> incident (zone/cause) it belongs to
 
     def value(self, indicator_id: str) -> float | None:
         v = self.values.get(indicator_id)

@@ -21,7 +21,8 @@
     case: ["立案", "Open case"], escalate: ["上报升级", "Escalate"], escalated: ["已升级", "escalated to level"], nearest: ["最近的空闲人员（建议）", "Nearest available (suggested)"],
     ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
-    alertsMore: ["条告警", "more alerts"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
+    alertsMore: ["条告警", "more alerts"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
+    member: ["↳ 同一事件", "↳ same incident"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     done: ["完成", "Done"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
     degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
     legend: { bus: ["公交车辆", "Buses"], video: ["视频AI事件", "AI video events"], staff: ["巡查人员", "Patrol staff"],
@@ -120,6 +121,7 @@
     body.appendChild(el("div", "st-alert-title", pick(a, "place_") + " · " + pick(a, "title_")));
     body.appendChild(el("div", "st-alert-why", pick(a, "why_")));
     const meta = [tr("since") + " " + a.since];
+    if (a.members) meta.push(tr("joined").replace("{n}", a.members));
     if (a.acked_by) meta.push(tr("ackedBy") + a.acked_by);
     if (a.status !== "firing") meta.push(pick(a, "status_"));
     body.appendChild(el("div", "st-alert-meta", meta.join(" · ")));
@@ -240,11 +242,12 @@
       tr_.appendChild(td);
       return tr_;
     }, (tr_, a) => {
-      tr_.className = "st-tier-" + a.tier;
+      tr_.className = "st-tier-" + a.tier + (a.head ? " st-member" : "") + (a.members ? " st-incident" : "");
       const td = tr_.children;
       td[0].textContent = (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0];
-      td[1].textContent = pick(a, "place_");
-      td[2].textContent = pick(a, "why_");
+      td[1].textContent = (a.head ? tr("member") + " · " : "") + pick(a, "place_");
+      const joined = tr("joined").replace("{n}", a.members);
+      td[2].textContent = pick(a, "why_") + (a.members ? (S.lang === "en" ? " (" + joined + ")" : "（" + joined + "）") : "");
       td[3].textContent = a.since + (a.escalation ? " · " + tr("escalated") + " " + a.escalation + tr("level") : "")
         + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + pick(a, "assignee_") : "");
     });
