@@ -477,14 +477,38 @@ class _Drivers:
         p = sc.get
         self.daily = float(p("crowd.daily_visitors"))
         prof = list(p("crowd.arrival_profile"))
+        self.arr_w0 = _hourly_to_minutes(prof)                      # without a show's evening boost
         boost = p("crowd.evening_boost")
         if boost:
             h0, h1, f = int(boost[0]), int(boost[1]), float(boost[2])
             prof = [v * (f if h0 <= h < h1 else 1.0) for h, v in enumerate(prof)]
         self.arr_w = _hourly_to_minutes(prof)                       # per minute of day, sums to 1
+        # the evening boost is per day of arrivals: the share outside the boost hours stays the day's
+        self.arr_w0 = self.arr_w0 * (self.arr_w[0] / self.arr_w0[0]) if self.arr_w0[0] > 0 else self.arr_w0
+        # day types: the traffic profile and the bridge's reservations follow the calendar
+        self.day_type_fixed = p("calendar.day_type", "calendar")
+        self.holidays = {date.fromisoformat(str(d)) for d in (p("calendar.statutory_holidays", []) or [])}
+        self.traffic_profiles = {k: np.asarray(p(f"traffic.{k}_profile", p("traffic.demand_profile")), dtype=float)
+                                 for k in ("weekday", "weekend", "holiday")}
+        # visitors leave with the last public transport
+        self.last_departure = parse_hhmm(p("crowd.last_departure", "23:59"))
+        self.first_departure = parse_hhmm(p("crowd.first_departure", "06:00"))
+        self.night_stay = float(p("crowd.after_last_departure_stay_min", self.stay0_default(p)))
+        # the light show: cancelled when its viewing zones pass the safe load
+        show = p("crowd.show") or {}
+        self.show = None
+        if show:
+            zp_ = p("crowd.zones", {}) or {}
+            self.show = {"hours": (parse_hhmm(show["hours"][0]), parse_hhmm(show["hours"][1])),
+                         "zones": np.array([z in show["zones"] for z in world.zone_ids]),
+                         # the viewing zones the operator can close: the managed ones (not the city streets)
+                         "watch": np.array([z in show["zones"] and bool(zp_.get(z, {}).get("entry_control", True))
+                                            for z in world.zone_ids]),
+                         "cancel_load": float(show["cancel_load"]), "after": int(show["cancel_after_min"])}
+        self.show_cancelled: dict[int, int] = {}                    # local day -> epoch minute of the cancellation
+        self._over_run = 0
         self.tower_w = _hourly_to_minutes(p("tower.arrival_profile"), smooth=False)
         self.comm_w = _hourly_to_minutes(p("station.commuter_profile"), smooth=False)
-        self.traffic_prof = np.asarray(p("traffic.demand_profile"), dtype=float)
         self.rain = _Knots(sc, "weather.rain_mm_h", self.anchor)
         self.wind_extra = _Knots(sc, "weather.wind_extra_ms", self.anchor)
         self.stay0 = float(p("crowd.mean_stay_min"))
@@ -538,7 +562,38 @@ class _Drivers:
         self._P = 0.0
         self._PT = 0.0
 
+    @staticmethod
+    def stay0_default(p) -> float:
+        return float(p("crowd.mean_stay_min"))
+
     # ---------------------------------------------------------- closed form
+    def day_type(self, day: int) -> str:
+        """``weekday``, ``weekend`` or ``holiday`` of a local day number (days since 1970-01-01)."""
+        if self.day_type_fixed in ("weekday", "weekend", "holiday"):
+            return self.day_type_fixed
+        d = date(1970, 1, 1) + timedelta(days=int(day))
+        if d in self.holidays:
+            return "holiday"
+        return "weekend" if d.weekday() >= 5 else "weekday"
+
+    def holiday(self, minutes: np.ndarray) -> np.ndarray:
+        _, day = self.local(minutes)
+        u = np.unique(day)
+        lut = {int(d): self.day_type(int(d)) == "holiday" for d in u}
+        return np.array([lut[int(d)] for d in day], dtype=bool)
+
+    def area_stay(self, minutes: np.ndarray, stayf: np.ndarray) -> np.ndarray:
+        """Mean remaining stay (min) of the people present: the weather-shortened stay, but nobody
+        stays past the last public transport (metro last departure, the bridge and the buses close
+        before it): the stay is capped by the time left until then, and after it (until the first
+        trains) the few who remain leave within ``after_last_departure_stay_min``."""
+        mod, _ = self.local(minutes)
+        st = self.stay0 * stayf
+        a, b = self.first_departure, self.last_departure
+        night = (mod >= b) | (mod < a)
+        left = np.where(night, 0.0, b - mod)
+        return np.where(night, np.minimum(st, self.night_stay), np.minimum(st, np.maximum(left, self.night_stay)))
+
     @staticmethod
     def local(minutes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(minute of the local day, local day number) of epoch minutes."""
@@ -586,10 +641,26 @@ class _Drivers:
         f = 1.0 / (1.0 + (r / self.rain_half) ** 2) / (1.0 + (wnd / self.wind_half) ** 3)
         return np.where(self.closure(minutes), np.minimum(f, self.closure_factor), f)
 
-    def arrivals(self, minutes: np.ndarray) -> np.ndarray:
-        """Visitor arrivals into the area per minute."""
-        mod, _ = self.local(minutes)
-        return self.daily * self.arr_w[mod] * self.weather_factor(minutes)
+    def arrivals(self, minutes: np.ndarray, boost: bool = True) -> np.ndarray:
+        """Visitor arrivals into the area per minute (``boost=False``: without a show's evening boost)."""
+        mod, day = self.local(minutes)
+        w = self.arr_w[mod]
+        if not boost:
+            w = self.arr_w0[mod]
+        elif self.show_cancelled:                     # a cancelled show draws no more visitors that night
+            cut = np.array([self.show_cancelled.get(int(d), np.iinfo(np.int64).max) for d in day])
+            w = np.where(minutes >= cut, self.arr_w0[mod], w)
+        return self.daily * w * self.weather_factor(minutes)
+
+    def show_on(self, minutes: np.ndarray) -> np.ndarray:
+        """Minutes when the show draws its crowd: its hours, unless cancelled that day."""
+        if self.show is None:
+            return np.zeros(len(minutes), dtype=bool)
+        mod, day = self.local(minutes)
+        a, b = self.show["hours"]
+        on = (mod >= a) & (mod < b)
+        cut = np.array([self.show_cancelled.get(int(d), np.iinfo(np.int64).max) for d in day])
+        return on & (minutes < cut)
 
     def tower_arrivals(self, minutes: np.ndarray) -> np.ndarray:
         mod, _ = self.local(minutes)
@@ -600,8 +671,12 @@ class _Drivers:
         return lam
 
     def traffic_demand(self, minutes: np.ndarray) -> np.ndarray:
-        mod, _ = self.local(minutes)
-        x = np.interp(mod / 60.0, np.arange(25) - 0.0, np.append(self.traffic_prof, self.traffic_prof[0]))
+        mod, day = self.local(minutes)
+        x = np.empty(len(minutes))
+        for d in np.unique(day):
+            m = day == d
+            prof = self.traffic_profiles[self.day_type(int(d))]
+            x[m] = np.interp(mod[m] / 60.0, np.arange(25) - 0.0, np.append(prof, prof[0]))
         r = self.rain_1h(minutes)
         x = x * (1 - 0.1 * np.minimum(r / 50, 1))
         return np.where(self.closure(minutes), x * 0.3, x)
@@ -629,6 +704,10 @@ class _Drivers:
         if self.zone_boost is not None:
             h0, h1, f, m = self.zone_boost
             ev = (mod >= h0 * 60) & (mod < h1 * 60)
+            if self.show is not None:                 # a cancelled show draws nobody to the river
+                _, day = self.local(minutes)
+                cut = np.array([self.show_cancelled.get(int(d), np.iinfo(np.int64).max) for d in day])
+                ev &= minutes < cut
             w[np.ix_(ev, m)] *= f
         s = w.sum(axis=1, keepdims=True)
         return w / np.where(s > 0, s, 1)
@@ -655,29 +734,20 @@ class _Drivers:
         if self._next is None or self._next != m0:
             warm = 720
             mins = np.arange(m0 - warm, m0)
-            lam = self.arrivals(mins)
-            stayf = 0.3 + 0.7 * self.weather_factor(mins)
-            P = lam[0] * self.stay0
-            for i in range(warm):
-                P = P * (1 - 1 / (self.stay0 * stayf[i])) + lam[i]
             lamT = self.tower_arrivals(mins)
             PT = 0.0
             tstay = self._tower_stay(mins)
+            PTs = np.empty(warm)
             for i in range(warm):
                 PT = PT * (1 - 1 / tstay[i]) + lamT[i]
-            self._P, self._PT = P, PT
+                PTs[i] = PT
+            stay = self.area_stay(mins, 0.3 + 0.7 * self.weather_factor(mins))
+            self._over_run = 0
+            P, _, _ = self._area(mins, float(self.arrivals(mins[:1])[0] * stay[0]), PTs)
+            self._P, self._PT = P[-1], PT
         mins = np.arange(m0, m0 + n)
-        lam = self.arrivals(mins)
         wf = self.weather_factor(mins)
         stayf = 0.3 + 0.7 * wf
-        P = np.empty(n)
-        dep = np.empty(n)
-        prev = self._P
-        for i in range(n):
-            d = prev / (self.stay0 * stayf[i])
-            dep[i] = d
-            prev = prev - d + lam[i]
-            P[i] = prev
         lamT = self.tower_arrivals(mins)
         tstay = self._tower_stay(mins)
         PT = np.empty(n)
@@ -685,6 +755,7 @@ class _Drivers:
         for i in range(n):
             prev = prev * (1 - 1 / tstay[i]) + lamT[i]
             PT[i] = prev
+        P, dep, lam = self._area(mins, self._P, PT)
         self._P, self._PT = P[-1], PT[-1]
         self._next = m0 + n
         mod, day = self.local(mins)
@@ -694,10 +765,47 @@ class _Drivers:
             "minutes": mins, "mod": mod, "day": day, "lam": lam, "P": P, "dep": dep, "PT": PT, "wf": wf,
             "stayf": stayf, "rain_i": self.rain(mins), "rain_1h": r1, "rain_90": self.rain_90(mins),
             "wind": self.wind(mins), "closure": self.closure(mins), "zone_w": self.zone_weights(mins),
-            "metro_ent": ent, "metro_ext": ext,
+            "metro_ent": ent, "metro_ext": ext, "holiday": self.holiday(mins),
             "tram0": self.tram_expected(mins, 0), "tram1": self.tram_expected(mins, 1) if len(self.tram_daily) > 1 else np.zeros(n),
             "traffic": self.traffic_demand(mins),
         }
+
+    def _area(self, mins: np.ndarray, P0: float, PT: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """People present in the area (Little's law, one step a minute), departures and arrivals.
+
+        With a show, the operator watches its viewing zones: when the crowd that wants to be there
+        (the zones' share of the people present, before entry control) stays above the safe load
+        for ``cancel_after_min`` minutes, the show is cancelled for the night (as on 27-28 Nov 2018):
+        its evening boost of arrivals and its pull on the riverside end from that minute."""
+        n = len(mins)
+        lam = self.arrivals(mins)
+        stay = self.area_stay(mins, 0.3 + 0.7 * self.weather_factor(mins))
+        watch = None
+        if self.show is not None and self.show_on(mins).any():
+            w = self.zone_weights(mins)
+            zs = self.show["watch"]
+            watch = (self.show_on(mins), w[:, zs].sum(axis=1) / self.w.c1[zs].sum())
+        P = np.empty(n)
+        dep = np.empty(n)
+        prev = P0
+        i = 0
+        while i < n:
+            d = prev / stay[i]
+            dep[i] = d
+            prev = prev - d + lam[i]
+            P[i] = prev
+            if watch is not None and not watch[0][i]:
+                self._over_run = 0
+            elif watch is not None:
+                load = max(prev - PT[i], 0.0) * watch[1][i]
+                self._over_run = self._over_run + 1 if load >= self.show["cancel_load"] else 0
+                if self._over_run >= self.show["after"]:
+                    _, day = self.local(mins[i:i + 1])
+                    self.show_cancelled[int(day[0])] = int(mins[i]) + 1
+                    lam[i + 1:] = self.arrivals(mins[i + 1:])
+                    watch = None
+            i += 1
+        return P, dep, lam
 
     def _tower_stay(self, mins: np.ndarray) -> np.ndarray:
         mod, _ = self.local(mins)
@@ -708,6 +816,30 @@ class _Drivers:
 
 
 # ================================================================== the simulation
+
+def _fill(weights: np.ndarray, people: float, limit: np.ndarray) -> tuple[np.ndarray, float]:
+    """Share ``people`` among zones by ``weights`` with no zone above its ``limit``: a zone's
+    excess goes to the zones with room, in proportion to their weights (people turned back at a
+    full zone's cordon walk on to the next one).  Returns the targets and the people left over
+    when every open zone is full (held outside)."""
+    t = np.zeros(len(weights))
+    free = weights > 0
+    rem = float(people)
+    for _ in range(len(weights)):
+        s = weights[free].sum()
+        if s <= 0 or rem <= 0:
+            break
+        alloc = np.where(free, rem * weights / s, 0.0)
+        over = free & (alloc > limit)
+        if not over.any():
+            t[free] = alloc[free]
+            rem = 0.0
+            break
+        t[over] = limit[over]
+        rem -= float(limit[over].sum())
+        free &= ~over
+    return t, max(rem, 0.0)
+
 
 class _Rngs:
     """One independent generator per feed kind (and one for faults)."""
@@ -720,6 +852,7 @@ class _Rngs:
         self.faults = {k: np.random.default_rng([self.seed, 3000 + i]) for i, k in enumerate(FEED_KINDS)}
         self.setup = np.random.default_rng([self.seed, 7])
         self.damage = np.random.default_rng([self.seed, 8])
+        self.outage = np.random.default_rng([self.seed, 9])
 
     def __getitem__(self, kind: str) -> np.random.Generator:
         return self._g[kind]
@@ -799,8 +932,18 @@ class Simulation:
         self.bin_base = g.uniform(0.02, 0.15, w.bins.n)
         self.lamp_w = np.array([float(str(a.get("lamp", "LED 100 W")).split()[1]) if len(str(a.get("lamp", "")).split()) > 1
                                 else 100.0 for a in w.lamps.attrs])
-        self.lamp_broken = g.random(w.lamps.n) < float(sc.num("facility.lamp_background_dark"))
         self.road_factor = g.uniform(0.7, 1.1, w.roads.n)
+        # entry control: a zone stops letting people in at its limit; the bridge's reservations on holidays
+        zp = sc.get("crowd.zones", {}) or {}
+        ctl = np.array([bool(zp.get(z, {}).get("entry_control", True)) for z in w.zone_ids])
+        # (the tower, the station concourse and the tram platform have their own controls: lifts, gates)
+        self.zone_limit = np.where(ctl & self.drv.generic, float(sc.num("crowd.entry_stop_load")) * w.c1, np.inf)
+        self.reservation = None
+        for z, zid in enumerate(w.zone_ids):
+            rl = zp.get(zid, {}).get("reservation_load")
+            if rl is not None:
+                self.reservation = (z, float(rl) * float(w.c1[z]))
+        self.held_back = 0.0
         self.free_speed, self.lanes, self.road_cap = self._road_figures()
         # gates: per zone the gate indices and fixed split weights
         self.gate_groups = {}
@@ -823,6 +966,18 @@ class Simulation:
         self.cam_fov = np.array([float(a.get("fov_deg", 90)) for a in w.cams.attrs])
         # failures (scheduled) and storm damage (latched)
         self.cam_offline_since = np.full(w.cams.n, np.iinfo(np.int64).max)
+        # everyday outages: each camera and lamp alternates between working and failed (exponential
+        # times, mean repair time mttr_h), at the long-run availability of [defaults.facility.outages]
+        self.outages = {}
+        for key, n in (("camera", w.cams.n), ("lamp", w.lamps.n)):
+            o = sc.num(f"facility.outages.{key}")
+            u, mttr = float(o["unavailable"]), float(o["mttr_h"]) * 60.0
+            mtbf = mttr * (1 - u) / u if u > 0 else np.inf
+            down = self.rng.outage.random(n) < u
+            nxt = self.start_ms + (self.rng.outage.exponential(1.0, n) * np.where(down, mttr, mtbf) * _MIN_MS)
+            self.outages[key] = {"down": down, "next": np.minimum(nxt, 2 ** 62).astype(np.int64),
+                                 "since": np.where(down, self.start_ms - _MIN_MS, np.iinfo(np.int64).max),
+                                 "mttr": mttr, "mtbf": mtbf}
         self.lamp_dark_since = np.full(w.lamps.n, np.iinfo(np.int64).max)
         self.hyd_fail = np.full(w.hydrants.n, np.iinfo(np.int64).max)
         self.hyd_level = np.zeros(w.hydrants.n)
@@ -858,7 +1013,8 @@ class Simulation:
             self.failure_cases.append((t, {"pressure_loss": "fire_hydrant", "cover_displaced": "manhole_cover",
                                            "camera_offline": "cctv_camera", "stopped": "lift"}[eff], i, eff))
         dmg = sc.get("storm_damage") or {}
-        self.dmg = {k: float(v) for k, v in dmg.items()}
+        self.dmg_ramp = tuple(float(v) for v in dmg.get("wind_ramp_ms", (10.0, 20.0)))
+        self.dmg = {k: float(v) for k, v in dmg.items() if k != "wind_ramp_ms"}
         self.dmg_u = {"cam": g.random(w.cams.n), "lamp": g.random(w.lamps.n), "cover": g.random(w.covers.n)}
         # stations: L3, APM, tram 0, tram 1
         st_ids = [i for i in w.metro.ids if "l3" in i] + [i for i in w.metro.ids if "apm" in i] + w.trams.ids
@@ -902,6 +1058,7 @@ class Simulation:
     def _minute(self, ex: dict, i: int, first: bool) -> None:
         t0 = int(ex["minutes"][i]) * _MIN_MS
         k = set(self.kinds)
+        self._update_outages(t0)
         self._update_failures(ex, i, t0)
         st = self._station(ex, i, t0)            # needed by crowd and gates
         cr = self._crowd(ex, i, t0, st)
@@ -1040,11 +1197,31 @@ class Simulation:
         return out
 
     # ------------------------------------------------------------ failures
+    def _update_outages(self, t0: int) -> None:
+        """Everyday outages: assets whose state changes this minute fail or come back."""
+        g = self.rng.outage
+        end = t0 + _MIN_MS
+        for o in self.outages.values():
+            while True:
+                due = np.flatnonzero(o["next"] < end)
+                if due.size == 0:
+                    break
+                now_down = ~o["down"][due]
+                o["down"][due] = now_down
+                o["since"][due] = np.where(now_down, np.maximum(o["next"][due], t0), np.iinfo(np.int64).max)
+                mean = np.where(now_down, o["mttr"], o["mtbf"])
+                step = np.clip(g.exponential(1.0, due.size) * mean * _MIN_MS, _MIN_MS, 2 ** 61)
+                o["next"][due] = o["next"][due] + step.astype(np.int64)
+
+    def _camera_online(self, t0: int) -> np.ndarray:
+        return (self.cam_offline_since > t0) & ~self.outages["camera"]["down"]
+
     def _update_failures(self, ex: dict, i: int, t0: int) -> None:
         """Storm damage latches assets out as the wind rises (typhoon)."""
         if not self.dmg:
             return
-        s = float(np.clip((ex["wind"][i] - 10.0) / 10.0, 0.0, 1.0))
+        lo, hi = self.dmg_ramp
+        s = float(np.clip((ex["wind"][i] - lo) / (hi - lo), 0.0, 1.0))
         if s <= 0:
             return
         for key, arr, frac in (("cam", self.cam_offline_since, self.dmg.get("camera_offline", 0.0)),
@@ -1132,17 +1309,28 @@ class Simulation:
         if d.z_tram >= 0:
             target[d.z_tram] = st["tram_target"]
             special += st["tram_target"]
-        target += ex["zone_w"][i] * max(P_total - special, 0.0)
+        limit = self.zone_limit.copy()
+        res = self.reservation is not None and bool(ex["holiday"][i])
+        if res:
+            zr, cap_r = self.reservation
+            limit[zr] = min(limit[zr], cap_r)
+        generic, self.held_back = _fill(ex["zone_w"][i], max(P_total - special, 0.0), limit)
+        target += generic
         stay = d.stay_z * float(ex["stayf"][i])
         if d.z_tower >= 0:
             stay[d.z_tower] = d._tower_stay(ex["minutes"][i:i + 1])[0]
         if self.P is None:
-            self.P = np.round(target).astype(np.int64)
+            self.P = np.round(np.minimum(target, limit)).astype(np.int64)
         prev = self.P
         p_leave = np.clip(np.maximum(1.0 / np.maximum(stay, 1.0),
                                      (prev - target) / np.maximum(prev, 1)), 0.0, 1.0)
         D = g.binomial(prev, p_leave)
         A = g.poisson(np.maximum(target - prev * (1 - p_leave), 0.0))
+        # entry control: the gates and cordons let nobody in past the limit (one in, one out)
+        room = np.where(np.isfinite(limit), np.maximum(np.floor(limit) - (prev - D), 0), np.iinfo(np.int32).max)
+        A = np.minimum(A, room.astype(np.int64))
+        if res:                               # timed reservations: a slot's tickets are used through the slot
+            A[zr] = min(int(A[zr]), int(math.ceil(cap_r / max(stay[zr], 1.0))))
         self.P = prev - D + A
         ms = t0 + self.phase["crowd"]
         ids = _join(_str("crowd:" + z for z in w.zone_ids), _ms_text(ms), sep="@")
@@ -1196,11 +1384,12 @@ class Simulation:
             "none": np.ones(w.cams.n),
         }
         mult = np.column_stack([drivers[dv] for dv in self.alg_driver])          # [C, A]
-        online = (self.cam_offline_since > t0).astype(float)
+        online = self._camera_online(t0).astype(float)
         lam = self.cam_app * mult * self.alg_rate[None, :] * online[:, None] / 60.0
         counts = g.poisson(lam)
         # a camera dropping offline reports itself once
-        newly = (self.cam_offline_since >= t0) & (self.cam_offline_since < t0 + _MIN_MS)
+        went_at = np.minimum(self.cam_offline_since, self.outages["camera"]["since"])
+        newly = (went_at >= t0) & (went_at < t0 + _MIN_MS)
         counts[newly, _ALG_INDEX["camera_abnormal"]] += 1
         cam, alg = np.nonzero(counts)
         if cam.size == 0:
@@ -1211,7 +1400,7 @@ class Simulation:
         n = cam.size
         ms = t0 + g.integers(0, _MIN_MS, n)
         went = newly[cam] & (alg == _ALG_INDEX["camera_abnormal"])
-        ms[went] = np.clip(self.cam_offline_since[cam[went]], t0, t0 + _MIN_MS - 1)
+        ms[went] = np.clip(went_at[cam[went]], t0, t0 + _MIN_MS - 1)
         order = np.argsort(ms, kind="stable")
         cam, alg, ms = cam[order], alg[order], ms[order]
         lo, hi = sc.num("video.confidence")
@@ -1251,7 +1440,7 @@ class Simulation:
             parts_val.append(np.asarray(values, dtype=float))
 
         # cameras: online every minute
-        online = (self.cam_offline_since > t0).astype(float)
+        online = self._camera_online(t0).astype(float)
         add("cctv_camera", np.arange(w.cams.n), "camera_online", online)
         # lifts and escalators every minute
         lift_zone = np.array([w.zone_ids[z] if z >= 0 else "" for z in w.lifts.zone])
@@ -1272,7 +1461,7 @@ class Simulation:
         due = np.flatnonzero((m + lo) % int(sc.num("facility.lamp_period_min")) == 0)
         if due.size:
             dark = bool(d.dark(np.array([m]), float(sc.num("facility.lamp_dusk_margin_min")))[0])
-            lit = dark & (self.lamp_dark_since[due] > t0) & ~self.lamp_broken[due]
+            lit = dark & (self.lamp_dark_since[due] > t0) & ~self.outages["lamp"]["down"][due]
             add("lamp_pole", due, "lamp_on", lit.astype(float))
             power = np.where(lit, self.lamp_w[due] * g.uniform(0.96, 1.02, due.size), g.uniform(0, 1.5, due.size))
             add("lamp_pole", due, "lamp_power_w", power)
@@ -1367,9 +1556,11 @@ class Simulation:
         BPR below capacity, a queue above it."""
         x = np.maximum(x, 0)
         under = x <= 1
+        a, b = (float(v) for v in self.scenario.num("traffic.bpr"))
+        q = float(self.scenario.num("traffic.queue_slowdown"))
         flow = np.where(under, x * self.road_cap, self.road_cap * np.maximum(0.55, 1 - 0.5 * (x - 1)))
-        speed = np.where(under, free / (1 + 0.15 * x ** 4), free / 1.15 / (1 + 4 * (x - 1)))
-        return flow, speed
+        ratio = np.where(under, 1 + a * x ** b, (1 + a) * (1 + q * (x - 1)))     # travel time / free-flow
+        return flow, free / ratio
 
     # ------------------------------------------------------------ weather
     def _weather(self, ex: dict, i: int, t0: int) -> tuple[pa.Table, np.ndarray]:
@@ -1386,12 +1577,16 @@ class Simulation:
         temp = mean + float(sc.num("weather.diurnal_amplitude_c")) * math.sin(2 * math.pi * (mod / 60 - 9) / 24)
         temp -= 4.0 * min(r1 / 30.0, 1.0)
         wind = float(ex["wind"][i])
-        gf = sc.num("weather.gust_factor")
         n = len(ids_)
         temps = np.array([temp, temp + float(sc.num("weather.top_temp_offset_c"))])[:n] + g.normal(0, 0.2, n)
-        winds = np.array([wind, wind * float(sc.num("weather.top_wind_factor"))])[:n] * g.uniform(0.85, 1.15, n)
-        gfac = g.uniform(gf[0], gf[1], n)
-        gfac[1:] = 1 + (gfac[1:] - 1) / 2          # gusts relatively smaller aloft
+        # the wind's height profile (power law of GB 50009) and its gusts (peak factor x turbulence,
+        # the turbulence falling with height): the same storm at the base and at the top of the tower
+        z = np.asarray(sc.num("weather.station_height_m"), dtype=float)[:n]
+        alpha = float(sc.num("weather.wind_profile_alpha"))
+        ratio = (z / 10.0) ** alpha
+        winds = wind * ratio * g.uniform(0.85, 1.15, n)
+        turb = float(sc.num("weather.turbulence_10m")) * (z / 10.0) ** (-alpha)
+        gfac = 1 + float(sc.num("weather.gust_peak_factor")) * turb * g.uniform(*sc.num("weather.gust_scatter"), n)
         hum = np.clip(75 - 2.5 * (temps - mean) + 20 * min(r1 / 20.0, 1.0) + g.normal(0, 2, n), 20, 100)
         vis = np.maximum(float(sc.num("weather.visibility_m")) / (1 + r1 / 6.0) * g.uniform(0.9, 1.1, n), 150)
         rain = np.maximum(r1 * g.uniform(0.95, 1.05, n), 0.0)
@@ -1522,6 +1717,12 @@ class Simulation:
             else:
                 keep.append((fms, grp, j, eff))
         self.failure_cases = keep
+        # the light show cancelled for the crowd: the notice to the staff
+        for cut in self.drv.show_cancelled.values():
+            if t0 <= cut * _MIN_MS < t0 + _MIN_MS:
+                zs = np.flatnonzero(self.drv.show["zones"])
+                z = int(zs[np.argmax(self.load[zs])])
+                self._open_case(g, cut * _MIN_MS + 1000, "crowd_safety", z, text["templates"]["show_cancelled"], None)
         # scheduled notices
         for nt in sc.get("notices", []) or []:
             nms = _ms(sc.at_time(nt["at"], self.drv.anchor))
@@ -2203,6 +2404,11 @@ def describe(tables: dict[str, pa.Table], scenario: Scenario | None = None, worl
         out["share_below_80"] = round(float(np.mean(load[~np.isnan(load)] < 0.8)), 3)
         zones = np.array(cr.column("zone_id").to_pylist())
         out["zones_over_100"] = int(len(set(zones[load > 1.0])))
+        out["zones_at_capacity"] = int(len(set(zones[load >= 0.99])))
+        for z in world.zone_ids:
+            m = zones == z
+            if m.any():
+                out[f"load_max.{z}"] = round(float(np.nanmax(load[m])), 3)
     for k in FEED_KINDS:
         out[f"rows_per_hour.{k}"] = round(tables[k].num_rows / hours)
     st = tables["station"]
