@@ -2,7 +2,9 @@
 
 * the figures as a pure function over hand-made event lists: rates, the worst
   hour and 10 minutes, floods (> 10 in a 10-minute period, not >= 10) and
-  manageable hours, tiers and the tier -> priority mapping, the bad actors'
+  manageable hours, tiers and priorities (the rationale's consequence x time
+  to act; the tier for a rule it does not document), log-only events apart,
+  the bad actors'
   order, chattering, standing and still-active alerts, cases / plans /
   messages / escalations in the window, the ``--from/--to`` window;
 * end to end: a 1-hour ``normal-weekday`` recording from 18:00 through the
@@ -98,7 +100,7 @@ def test_periods_cut_by_the_window_are_left_out_of_the_shares_but_their_alerts_c
 
 
 # ----------------------------------------------------------------------------- tiers and priorities
-def test_tier_is_the_highest_reached_and_priority_follows_the_stated_mapping():
+def test_tier_is_the_highest_reached_and_an_undocumented_rule_takes_its_priority_from_the_tier():
     assert PRIORITY == {"red": "urgent", "orange": "high", "yellow": "low"}
     log = Log()
     log.fire("a|", at(1), "orange").add("a|", "tier_up", at(2), "red").add("a|", "tier_down", at(3), "orange",
@@ -116,7 +118,34 @@ def test_tier_is_the_highest_reached_and_priority_follows_the_stated_mapping():
     assert r["red_share"] == 0.4
     assert r["priority_mapping"] == PRIORITY
     text = "\n".join(render_text(r))
-    assert "red → urgent, orange → high, yellow → low" in text and "advisories (blue" in text
+    assert "consequence × time to act" in text and "advisories (blue" in text
+    assert r["priority_rule"]["undocumented"] == 5 and r["log_events"]["total"] == 0
+
+
+def test_priority_and_log_events_come_from_the_rationale():
+    """Documented rules take the priority of their judgement at the episode's tier
+    (data/alerts/rationale.toml); a tier without operator action is a log event."""
+    from indicators.alerts.rationale import priority
+    load = "crowd.load_rate:zone=west_plaza@now"
+    fall = "video.events:zone=west_plaza,algorithm=fall@15m"
+    litter = "video.events:zone=west_plaza,algorithm=exposed_litter@15m"
+    peak = "crowd.load_rate_peak:zone=west_plaza@1h"               # log only: history, not the state now
+    log = Log()
+    log.fire("l1|", at(1), "yellow", rule=load).fire("l2|", at(2), "orange", rule=load)
+    log.fire("l3|", at(3), "yellow", rule=load).add("l3|", "tier_up", at(4), "red")
+    log.fire("f1|", at(5), "yellow", rule=fall).fire("t1|", at(6), "red", rule=litter)
+    log.fire("p1|", at(7), "red", rule=peak).fire("p2|", at(8), "orange", rule=peak)
+    log.fire("c1|", at(9), "red", rule="compound:core_crowd_level_i")
+    r = alarm_report(log.events, start=T0, end=at(60))
+    assert r["alerts"]["total"] == 6
+    assert r["log_events"]["total"] == 2 and r["log_events"]["by_family"] == {"crowd.load_rate_peak": 2}
+    assert [priority(load, t) for t in ("yellow", "orange", "red")] == ["low", "high", "urgent"]
+    assert priority(fall, "yellow") == "high" and priority(litter, "red") == "low"
+    assert r["by_priority"] == {"urgent": 2, "high": 2, "low": 2}
+    assert r["by_tier_priority"] == {"red": {"urgent": 2, "low": 1}, "orange": {"high": 1},
+                                     "yellow": {"high": 1, "low": 1}}
+    assert r["priority_rule"]["undocumented"] == 0 and r["priority_rule"]["matrix"]["severe"]["immediate"] == "urgent"
+    assert all(b["rule_id"] != peak for b in r["bad_actors"])
 
 
 # ----------------------------------------------------------------------------- bad actors
@@ -323,18 +352,28 @@ def test_cli_on_an_hour_of_normal_weekday_agrees_with_the_store(tmp_path):
             first_at[aid], rule_of[aid] = min(first_at.get(aid, _t(t)), _t(t)), rid
         if kind in ("firing", "tier_up", "refiring") and tier:
             top[aid] = max(top.get(aid, 0), RANK[tier])
+    from indicators.alerts.rationale import is_log_only
     blue = {aid for aid, k in top.items() if k == RANK["blue"]}
+    tier_name = {v: k for k, v in RANK.items()}
+    logged = {aid for aid, k in top.items() if aid not in blue and aid in rule_of
+              and is_log_only(rule_of[aid], tier_name[k])}
+    assert r["log_events"]["total"] == sum(1 for aid in logged if lo <= first_at[aid] <= hi)
+    blue |= logged                         # neither advisories nor log events are alarms
     firsts = [(aid, rule_of[aid], t.isoformat()) for aid, t in first_at.items() if aid not in blue]
     counted = [(aid, rid) for aid, rid, t in firsts if lo <= _t(t) <= hi]
     assert a["total"] == len(counted) > 0
-    assert r["advisories"]["total"] == sum(1 for aid in blue if lo <= first_at[aid] <= hi)
+    assert r["advisories"]["total"] == sum(1 for aid in blue - logged if lo <= first_at[aid] <= hi)
     assert sum(p["alerts"] for p in a["per_clock_hour"]) == a["total"]
     assert a["worst_10_min"]["alerts"] <= a["worst_hour"]["alerts"] <= a["total"]
     assert a["per_hour_mean"] == round(a["total"] / w["hours"], 2)
     assert sum(r["by_tier"].values()) == sum(r["by_priority"].values()) == a["total"]
-    assert r["by_priority"]["urgent"] == r["by_tier"]["red"]
-    assert r["by_priority"]["high"] == r["by_tier"]["orange"]
-    assert r["by_priority"]["low"] == r["by_tier"]["yellow"] and r["by_tier"]["blue"] == 0
+    assert r["by_tier"]["blue"] == 0
+    # the priorities are the rationale's for each counted episode's rule and tier
+    from collections import Counter
+
+    from indicators.alerts.rationale import priority
+    want = Counter(priority(rule_of[aid], {v: k for k, v in RANK.items()}[top[aid]]) or "none" for aid, _ in counted)
+    assert {k: v for k, v in r["by_priority"].items() if v} == dict(want)
     assert sum(a["by_group"].values()) == a["total"]
     # the bad actors' counts are the store's, most first
     per_rule: dict[str, int] = {}
@@ -371,4 +410,4 @@ def test_cli_on_an_hour_of_normal_weekday_agrees_with_the_store(tmp_path):
     sub = alarm_report(events, start=sub_lo, end=sub_hi)
     assert sub["alerts"]["total"] == sum(1 for _, _, t in firsts if sub_lo <= _t(t) <= sub_hi)
     text = "\n".join(render_text(r))
-    assert "Top" in text and "bad actors" in text and "red → urgent" in text
+    assert "Top" in text and "bad actors" in text and "consequence × time to act" in text

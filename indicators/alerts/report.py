@@ -8,7 +8,9 @@ clock, file or store.  ``scenic-twin alarms report RECORDING_DIR`` (the
 application layer, :func:`indicators.cli.run_alarm_report`) runs a recording
 through the engine and the alert runtime exactly as the live service does
 (:class:`indicators.pipeline.Pipeline`, 15 s cadence, 15 min warm-up) and
-hands what it produced to this function.
+hands what it produced to this function.  The priorities come from the
+shipped rationale (``data/alerts/rationale.toml``, read once) unless a
+:class:`~.rationale.Rationale` is passed.
 
 What is counted, and how (the same definitions are in every report, key
 ``definitions``):
@@ -24,8 +26,14 @@ What is counted, and how (the same definitions are in every report, key
   the window when it first fired in it.
 * its **tier** is the highest tier the episode reached within the window
   (``firing``, ``tier_up``, ``refiring`` events);
-* **priority** follows the tier: red -> urgent, orange -> high, yellow ->
-  low (:data:`PRIORITY`);
+* **priority** is the rationalised one (:mod:`.rationale`,
+  ``data/alerts/rationale.toml``): consequence x time to act of the rule's
+  judgement at the episode's tier (urgent / high / low); a rule the file does
+  not document falls back to its tier (:data:`PRIORITY`: red -> urgent,
+  orange -> high, yellow -> low) and is counted as ``undocumented``;
+* a **log event** is an episode whose rule, at its tier, has no operator
+  action in the rationale (``log_only``): an event for the log, not an
+  alarm; counted apart like the advisories, in no other figure;
 * **rates**: mean = alerts / counted hours; worst hour and worst 10 minutes
   are the most alerts in any 60 or 10 minutes (sliding, starting at an
   alert); the shares are over the complete clock periods (local time,
@@ -60,11 +68,12 @@ from typing import Any, Iterable, Mapping, Sequence
 from indicators.localtime import to_local
 
 from . import ADVISORY_TIERS, RANK, TIERS
+from .rationale import FALLBACK_PRIORITY, PRIORITIES, Rationale, default_rationale
 
-PRIORITY: dict[str, str] = {"red": "urgent", "orange": "high", "yellow": "low"}
-"""Alarm priority by tier; blue is an advisory (:data:`indicators.alerts.ADVISORY_TIERS`), not an alarm."""
-"""Tier -> alarm priority (ANSI/ISA-18.2 style: urgent / high / low)."""
-PRIORITIES: tuple[str, ...] = ("urgent", "high", "low")
+PRIORITY: dict[str, str] = dict(FALLBACK_PRIORITY)
+"""Tier -> priority of a rule the rationale does not document (the priority before
+rationalisation); every documented rule takes its priority from the rationale's
+consequence x time-to-act matrix (:mod:`.rationale`).  Blue is an advisory."""
 PRIORITY_ZH: dict[str, str] = {"urgent": "紧急", "high": "高", "low": "低"}
 PRIORITY_TARGET: dict[str, float] = {"urgent": 0.05, "high": 0.15, "low": 0.80}
 """The usual target distribution of what fires (EEMUA 191 as summarised by vendors)."""
@@ -94,7 +103,11 @@ DEFINITIONS: dict[str, str] = {
     "advisory": "an episode that fired and stayed blue (IV): it colours the wall and is logged but pages nobody; "
                 "counted apart, in no other figure",
     "tier": "the highest tier the episode reached within the window",
-    "priority": "red -> urgent, orange -> high, yellow -> low (blue is an advisory)",
+    "priority": "the rationale's priority (data/alerts/rationale.toml): consequence x time to act of the rule's "
+                "judgement at the episode's tier; a rule it does not document: red -> urgent, orange -> high, "
+                "yellow -> low (priority_mapping), counted in priority_rule.undocumented",
+    "log_event": "an episode whose rule has no operator action at its tier (log_only in the rationale): an event "
+                 "for the log, not an alarm; counted apart (log_events), in no other figure",
     "per_hour_mean": "alerts / hours in the counted window",
     "worst": "most alerts in any 60 (10) minutes of the window, sliding",
     "flood": f"a complete 10-minute clock period (local time) with more than {FLOOD_PER_10_MIN} alerts",
@@ -266,8 +279,6 @@ def _episodes(events: Iterable[Any], end: datetime) -> tuple[dict[str, _Episode]
                 ep.tier = tier
         if kind in ENDED and ep.fired_at is not None and ep.ended_at is None:
             ep.ended_at = t
-        elif kind == "refiring":             # a chattering alert back after it ended: the same episode again
-            ep.ended_at = None
         ep.status = _get(e, "to_status") or ep.status
     return eps, rows
 
@@ -328,7 +339,8 @@ def _share(n: int, d: int) -> float | None:
 # --------------------------------------------------------------------------- the figures
 def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases: Iterable[Any] = (),
                  plan_events: Iterable[Any] = (), case_steps: Iterable[Any] = (), messages: Iterable[Any] = (),
-                 names: Names | None = None, edge_s: float = 15.0, top: int = TOP_BAD_ACTORS) -> dict[str, Any]:
+                 names: Names | None = None, edge_s: float = 15.0, top: int = TOP_BAD_ACTORS,
+                 rationale: Rationale | None = None) -> dict[str, Any]:
     """The alarm-management figures of the window [``start``, ``end``] (see the module docstring).
 
     ``events``: alert events (mappings or objects with ``alert_id``,
@@ -340,7 +352,9 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     ``step``, ``at``; ``messages``: ``channel``, ``created_at``.  Times are
     aware datetimes or ISO 8601 strings.  ``edge_s``: how much of a clock
     period the window may cut off and the period still count as complete
-    (the evaluation interval).  Pure: same input, same output.
+    (the evaluation interval).  ``rationale``: the judgements that give the
+    priorities and the log-only events (default: the shipped file).  Pure:
+    same input, same output.
     """
     start, end = _time(start), _time(end)
     names = names or Names()
@@ -351,8 +365,13 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     advisory = {a for a, ep in eps.items() if ep.tier in ADVISORY_TIERS}
     advisories = [ep for a, ep in eps.items() if a in advisory and ep.fired_at is not None
                   and start <= ep.fired_at <= end]
-    eps = {a: ep for a, ep in eps.items() if a not in advisory}
-    rows = [(e, t) for e, t in rows if _get(e, "alert_id") not in advisory]
+    # log events (no operator action at that tier, data/alerts/rationale.toml) likewise
+    rat = rationale or default_rationale()
+    logged = {a for a, ep in eps.items() if a not in advisory and ep.tier and rat.is_log_only(ep.rule_id, ep.tier)}
+    log_events = [ep for a, ep in eps.items() if a in logged and ep.fired_at is not None
+                  and start <= ep.fired_at <= end]
+    eps = {a: ep for a, ep in eps.items() if a not in advisory and a not in logged}
+    rows = [(e, t) for e, t in rows if _get(e, "alert_id") not in advisory and _get(e, "alert_id") not in logged]
 
     # ---- alerts raised in the window
     raised = sorted((ep for ep in eps.values() if ep.fired_at is not None and start <= ep.fired_at <= end),
@@ -369,7 +388,12 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     manageable = [p for p in full_h if p["alerts"] <= MANAGEABLE_PER_HOUR]
 
     by_tier = Counter(ep.tier or "none" for ep in raised)
-    by_priority = Counter(PRIORITY.get(ep.tier or "", "none") for ep in raised)
+    prio = {ep.alert_id: (rat.priority(ep.rule_id, ep.tier) if ep.tier else None) or "none" for ep in raised}
+    by_priority = Counter(prio.values())
+    tier_priority: dict[str, Counter] = defaultdict(Counter)
+    for ep in raised:
+        tier_priority[ep.tier or "none"][prio[ep.alert_id]] += 1
+    undocumented = [ep for ep in raised if not rat.documented(ep.rule_id)]
     by_group = Counter(("forecast" if ep.rule_id.startswith("forecast:") else
                         "compound" if ep.rule_id.startswith("compound:") else "threshold") for ep in raised)
     by_family = Counter(names.describe(ep.rule_id)["family"] for ep in raised)
@@ -459,6 +483,14 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     return {
         "definitions": DEFINITIONS,
         "priority_mapping": dict(PRIORITY),
+        "priority_rule": {"file": "data/alerts/rationale.toml", "matrix": rat.matrix,
+                          "bands_max_min": {n: m for n, m in rat.bands}, "target": dict(PRIORITY_TARGET),
+                          "undocumented": len(undocumented),
+                          "undocumented_rules": sorted({ep.rule_id for ep in undocumented})[:top]},
+        "log_events": {"total": len(log_events), "per_hour_mean": per_h(len(log_events)),
+                       "by_family": dict(sorted(Counter(names.describe(ep.rule_id)["family"]
+                                                        for ep in log_events).items(),
+                                                key=lambda kv: (-kv[1], kv[0])))},
         "advisories": {"total": len(advisories), "per_hour_mean": per_h(len(advisories)),
                        "by_family": dict(sorted(Counter(names.describe(ep.rule_id)["family"]
                                                         for ep in advisories).items(),
@@ -486,6 +518,8 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
         "by_priority": {p: by_priority.get(p, 0) for p in PRIORITIES} | ({"none": by_priority["none"]}
                                                                          if by_priority.get("none") else {}),
         "priority_share": {p: _share(by_priority.get(p, 0), total) for p in PRIORITIES},
+        "by_tier_priority": {t: {p: n for p in PRIORITIES + ("none",) if (n := tier_priority[t].get(p, 0))}
+                             for t in list(reversed(TIERS)) + ["none"] if tier_priority.get(t)},
         "red_share": _share(by_tier.get("red", 0), total),
         "bad_actors": bad,
         "bad_actors_share": _share(sum(b["alerts"] for b in bad), total),
@@ -615,12 +649,24 @@ def render_text(r: Mapping[str, Any]) -> list[str]:
     out.append("  per clock hour: " + ", ".join(f"{p['from_local'][11:]} {p['alerts']}{'' if p['complete'] else '*'}"
                                                for p in a["per_clock_hour"]) + "   (* incomplete hour)")
     out.append("")
-    out.append("Priority (red → urgent, orange → high, yellow → low; target ≈ 5 / 15 / 80 %)")
+    lg = r.get("log_events") or {}
+    out.append(f"  log events (no operator action in the rationale, page nobody, not counted below): "
+               f"{lg.get('total', 0):,}" + (f", {lg['per_hour_mean']} per hour" if lg.get("per_hour_mean") is not None
+                                            else "")
+               + (" — " + ", ".join(f"{k} {v}" for k, v in list(lg["by_family"].items())[:6]) if lg.get("by_family")
+                  else ""))
+    pr = r.get("priority_rule") or {}
+    out.append("")
+    out.append("Priority (consequence × time to act, data/alerts/rationale.toml; target ≈ 5 / 15 / 80 %)")
+    btp = r.get("by_tier_priority") or {}
     for p in PRIORITIES:
-        tiers = "/".join(t for t, pr in PRIORITY.items() if pr == p)
+        target = PRIORITY_TARGET[p]
         out.append(f"  {p:<7s} {PRIORITY_ZH[p]:<3s} {r['by_priority'].get(p, 0):>8,}  {_pct(r['priority_share'][p]):>8s}"
-                   f"   {tiers}: " + ", ".join(f"{t} {r['by_tier'].get(t, 0):,}" for t in TIERS[::-1]
-                                               if PRIORITY.get(t) == p))
+                   f"   (target {_pct(target)})  by tier: "
+                   + ", ".join(f"{t} {btp[t][p]:,}" for t in btp if btp[t].get(p)))
+    if pr.get("undocumented"):
+        out.append(f"  undocumented rules (priority by tier): {pr['undocumented']} alerts — "
+                   + ", ".join(pr.get("undocumented_rules") or []))
     out.append("")
     out.append(f"Top {len(r['bad_actors'])} bad actors (rule × place), {_pct(r['bad_actors_share'])} of all alerts")
     for i, b in enumerate(r["bad_actors"], 1):
