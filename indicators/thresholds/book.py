@@ -9,7 +9,9 @@ saved threshold version (or a proposed one) it answers
   policies, escalation, enabled, profiles with their calendars, and for each
   part its source: ``catalog`` (``data/catalog/families.toml``), ``shipped``
   (``data/alerts/thresholds.toml``), ``saved`` (the threshold version) or
-  ``built-in`` (the rules module's default);
+  ``built-in`` (the rules module's default); and the rule's rationale per
+  tier (cause, consequence, operator action, time to act, priority, source:
+  ``data/alerts/rationale.toml``, :mod:`indicators.alerts.rationale`);
 * :meth:`Book.search` - the rules matching a text, family, zone, feed, level
   or side, one line each.
 """
@@ -51,6 +53,7 @@ class Book:
     families: dict[str, FamilyInfo] = field(default_factory=dict)
     baseline: Baseline = field(default_factory=load_baseline)
     classes: Mapping[str, Any] = field(default_factory=dict)     # facility classes (operating schedules)
+    rationale: Any = None                                        # a Rationale; None: the shipped one
 
     @classmethod
     def from_catalog(cls, catalog=None, inventory=None, baseline: Baseline | None = None) -> "Book":
@@ -130,7 +133,14 @@ class Book:
             "profiles": profiles,
             "schedule": self._schedule(d),
             "catalog_default": {"direction": d.direction, "tiers": dict(d.tiers)},
+            "rationale": self._rationale(rule.id, [t.name for t in rule.tiers]),
         }
+
+    def _rationale(self, rule_id: str, tiers: list[str]) -> dict[str, Any] | None:
+        """What each tier of the rule means and how urgent it is (None: the
+        rationale file has no entry for it)."""
+        from indicators.alerts.rationale import default_rationale, describe_rule
+        return describe_rule(rule_id, tiers, self.rationale or default_rationale())
 
     def _schedule(self, d: RuleDefaults) -> dict[str, Any] | None:
         """When the assets behind a facility-class indicator are expected to work

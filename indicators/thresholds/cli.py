@@ -127,6 +127,7 @@ def _describe_lines(d: dict) -> list[str]:
         row("schedule", f"{sch['class']}: {when}", sch["source"])
     if not d["profiles"]:
         out.append("  profiles      none")
+    out.extend(_rationale_lines(d.get("rationale")))
     for p in d["profiles"]:
         cal = p["calendar"]
         dates = cal.get("dates") or []
@@ -137,6 +138,31 @@ def _describe_lines(d: dict) -> list[str]:
         out.append(f"      {_tiers_text(p['tiers'])}")
         if cal.get("note"):
             out.append(f"      calendar source: {cal['note']}")
+    return out
+
+
+def _rationale_lines(r: dict | None) -> list[str]:
+    """Each tier's cause, consequence, action, time to act, priority and source
+    (cause and source only when they change from the tier before)."""
+    if not r:
+        return ["  rationale     none: no entry in data/alerts/rationale.toml (priority by tier)"]
+    out = [f"  rationale     <- {r['file']}"]
+    cause = source = None
+    for name, j in r["tiers"].items():
+        if j["log_only"]:
+            what = "log only (no operator action: an event for the log, not an alert)"
+        elif j["advisory"]:
+            what = "advisory (IV级: shown and logged, pages nobody)"
+        else:
+            what = (f"{j['priority']}: {j['consequence']}, act within {j['time_to_act_min']:g} min ({j['band']}) - "
+                    f"{j['action_en']} / {j['action_zh']}")
+        out.append(f"    {name:7s} {what}")
+        if j["cause"] != cause:
+            out.append(f"            cause: {j['cause']}")
+            cause = j["cause"]
+        if j["source"] != source:
+            out.append(f"            source: {j['source']}")
+            source = j["source"]
     return out
 
 
