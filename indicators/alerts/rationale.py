@@ -449,7 +449,9 @@ class _Ctx:
                     if k not in f:
                         missing.setdefault(k, []).append(t)
                 tta = f.get("time_to_act_min")
-                if not f.get("log_only") and tta is not None and last is not None and tta > last[1]:
+                long = Problem(f"{where}.time_to_act_min", "")
+                if (not f.get("log_only") and tta is not None and last is not None and tta > last[1]
+                        and not any(p.path == long.path for p in self.out)):      # once per table
                     self.out.append(Problem(f"{where}.time_to_act_min",
                                             f"{tta:g} min is longer than the last band ({last[0]}, {last[1]:g} "
                                             "min): what needs no timely response is no alarm (ANSI/ISA-18.2) - "
