@@ -276,7 +276,8 @@ def test_cases_plans_messages_and_escalations_in_the_window():
     assert r["messages"] == {"total": 6, "operator": 5, "operator_per_hour": 5.0,
                              "by_channel": {"alert": 2, "escalation": 1, "case": 1, "plan": 1, "public_notice": 1}}
     assert r["escalations"] == {"alert_escalations": 3, "by_hand": 1, "alerts_escalated": 2,
-                                "by_tier": {"red": 2, "orange": 1}, "case_escalations": 1, "plan_steps_overdue": 1}
+                                "by_tier": {"red": 2, "orange": 1}, "case_escalations": 1, "plan_steps_overdue": 1,
+                                "of_log_events": 0}
 
 
 # ----------------------------------------------------------------------------- the window

@@ -119,7 +119,8 @@ DEFINITIONS: dict[str, str] = {
                 "within the window",
     "active_at_end": "an alert that fired at or before the window's end and was not resolved by then",
     "operator_messages": "messages the runtime sent on every channel but public_notice",
-    "escalations": "alert escalations (events 'escalated'), case steps 'escalate', plan events 'step_overdue'",
+    "escalations": "alert escalations (events 'escalated'; of_log_events: those of log events, which the runtime "
+                   "still escalates), case steps 'escalate', plan events 'step_overdue'",
 }
 
 
@@ -371,7 +372,11 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     log_events = [ep for a, ep in eps.items() if a in logged and ep.fired_at is not None
                   and start <= ep.fired_at <= end]
     eps = {a: ep for a, ep in eps.items() if a not in advisory and a not in logged}
-    rows = [(e, t) for e, t in rows if _get(e, "alert_id") not in advisory and _get(e, "alert_id") not in logged]
+    rows = [(e, t) for e, t in rows if _get(e, "alert_id") not in advisory]
+    # escalations count what the runtime did, log events included (until it stops escalating them)
+    esc = [(e, t) for e, t in rows if _get(e, "kind") == "escalated" and start <= t <= end]
+    esc_logged = sum(1 for e, _ in esc if _get(e, "alert_id") in logged)
+    rows = [(e, t) for e, t in rows if _get(e, "alert_id") not in logged]
 
     # ---- alerts raised in the window
     raised = sorted((ep for ep in eps.values() if ep.fired_at is not None and start <= ep.fired_at <= end),
@@ -444,7 +449,6 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
     active_end.sort(key=lambda r: (-r["active_h"], r["alert_id"]))
 
     # ---- escalations
-    esc = [(e, t) for e, t in rows if _get(e, "kind") == "escalated" and start <= t <= end]
     esc_tier = Counter(_get(e, "to_tier") or "none" for e, _ in esc)
     by_hand = sum(1 for e, _ in esc if str(_get(e, "actor") or "").startswith("user:"))
     case_esc = [s for s in case_steps if _get(s, "step") == "escalate" and start <= _time(_get(s, "at")) <= end]
@@ -540,7 +544,8 @@ def alarm_report(events: Iterable[Any], *, start: datetime, end: datetime, cases
         "escalations": {"alert_escalations": len(esc), "by_hand": by_hand,
                         "alerts_escalated": len({_get(e, "alert_id") for e, _ in esc}),
                         "by_tier": {t: esc_tier[t] for t in reversed(TIERS) if esc_tier.get(t)},
-                        "case_escalations": len(case_esc), "plan_steps_overdue": len(plan_overdue)},
+                        "case_escalations": len(case_esc), "plan_steps_overdue": len(plan_overdue),
+                        "of_log_events": esc_logged},
     }
 
 
@@ -699,7 +704,9 @@ def render_text(r: Mapping[str, Any]) -> list[str]:
                + ", ".join(f"{k} {v}" for k, v in m["by_channel"].items()))
     out.append(f"Escalations: {e['alert_escalations']:,} alert escalations of {e['alerts_escalated']:,} alerts "
                f"({e['by_hand']} by hand" + "".join(f", {k} {v}" for k, v in e["by_tier"].items())
-               + f"), {e['case_escalations']} case deadlines, {e['plan_steps_overdue']} plan steps overdue")
+               + f"), {e['case_escalations']} case deadlines, {e['plan_steps_overdue']} plan steps overdue"
+               + (f"; {e['of_log_events']} of the alert escalations were of log events" if e.get("of_log_events")
+                  else ""))
     return out
 
 
