@@ -296,20 +296,6 @@ class Codec:
         self.index: dict[str, int] = {v: i for i, v in enumerate(self.values)}
         self.dynamic = dynamic
         self.aliases = {a: self.index[v] for a, v in (aliases or {}).items()}   # other spellings of members
-        self._value_set: pa.Array | None = None
-        self._alias_lut = np.append(np.arange(len(self.values), dtype=np.intp),
-                                    np.array(list(self.aliases.values()), dtype=np.intp))
-
-    def _codes(self, col: pa.Array) -> np.ndarray:
-        if not pa.types.is_string(col.type):
-            col = col.cast(pa.string())
-        idx = pc.index_in(col, value_set=self._value_set)
-        if idx.null_count:
-            idx = idx.fill_null(-1)
-        codes = np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.intp)
-        if self.aliases:
-            codes = np.where(codes >= 0, self._alias_lut[codes], -1)
-        return codes
 
     def __len__(self) -> int:
         return len(self.values)
@@ -319,14 +305,14 @@ class Codec:
             col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         if len(col) == 0:
             return np.zeros(0, dtype=np.intp)
-        if not self.dynamic:                     # Arrow's hash set over the vocabulary, no Python per value
-            if self._value_set is None:
-                self._value_set = pa.array(self.values + list(self.aliases), pa.string())
-            if pa.types.is_dictionary(col.type):
-                lut = np.append(self._codes(col.dictionary), -1)
-                ind = col.indices.fill_null(len(col.dictionary)) if col.null_count else col.indices
-                return lut[np.asarray(ind.to_numpy(zero_copy_only=False), dtype=np.intp)]
-            return self._codes(col)
+        # Python touches only the batch's distinct values (a dict lookup each): Arrow's ``index_in``
+        # would rebuild a hash set of the whole vocabulary on every call (~0.6 ms for the 10k assets,
+        # whatever the batch size)
+        if pa.types.is_dictionary(col.type):
+            if not pa.types.is_string(col.type.value_type):
+                col = col.dictionary_decode().cast(pa.string())
+        elif not pa.types.is_string(col.type):
+            col = col.cast(pa.string())
         d = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
         uniq = d.dictionary.to_pylist()
         if self.dynamic:
@@ -334,7 +320,9 @@ class Codec:
                 if u is not None and u not in self.index:
                     self.index[u] = len(self.values)
                     self.values.append(u)
-        lut = np.array([self.index.get(u, -1) if u is not None else -1 for u in uniq] + [-1], dtype=np.intp)
+        index, aliases = self.index, self.aliases
+        lut = np.array([index.get(u, aliases.get(u, -1)) if isinstance(u, str) else -1 for u in uniq] + [-1],
+                       dtype=np.intp)
         ind = d.indices
         if ind.null_count:
             ind = pc.fill_null(ind, len(uniq))
