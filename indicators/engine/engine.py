@@ -56,7 +56,7 @@ from .kernels import Forecaster, LinearTrend, SeenSet
 from .plan import IDLE, NO_DATA, OK, QUALITY_NAMES, STALE, Plan
 from .state import RowCache, TickCtx
 
-__all__ = ["Engine", "Tick", "Changes", "IngestResult", "OK", "STALE", "NO_DATA", "IDLE", "QUALITY_NAMES",
+__all__ = ["Engine", "BatchRun", "Tick", "Changes", "IngestResult", "OK", "STALE", "NO_DATA", "IDLE", "QUALITY_NAMES",
            "DEFAULT_LATENESS", "CHECKPOINT_VERSION"]
 
 # Feeds arrive in minute batches (gateways, the simulator): a tick waits this long for its stragglers,
@@ -296,6 +296,91 @@ class Engine:
         st["unknown"] += unknown
         return IngestResult(len(keep), n_dup, int(late.sum()), unknown)
 
+    def batch_run(self) -> "BatchRun":
+        """Start collecting consecutive batches for :meth:`ingest_many`."""
+        return BatchRun(self)
+
+    def ingest_many(self, items: list[tuple[str, pa.Table]]) -> list[int | None]:
+        """Take the batches of a :class:`BatchRun` in one pass: exactly what
+        :meth:`ingest` of each in turn, with every tick the watermark allows
+        computed in between, would have done (the run's conditions make every
+        lateness, de-duplication and seen-set decision the same), at the cost
+        of one encoding per feed kind instead of one per batch.
+
+        Returns the newest accepted event time (ms) of each batch (None: none
+        accepted), from which the watermark after each batch follows.  Raises
+        like :meth:`ingest` on a batch it cannot read; then nothing but the
+        dynamic codecs changed (they learn ids in the order the batches would
+        have taught them), so the batches can be ingested one by one."""
+        if not items:
+            return []
+        order: dict[str, list[int]] = {}
+        for i, (kind, table) in enumerate(items):
+            if kind not in SCHEMAS:
+                raise ValueError(f"unknown feed kind {kind!r} (one of {', '.join(SCHEMAS)})")
+            missing = [f for f in SCHEMAS[kind].names if f not in table.schema.names]
+            if missing:
+                raise ValueError(f"{kind}: the table lacks column(s) {', '.join(missing)}")
+            order.setdefault(kind, []).append(i)
+        enc: dict[str, dict[str, np.ndarray]] = {}
+        span: dict[int, tuple[int, int]] = {}             # batch -> its rows in its kind's concatenation
+        for kind, idx in order.items():
+            tables = [items[i][1] for i in idx]
+            if len(tables) > 1:
+                table = pa.concat_tables([t.select(tables[0].schema.names) for t in tables])
+            else:
+                table = tables[0]
+            enc[kind] = self.encoder.encode(kind, table)
+            off = 0
+            for i, t in zip(idx, tables):
+                span[i] = (off, off + t.num_rows)
+                off += t.num_rows
+        # lateness is judged against the watermark before the run (a run holds no event between
+        # it and the watermark after the run), de-duplication in arrival order across kinds
+        cut = self.watermark_ms
+        if self.clock.last_tick is not None:
+            cut = self.clock.last_tick if cut is None else max(cut, self.clock.last_tick)
+        on_time = {k: (np.ones(len(b["t"]), dtype=bool) if cut is None else b["t"] > cut) for k, b in enc.items()}
+        parts_h, parts_t, where = [], [], []
+        for i, (kind, _) in enumerate(items):
+            lo, hi = span[i]
+            rows = lo + np.flatnonzero(on_time[kind][lo:hi])
+            parts_h.append(enc[kind]["h"][rows])
+            parts_t.append(enc[kind]["t"][rows])
+            where.append((kind, rows))
+        new = self.seen.add(np.concatenate(parts_h), np.concatenate(parts_t)) if parts_h else np.zeros(0, bool)
+        keep_mask = {k: np.zeros(len(b["t"]), dtype=bool) for k, b in enc.items()}
+        newest: list[int | None] = []
+        at = 0
+        for kind, rows in where:
+            kept = rows[new[at:at + len(rows)]]
+            at += len(rows)
+            keep_mask[kind][kept] = True
+            newest.append(int(enc[kind]["t"][kept].max()) if len(kept) else None)
+        for kind, b in enc.items():
+            keep = np.flatnonzero(keep_mask[kind])
+            n_late = int((~on_time[kind]).sum())
+            n_dup = int(on_time[kind].sum()) - len(keep)
+            if len(keep) < len(b["t"]):
+                b = {k: v[keep] for k, v in b.items()}
+            unknown = int((b[PRIMARY[kind]] < 0).sum()) if len(keep) else 0
+            if len(keep):
+                t = b["t"]
+                if len(t) > 1 and (t[1:] < t[:-1]).any():
+                    o = np.argsort(t, kind="stable")
+                    b = {k: v[o] for k, v in b.items()}
+                self.plan.prepare(kind, b)
+                self.pending[kind].append(b)
+                hi = int(b["t"].max())
+                self.clock.max_t = hi if self.clock.max_t is None else max(self.clock.max_t, hi)
+            st = self.stats[kind]
+            st["accepted"] += len(keep)
+            st["duplicates"] += n_dup
+            st["late"] += n_late
+            st["unknown"] += unknown
+        self.seen.rotate(self.watermark_ms)
+        return newest
+
     # ---------------------------------------------------------- advance
     def advance(self, to: datetime) -> Tick | None:
         """Compute every tick up to ``min(to, watermark)``; return the last (None if none was due)."""
@@ -304,13 +389,21 @@ class Engine:
             pass
         return last
 
-    def ticks(self, to: datetime) -> Iterator[Tick]:
-        """Like :meth:`advance`, yielding every tick (do not ingest while iterating)."""
-        limit = _ms(to)
-        wm = self.watermark_ms
-        if wm is None:
+    def ticks(self, to: datetime, want: Callable[[int], bool] | None = None) -> Iterator[Tick]:
+        """Like :meth:`advance`, yielding every tick (do not ingest while iterating).
+
+        ``want(T)`` (tick time in epoch ms; None = every tick): which ticks to
+        evaluate and yield.  The others are computed - every state takes its
+        events tick by tick as always - but their 1,373 values are not, so a
+        reader of a few ticks (the replay evaluates alerts every 15 s) pays
+        for the states only.  A yielded tick's values are exactly those of the
+        every-tick path (:meth:`Plan.skip <.plan.Plan.skip>`); its
+        ``changed`` and the subscribers' changes are relative to the previous
+        yielded tick.  ``want`` is asked just before each tick, after the
+        previous yielded tick has been handled, so it may read what that did."""
+        limit = self.tick_limit(to)
+        if limit is None:
             return
-        limit = min(limit, wm) // self.tick_ms * self.tick_ms
         if self.clock.last_tick is None:
             first = self._earliest_pending()
             if first is None:
@@ -318,7 +411,14 @@ class Engine:
             self.clock.last_tick = -(-first // self.tick_ms) * self.tick_ms - self.tick_ms
         while self.clock.last_tick < limit:
             end = min(limit, self.clock.last_tick + _MAX_TICKS_PER_CHUNK * self.tick_ms)
-            yield from self._run(end)
+            yield from self._run(end, want)
+
+    def tick_limit(self, to: datetime) -> int | None:
+        """The last tick boundary (epoch ms) :meth:`ticks` would compute up to ``to`` (None: no watermark yet)."""
+        wm = self.watermark_ms
+        if wm is None:
+            return None
+        return min(_ms(to), wm) // self.tick_ms * self.tick_ms
 
     def _earliest_pending(self) -> int | None:
         ts = [int(b["t"].min()) for bs in self.pending.values() for b in bs if len(b["t"])]
@@ -356,7 +456,7 @@ class Engine:
             out[kind] = (b, bounds)
         return out
 
-    def _run(self, end: int) -> Iterator[Tick]:
+    def _run(self, end: int, want: Callable[[int], bool] | None = None) -> Iterator[Tick]:
         taken = self._take(end)
         K = (end - self.clock.last_tick) // self.tick_ms
         T0 = self.clock.last_tick
@@ -367,9 +467,12 @@ class Engine:
             else:
                 batches = {kind: {k: v[bounds[i]:bounds[i + 1]] for k, v in b.items()}
                            for kind, (b, bounds) in taken.items() if bounds[i + 1] > bounds[i]}
-            yield self._compute(T, batches, taken, i)
+            tick = self._compute(T, batches, taken, i, want is None or want(T))
+            if tick is not None:
+                yield tick
 
-    def _compute(self, T: int, batches: dict[str, dict[str, np.ndarray]], taken, i: int) -> Tick:
+    def _compute(self, T: int, batches: dict[str, dict[str, np.ndarray]], taken, i: int,
+                 evaluate: bool = True) -> Tick | None:
         day = self._day_start(T)
         ctx = TickCtx(T, T // self.tick_ms, self.tick_ms, day)
         plan = self.plan
@@ -389,6 +492,10 @@ class Engine:
             v.after(ctx)
         for series, latest, col in plan.series_latest:
             series.record(ctx.k, latest.value[:series.ring.shape[1], col])
+        if not evaluate:
+            plan.skip(ctx, self.values, self.quality)
+            self.clock.last_tick = T
+            return None
         plan.evaluate(ctx, self.values, self.quality)
         values, quality = self.values, self.quality
         self.clock.last_tick = T
@@ -526,6 +633,91 @@ class Engine:
     def load_snapshot(self, snap: dict[str, Any]) -> int | None:
         """Return to a :meth:`snapshot` (which stays reusable: the arrays are copied in)."""
         return self._load(snap["arrays"], snap["meta"])
+
+
+class BatchRun:
+    """Consecutive batches the engine can take in one :meth:`Engine.ingest_many`
+    with the same outcome as one :meth:`Engine.ingest` each and every tick the
+    watermark allows computed after each (what a replay does, batch by batch).
+
+    A recording arrives in tens of thousands of batches of one or two rows;
+    one at a time, the fixed cost per batch (encoding, hashing, the seen-set
+    probe) is most of a replay.  A batch joins the run (:meth:`add`) only if
+    that changes no decision:
+
+    * every event of the run is either late already (at or before the
+      watermark / last tick before the run: late one by one too) or newer
+      than the highest watermark the run can reach (the newest event of the
+      run minus the allowed lateness: on time one by one too), so lateness
+      does not depend on where in the run an event came;
+    * the seen set would not rotate inside the run (its older generation
+      stays newer than the watermark before the last batch), so
+      de-duplication in arrival order is the same;
+    * the ticks the run lets through stay in the local day of the last tick
+      computed before it (the new day's case roll re-codes case ids between
+      batches).
+
+    The events of each batch then reach the ticks they would have reached:
+    :meth:`watermarks` gives the watermark after each batch.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.items: list[tuple[str, pa.Table]] = []
+        e = engine
+        self.floor = e.clock.wm_floor
+        self.max_t0 = e.clock.max_t
+        cut = e.watermark_ms
+        if e.clock.last_tick is not None:
+            cut = e.clock.last_tick if cut is None else max(cut, e.clock.last_tick)
+        self.cut = cut
+        self.newest = e.clock.max_t                  # newest event time the run may accept (an upper bound)
+        self.oldest_on_time: int | None = None
+        self.prev_max = e.seen.prev_max
+        self.day = None if e.clock.last_tick is None else e._day_start(e.clock.last_tick)
+
+    def _wm(self, newest: int | None) -> int | None:
+        wm = None if newest is None else newest - self.engine.lateness_ms
+        if self.floor is not None:
+            wm = self.floor if wm is None else max(wm, self.floor)
+        return wm
+
+    def add(self, kind: str, table: pa.Table, t: np.ndarray) -> bool:
+        """Add a batch (``t``: its event times in epoch ms, as the engine reads them)
+        if the run stays exact; False: ingest the run first, then start a new one."""
+        on = t if self.cut is None else t[t > self.cut]
+        newest, oldest = self.newest, self.oldest_on_time
+        if len(on):
+            hi, lo = int(on.max()), int(on.min())
+            newest = hi if newest is None else max(newest, hi)
+            oldest = lo if oldest is None else min(oldest, lo)
+        if self.items:
+            e = self.engine
+            if e.clock.last_tick is None or self.cut is None:
+                return False                         # the tick grid is not fixed yet
+            wm = self._wm(newest)
+            if wm is not None and oldest is not None and oldest <= wm:
+                return False                         # an event the run's own watermark could make late
+            before = self._wm(self.newest)
+            if before is not None and self.prev_max < before:
+                return False                         # the seen set would rotate inside the run
+            if wm is not None and e._day_start(wm // e.tick_ms * e.tick_ms) != self.day:
+                return False                         # the run's ticks would cross local midnight
+        self.items.append((kind, table))
+        self.newest, self.oldest_on_time = newest, oldest
+        return True
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def watermarks(self, newest: list[int | None]) -> list[int | None]:
+        """The watermark after each batch, from :meth:`Engine.ingest_many`'s newest accepted times."""
+        out, top = [], self.max_t0
+        for m in newest:
+            if m is not None:
+                top = m if top is None else max(top, m)
+            out.append(self._wm(top))
+        return out
 
 
 def _changed(pv: np.ndarray, pq: np.ndarray, v: np.ndarray, q: np.ndarray) -> np.ndarray:

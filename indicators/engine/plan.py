@@ -348,6 +348,7 @@ class WindowStat(_Group):
         super().__init__(plan)
         self.state, self.w = state, w
         self.rows, self.pos, self.kind = [], [], []        # kind: 0 count, 1 sum, 2 mean
+        self.seen = -1
 
     def add(self, rows, pos, stat: str) -> None:
         self.rows.append(rows)
@@ -360,9 +361,10 @@ class WindowStat(_Group):
         self.uniform = int(self.kind[0]) if (self.kind == self.kind[0]).all() else None
 
     def fill(self, ctx):
-        if not self.state.dirty[self.w] and not self.first:
+        seen = self.state.changes[self.w]
+        if seen == self.seen and not self.first:        # unchanged since this group last read it
             return
-        self.first = False
+        self.first, self.seen = False, seen
         c = self.state.run_cnt[self.w][self.rows]
         if self.uniform == 0:
             self.plan.raw[self.pos] = c
@@ -383,11 +385,12 @@ class WindowExtreme(_Group):
     def __init__(self, plan, state: Extremes, w: int, rows, pos) -> None:
         super().__init__(plan)
         self.state, self.w, self.rows, self.pos = state, w, rows, pos
+        self.seen = -1
 
     def fill(self, ctx):
-        if not self.state.dirty and not self.first:
+        if self.state.changes == self.seen and not self.first:
             return
-        self.first = False
+        self.first, self.seen = False, self.state.changes
         self.plan.raw[self.pos] = self.state.get(self.w)[self.rows]
 
 
@@ -396,6 +399,7 @@ class TodaySum(_Group):
         super().__init__(plan)
         self.state = state
         self.rows, self.pos = [], []
+        self.seen = -1
 
     def add(self, rows, pos) -> None:
         self.rows.append(rows)
@@ -405,9 +409,9 @@ class TodaySum(_Group):
         self.rows, self.pos = np.concatenate(self.rows), np.concatenate(self.pos)
 
     def fill(self, ctx):
-        if not self.state.dirty and not self.first:
+        if self.state.changes == self.seen and not self.first:
             return
-        self.first = False
+        self.first, self.seen = False, self.state.changes
         self.plan.raw[self.pos] = self.state.acc[self.rows]
 
 
@@ -665,6 +669,18 @@ class Plan:
                 self.route_duty = (np.array([p for p, _ in on], dtype=np.intp), member)
         fo = np.array(feed_of, dtype=np.intp).reshape(-1, 2)
         self.feed_pos, self.feed_code = fo[:, 0], fo[:, 1]
+        self._forecast_inputs = self._groups_writing(
+            np.concatenate([fc.target_pos for fc in self.forecasts]) if self.forecasts else np.zeros(0, np.intp))
+
+    def _groups_writing(self, positions: np.ndarray) -> list[_Group] | None:
+        """The groups that write ``positions`` of ``raw`` (None when some position has no such group)."""
+        out, covered = [], np.zeros(self.n, dtype=bool)
+        for g in self.groups:
+            pos = getattr(g, "pos", None)
+            if isinstance(pos, np.ndarray) and np.isin(pos, positions).any():
+                out.append(g)
+                covered[pos] = True
+        return out if covered[positions].all() else None
 
     # ---------------------------------------------------------- helpers
     def code(self, key: str, value: str) -> int:
@@ -976,6 +992,24 @@ class Plan:
                 g.seen = -1
 
     # --------------------------------------------------------- evaluate
+    def skip(self, ctx: TickCtx, values: np.ndarray, quality: np.ndarray) -> None:
+        """A tick whose values nobody reads (a replay evaluates only the ticks its
+        alert rules are due at): keep only what later ticks depend on - each
+        forecast's per-tick sample of its target.  Every other group is a
+        function of the states and the tick time, and re-reads a state that
+        changed since it last ran (version, change count or due time), so the
+        next :meth:`evaluate` gives exactly what evaluating every tick gives.
+        Forecasters must be pure (``predict`` keeps no state)."""
+        if not self.forecasts:
+            return
+        if self._forecast_inputs is None:                # cannot tell which groups feed them: do it all
+            self.evaluate(ctx, values, quality)
+            return
+        for g in self._forecast_inputs:
+            g.fill(ctx)
+        for fc in self.forecasts:                        # targets have linear post steps only (checked)
+            fc.series.record(ctx.k, self.raw[fc.target_pos] * self.scale[fc.target_pos])
+
     def evaluate(self, ctx: TickCtx, values: np.ndarray, quality: np.ndarray) -> None:
         """All indicators at tick ``ctx`` into ``values`` / ``quality``."""
         for g in self.groups:

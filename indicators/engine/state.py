@@ -199,7 +199,9 @@ class Windows:
     tick ``k`` covers ticks ``k-w+1 .. k`` - event times in (T - w, T].
     Counts and sums are running totals (add the new bucket, subtract the one
     that leaves): exact, because values are quantised.  ``dirty[w]`` says
-    whether window ``w`` changed at the last tick.
+    whether window ``w`` changed at the last tick; ``changes[w]`` counts the
+    ticks at which it changed, so a reader that skipped ticks (a replay
+    evaluates only the ticks its alert rules read) knows whether to re-read.
     """
 
     def __init__(self, blocks: list[Block], windows: list[int], filters: dict) -> None:
@@ -213,6 +215,7 @@ class Windows:
         self.run_cnt = {w: np.zeros(self.R) for w in self.windows}
         self.run_sum = {w: np.zeros(self.R) for w in self.windows}
         self.dirty = {w: True for w in self.windows}
+        self.changes = {w: 0 for w in self.windows}
         self.k = -1
         self.last_event_k = -(1 << 60)
         self._zero = np.zeros(self.R)
@@ -249,6 +252,7 @@ class Windows:
             oc = self.cnt[old]
             self.dirty[w] = new_any or bool(oc.any())
             if self.dirty[w]:
+                self.changes[w] += 1
                 self.run_cnt[w] += c - oc
                 self.run_sum[w] += s - self.sum[old]
         self.cnt[p] = c
@@ -268,6 +272,7 @@ class Windows:
             self.run_cnt[w] = np.array(st[f"run_cnt.{w}"])
             self.run_sum[w] = np.array(st[f"run_sum.{w}"])
             self.dirty[w] = True
+            self.changes[w] += 1
 
 
 class Extremes:
@@ -292,7 +297,8 @@ class Extremes:
         self.blocks = np.full((self.B, self.R), self.empty)
         self.k = -1
         self.last_event_k = -(1 << 60)
-        self.dirty = True
+        self.dirty = True                  # changed at the last tick
+        self.changes = 1                   # ticks at which it changed (for readers that skip ticks)
 
     def _reduce(self, a: np.ndarray, axis: int = 0) -> np.ndarray:
         return a.max(axis=axis) if self.largest else a.min(axis=axis)
@@ -326,6 +332,7 @@ class Extremes:
         self.k = k
         if rows is not None:
             self.last_event_k = k
+        self.changes += self.dirty
 
     def get(self, w: int) -> np.ndarray:
         if self.k - self.last_event_k >= self.N:
@@ -345,6 +352,7 @@ class Extremes:
         for blk in range(self.B):
             self.blocks[blk] = self._reduce(self.ring[blk * self.S:(blk + 1) * self.S])
         self.dirty = True
+        self.changes += 1
 
 
 class Today:
@@ -356,7 +364,8 @@ class Today:
         self.R = sum(b.rows for b in blocks)
         self.acc = np.zeros(self.R)
         self.day_start = np.iinfo(np.int64).min
-        self.dirty = True
+        self.dirty = True                  # changed at the last tick
+        self.changes = 1                   # ticks at which it changed (for readers that skip ticks)
 
     def update(self, b: dict | None, rc: RowCache | None, ctx: TickCtx) -> None:
         self.dirty = False
@@ -364,6 +373,7 @@ class Today:
             self.acc[:] = 0.0
             self.day_start = ctx.day_start
             self.dirty = True
+            self.changes += 1
         if rc is None:
             return
         late_day = rc.b["t"] >= ctx.day_start
@@ -375,6 +385,7 @@ class Today:
         if len(rows):
             self.acc += np.bincount(rows, weights=v, minlength=self.R)
             self.dirty = True
+            self.changes += 1
 
     def state(self) -> dict:
         return {"acc": self.acc, "day_start": np.array([self.day_start], dtype=np.int64)}
@@ -383,6 +394,7 @@ class Today:
         self.acc = np.array(st["acc"])
         self.day_start = int(st["day_start"][0])
         self.dirty = True
+        self.changes += 1
 
 
 class Visits:
