@@ -95,6 +95,11 @@ def _cmd_bench_engine(args) -> int:
     return bench.run(args)
 
 
+def _cmd_bench_replay(args) -> int:
+    from indicators import bench_replay
+    return bench_replay.main(args)
+
+
 # --------------------------------------------------------------------------- alarms report
 class _ReportProgress:
     """Progress lines on stderr for ``alarms report`` (a line every ``every_s`` of
@@ -276,7 +281,8 @@ def _cmd_alarms_report(args) -> int:
 
 
 def register(sub, bench_sub) -> None:
-    """Add ``catalog``, ``replay``, ``alarms report`` and ``bench engine`` to the ``scenic-twin`` parser."""
+    """Add ``catalog``, ``replay``, ``alarms report``, ``bench engine`` and ``bench replay`` to the ``scenic-twin``
+    parser."""
     c = sub.add_parser("catalog", help="the 1,373 indicators: totals, checks, snapshot",
                        description=("Read data/catalog/families.toml, check it (every problem with its path), "
                                     "expand it over the inventory and print the totals by family, scope, feed, "
@@ -344,3 +350,16 @@ def register(sub, bench_sub) -> None:
                                           "and a per-event Python loop, all measured in this run."))
     bench.add_arguments(b)
     b.set_defaults(func=_cmd_bench_engine)
+
+    from indicators import bench_replay
+    br = bench_sub.add_parser(
+        "replay", help="replay --alerts against the same work done the live way: wall times, ratio, work",
+        description=("Run one recording through the engine and the alert pipeline twice in this process: the "
+                     "one-pass replay (runs of batches ingested together, only the ticks the alert rules read "
+                     "evaluated) and the live service's loop (each batch alone, every tick computed and handed "
+                     "to the pipeline). Prints both wall times, the ratio, simulated hours per wall second, the "
+                     "work each side did, and whether both decided the same alerts (exit 1 if not). Progress on "
+                     "stderr."),
+        epilog="Example: scenic-twin bench replay /tmp/nw   (or: --scenario national-day --duration 2h)")
+    bench_replay.add_arguments(br)
+    br.set_defaults(func=_cmd_bench_replay)

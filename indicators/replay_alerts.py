@@ -60,7 +60,8 @@ from indicators.engine.replay import recording_span, read_batches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["replay_alerts", "Collector", "drive", "feed_ticks", "add_cli_arguments", "run_cli"]
+__all__ = ["replay_alerts", "Collector", "drive", "feed_ticks", "force_last", "wants_tick", "add_cli_arguments",
+           "run_cli"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FIRED = ("firing", "tier_up", "refiring")
@@ -195,22 +196,160 @@ def feed_ticks(ticks, pipes: Sequence[Any], now: dict, on_result: Callable[[int,
                 on_result(i, res)
 
 
+def _ms(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(milliseconds=1)
+
+
+def wants_tick(pipe: Any, T: int) -> bool:
+    """Whether ``pipe`` reads the tick at ``T`` (epoch ms): its own ``wants(T)``
+    if it has one; for a :class:`~indicators.pipeline.Pipeline`, its first tick
+    (which starts the warm-up) and every tick it is due at
+    (:meth:`~indicators.pipeline.Pipeline.due`, without moving its state);
+    anything else reads every tick."""
+    own = getattr(pipe, "wants", None)
+    if own is not None:
+        return bool(own(T))
+    cadence = getattr(pipe, "cadence", None)
+    if cadence is None or not hasattr(pipe, "first_tick"):
+        return True
+    if pipe.first_tick is None:
+        return True
+    if pipe.last_eval is None:
+        return timedelta(milliseconds=T - _ms(pipe.first_tick)) >= cadence.warmup
+    return timedelta(milliseconds=T - _ms(pipe.last_eval)) >= cadence.every
+
+
+class _Feeder:
+    """The replay's side of the live service's loop: batches into the engine and
+    the pipelines, and the ticks each pipeline reads into it.
+
+    Consecutive batches are ingested together when that decides exactly what
+    one at a time would (:class:`~indicators.engine.engine.BatchRun`), and the
+    engine evaluates only the ticks some pipeline reads (``Engine.ticks(...,
+    want=...)``: every state still takes every tick).  The pipelines get each
+    batch's feed rows before the first tick that batch let through, as they
+    would one batch at a time; rows of one kind that meet no evaluation in
+    between are handed over as one table (the runtime concatenates them
+    anyway)."""
+
+    def __init__(self, engine, pipes: Sequence[Any], now: dict, on_result: Callable[[int, Any], None],
+                 counters: Counter, state: dict) -> None:
+        self.engine, self.pipes, self.now, self.on_result = engine, list(pipes), now, on_result
+        self.counters, self.state = counters, state
+        self.offers: dict[str, list[pa.Table]] = {}
+        self.final: int | None = None              # the last tick of the recording: always evaluated
+        self.last_tick = None                      # the last tick handed to the pipelines
+        self.runs = self.batches = self.evaluated = self.ingest_calls = 0
+        self.max_ms: int | None = None             # the newest event time of the batches the engine took
+
+    # --------------------------------------------------------------- ticks
+    def _want(self, T: int) -> bool:
+        st = self.state
+        st["ticks"] += 1
+        if st["first_ms"] is None:
+            st["first_ms"] = T
+        st["last_ms"] = T
+        return T == self.final or any(wants_tick(p, T) for p in self.pipes)
+
+    def ticks(self, to: datetime) -> None:
+        for t in self.engine.ticks(to, want=self._want):
+            self.hand(t)
+
+    def hand(self, t) -> None:
+        self.flush_offers()
+        self.evaluated += 1
+        self.last_tick = t
+        self.now["t"] = t.time
+        for i, pipe in enumerate(self.pipes):
+            res = pipe.on_tick(t)
+            if res is not None and not res.skipped:
+                self.on_result(i, res)
+
+    # --------------------------------------------------------------- feed rows
+    def offer(self, kind: str, table: pa.Table) -> None:
+        self.offers.setdefault(kind, []).append(table)
+
+    def flush_offers(self) -> None:
+        for kind, tables in self.offers.items():
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+            for pipe in self.pipes:
+                pipe.offer(kind, table)
+        self.offers = {}
+
+    # --------------------------------------------------------------- batches
+    def _newest(self, m: int | None) -> None:
+        if m is not None:
+            self.max_ms = m if self.max_ms is None else max(self.max_ms, m)
+
+    def one(self, kind: str, table: pa.Table, m: int | None = None) -> None:
+        """One batch on its own, as the service takes it (``m``: its newest event
+        time); a batch the engine refuses is counted and skipped."""
+        self.batches += 1
+        self.ingest_calls += 1
+        try:
+            self.engine.ingest(kind, table)
+        except Exception as e:                              # a batch the engine cannot read
+            log.warning("skipped a %s batch the engine refused: %s", kind, e)
+            self.counters["rejected_batches"] += 1
+            self.counters["rejected_rows"] += getattr(table, "num_rows", 0) or 0
+            return
+        self._newest(m)
+        self.offer(kind, table)
+        self.ticks(_FAR)
+
+    def run(self, run, ms: list[int | None]) -> None:
+        """Ingest a :class:`~indicators.engine.engine.BatchRun` (``ms``: each
+        batch's newest event time), then hand out each batch's feed rows and
+        ticks in arrival order."""
+        items = run.items
+        if not items:
+            return
+        if len(items) == 1:
+            self.one(*items[0], ms[0])
+            return
+        try:
+            newest = self.engine.ingest_many(items)
+        except Exception:                                   # some batch is bad: one by one, as live
+            for (kind, table), m in zip(items, ms):
+                self.one(kind, table, m)
+            return
+        self.runs += 1
+        self.ingest_calls += 1
+        self.batches += len(items)
+        for (kind, table), wm, m in zip(items, run.watermarks(newest), ms):
+            self._newest(m)
+            self.offer(kind, table)
+            if wm is not None:
+                self.ticks(_EPOCH + timedelta(milliseconds=wm))
+
+
+_FAR = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
 def drive(directory: Path, engine, pipes: Sequence[Any], now: dict, on_result: Callable[[int, Any], None],
           counters: Counter, bar=None) -> dict:
-    """The replay loop: the recording's batches in arrival order into ``engine``
-    and every pipeline (:meth:`~indicators.pipeline.Pipeline.offer`), after each
-    batch every tick the watermark allows through every pipeline; at the end the
-    watermark past the last event and the last tick evaluated (forced).
+    """The replay loop, in one pass: the recording's batches in arrival order
+    into ``engine`` and every pipeline (:meth:`~indicators.pipeline.Pipeline.offer`),
+    after each batch every tick the watermark allows through every pipeline;
+    at the end the watermark past the last event and the last tick evaluated
+    (forced).  What the pipelines see is exactly what the live service's
+    loop would hand them for these batches (``tests/test_replay_live.py``);
+    the work is less (see :class:`_Feeder`): runs of batches ingested
+    together, and only the ticks a pipeline reads evaluated.
 
     Several pipelines see exactly the same ticks and feed rows, so the engine
     runs once for all of them (the threshold backtest compares two rule sets
     this way).  Bad batches are counted in ``counters`` and skipped.  Returns
-    ``{"ticks", "first", "last"}``."""
+    ``{"ticks", "first", "last", "evaluated", "batches", "runs", "ingest_calls"}``:
+    ticks computed, the first and last tick time, ticks evaluated (handed to
+    the pipelines), batches ingested, the runs of several batches and the
+    engine ingest calls (runs plus batches ingested alone)."""
+    from indicators.engine.kernels import to_ms
     from indicators.feeds.schemas import SCHEMAS
 
-    state: dict = {"ticks": 0, "first": None, "last": None}
-    far = datetime(9999, 1, 1, tzinfo=timezone.utc)
-    max_ms = None
+    state: dict = {"ticks": 0, "first_ms": None, "last_ms": None}
+    feeder = _Feeder(engine, pipes, now, on_result, counters, state)
+    run, ms = engine.batch_run(), []
     for kind, payload in _batches(directory, counters):
         if kind not in SCHEMAS:
             counters["malformed"] += len(payload) if hasattr(payload, "__len__") else 1
@@ -219,33 +358,40 @@ def drive(directory: Path, engine, pipes: Sequence[Any], now: dict, on_result: C
             table = payload if isinstance(payload, pa.Table) else pa.Table.from_batches([payload])
             if table.num_rows == 0:
                 continue
-            engine.ingest(kind, table)
-        except Exception as e:                              # a batch the engine cannot read
-            log.warning("skipped a %s batch the engine refused: %s", kind, e)
-            counters["rejected_batches"] += 1
-            counters["rejected_rows"] += getattr(payload, "num_rows", 0) or 0
+            col = table.column("event_time")
+            t = to_ms(col)
+        except Exception:                                   # the engine will say what is wrong with it
+            feeder.run(run, ms)
+            feeder.one(kind, payload)
+            run, ms = engine.batch_run(), []
             continue
-        m = pc.max(table.column("event_time").cast(pa.int64())).as_py()     # nulls ignored
-        if m is not None:
-            max_ms = m if max_ms is None else max(max_ms, m)
-        for pipe in pipes:
-            pipe.offer(kind, table)
-        feed_ticks(engine.ticks(far), pipes, now, on_result, state)
-        if bar is not None:
-            bar.update(engine.clock.last_tick, state["ticks"])
+        m = int(t.max()) if col.null_count == 0 else pc.max(col.cast(pa.int64())).as_py()    # nulls ignored
+        if not run.add(kind, table, t):
+            feeder.run(run, ms)
+            run, ms = engine.batch_run(), []
+            run.add(kind, table, t)
+            if bar is not None:
+                bar.update(engine.clock.last_tick, state["ticks"])
+        ms.append(m)
+    feeder.run(run, ms)
+    max_ms = feeder.max_ms
     if max_ms is not None:                                  # the end of the recording: nothing more will come
         end = _EPOCH + timedelta(milliseconds=max_ms)
         engine.heartbeat(end + timedelta(milliseconds=engine.lateness_ms))
-        final = None
-        for t in engine.ticks(end):
-            feed_ticks([t], pipes, now, on_result, state)
-            final = t
-        if final is not None:
+        before = engine.clock.last_tick
+        feeder.final = engine.tick_limit(end)
+        feeder.ticks(end)
+        final = feeder.last_tick
+        if final is not None and engine.clock.last_tick != before and final.time_ms == engine.clock.last_tick:
             force_last(final, pipes, now, on_result)
+    feeder.flush_offers()
     if bar is not None:
         bar.update(engine.clock.last_tick, state["ticks"], force=True)
         bar.done()
-    return state
+    dt = lambda ms: None if ms is None else _EPOCH + timedelta(milliseconds=ms)   # noqa: E731
+    return {"ticks": state["ticks"], "first": dt(state["first_ms"]), "last": dt(state["last_ms"]),
+            "evaluated": feeder.evaluated, "batches": feeder.batches, "runs": feeder.runs,
+            "ingest_calls": feeder.ingest_calls}
 
 
 def force_last(final, pipes: Sequence[Any], now: dict, on_result: Callable[[int, Any], None]) -> None:
