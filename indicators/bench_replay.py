@@ -223,7 +223,7 @@ def main(args) -> int:
     from indicators.cli import parse_duration
 
     def go(directory) -> int:
-        r = run(directory)
+        r = run(directory, stream=sys.stderr)
         if args.json:
             slim = {k: ({kk: vv for kk, vv in v.items() if kk not in ("events", "states")} if isinstance(v, dict)
                         else v) for k, v in r.items()}
