@@ -197,7 +197,7 @@ def _print(r: dict) -> None:
             ("replay", rp, "runs of batches ingested together, only the ticks the alert rules read evaluated")):
         w = s["work"]
         print(f"  {name} {s['wall_s']:7.1f} s  {s['x_real_time']:6.0f}x real time  "
-              f"{s['sim_h_per_wall_s'] * 1000:6.1f} simulated h per 1000 wall s  (24 h in {s['wall_s_per_24h']:.0f} s)")
+              f"{s['sim_h_per_wall_s']:6.3f} simulated h per wall s  (24 h in {s['wall_s_per_24h']:.0f} s)")
         print(f"         {what}:")
         runs = f" ({w['runs']} runs of several batches)" if "runs" in w else ""
         print(f"         {w['batches']} batches, {w['ingest_calls']} engine ingest calls{runs}"

@@ -8,10 +8,10 @@
   (the lead time is printed).
 * bad input: a recording whose ``malformed.jsonl`` is not even JSON replays.
 
-Each replay costs about 0.3 s per simulated minute here (the engine ingests
-the recording's ~200 arrival-ordered batches per minute and computes 60
-ticks of 1,373 indicators), so the windows are chosen to hold the episode
-and little else.
+Each replay costs about 0.1 s per simulated minute here (the recording's
+~200 arrival-ordered batches per minute go into the engine in runs, and the
+1,373 values are evaluated only at the 4 ticks a minute the rules read), so
+the windows are chosen to hold the episode and little else.
 """
 from __future__ import annotations
 
