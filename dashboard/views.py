@@ -252,8 +252,8 @@ def by_incident(items: list[dict[str, Any]], snap: Snapshot) -> list[dict[str, A
         if k in done:
             continue
         done.add(k)
-        head = heads[k]
-        out.append(head | {"members": len(groups[k]) - 1, "head": None})
+        head = heads[k]            # placed where the incident's most severe (and newest) alert stands
+        out.append(head | {"members": len(groups[k]) - 1, "head": None, "incident_tier": it["tier"]})
         out.extend(m | {"members": 0, "head": head["id"]} for m in groups[k] if m is not head)
     return out
 
@@ -391,10 +391,11 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     firing = _by_severity([a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")], now)
     items = by_incident([alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in firing], snap)
     counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
-    markers = [{"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
-                "asset": i["asset"]}
-               for i in items if i["xy"] is not None and i["tier"] in TIERS
-               and not i["family"].startswith(ZONE_FAMILIES)]
+    markers = sorted(({"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
+                       "asset": i["asset"]}
+                      for i in items if i["xy"] is not None and i["tier"] in TIERS
+                      and not i["family"].startswith(ZONE_FAMILIES)),
+                     key=lambda m: (RANK.get(m["tier"], 0), m["id"]))     # most severe drawn last (on top)
     stale = [{"kind": k, "zh": FEED_NAMES.get(k, (k, k))[0], "en": FEED_NAMES.get(k, (k, k))[1],
               "minutes": None if f.age_s is None else int(f.age_s // 60)}
              for k, f in sorted(snap.feeds.items()) if f.stale]
@@ -406,7 +407,9 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         "stale_feeds": stale,
         "kpis": _kpis(snap),
         # the list: one line per incident (its members counted on it), then alerts of their own
-        "alerts": [i for i in items if i["head"] is None][:ALERTS_SHOWN], "alert_total": len(items),
+        # (an incident's line in the colour of its most severe alert, the head's own tier kept as own_tier)
+        "alerts": [i | {"tier": i.get("incident_tier", i["tier"]), "own_tier": i["tier"]}
+                   for i in items if i["head"] is None][:ALERTS_SHOWN], "alert_total": len(items),
         "alert_counts": counts,
         "plans": _plan_items(snap, names),
         "cases": _cases(snap, names),

@@ -9,6 +9,7 @@ Layers, lowest first (a module may import its own layer and any lower one):
     indicators.access                               accounts, roles, audit
     indicators.pipeline                             engine -> alert runtime wiring
     indicators.service, replay_alerts, cli,         the application layer and its commands
+      bench_replay,
       thresholds
     dashboard                                       the views
 
@@ -30,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("indicators.alerts", "indicators.kpis", "indicators.snapshot", "indicators.live_objects"),
     ("indicators.access",),
     ("indicators.pipeline",),
-    ("indicators.service", "indicators.replay_alerts", "indicators.cli", "indicators.thresholds"),
+    ("indicators.service", "indicators.replay_alerts", "indicators.bench_replay", "indicators.cli",
+     "indicators.thresholds"),
     ("dashboard",),
 ]
 

@@ -329,7 +329,8 @@ def test_no_internal_code_reaches_the_screen_in_either_language(world):
 def test_a_raw_code_planted_in_a_name_is_caught(world):
     """The check above can fail: a rule whose name is missing shows its id, and that is caught."""
     snap, names = world.snap, world.names
-    st = next(a for a in snap.alerts if a.status == "firing" and a.rule_id in snap.rules)
+    shown = {i["id"] for i in wall_view(snap, names)["alerts"]}
+    st = next(a for a in snap.alerts if a.status == "firing" and a.rule_id in snap.rules and a.alert_id in shown)
     rules = dict(snap.rules)
     rules[st.rule_id] = replace(rules[st.rule_id], name_en="", name_zh="")
     texts = displayed(wall_view(replace(snap, rules=rules), names), ops_view(snap, names))
@@ -360,21 +361,29 @@ def _numbers(s: str) -> list[float]:
 
 
 def test_alert_list_is_ordered_by_tier_then_newest_first(world):
+    """One line per incident (it ranks by its most severe, then newest alert) or alert of its own,
+    the worst first; the lines shown are the most severe ones."""
     snap, names = world.snap, world.names
     rank = {t: i for i, t in enumerate(ORDER)}
-    by_id = {a.alert_id: a for a in snap.alerts}
+    severity = (lambda a: (-rank.get(a.tier or "none", 0), -a.started_at.timestamp()))
     for s in (snap, replace(snap, alerts=tuple(reversed(snap.alerts)))):    # whatever order the snapshot has
+        wanted = [a for a in s.alerts if a.status in ("firing", "recovering", "no_data", "error")]
+        groups: dict[str, list] = {}
+        for a in wanted:
+            groups.setdefault(s.incidents.get(a.alert_id) or a.alert_id, []).append(a)
+        line_of = {a.alert_id: g for g in groups.values() for a in g}
         items = wall_view(s, names)["alerts"]
         assert len(items) == V.ALERTS_SHOWN
-        keys = [(-rank.get(i["tier"], 0), -by_id[i["id"]].started_at.timestamp()) for i in items]
+        keys = [min(map(severity, line_of[i["id"]])) for i in items]
         assert keys == sorted(keys), [(i["tier"], i["since"]) for i in items]
-        shown = {i["id"] for i in items}
-        wanted = [a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")]
+        for i in items:              # a line's colour is its incident's worst tier
+            assert rank[i["tier"]] == max(rank.get(a.tier or "none", 0) for a in line_of[i["id"]]), i["id"]
+            assert i["members"] == len(line_of[i["id"]]) - 1
         assert rank[items[0]["tier"]] == max(rank.get(a.tier or "none", 0) for a in wanted)      # the worst first
-        severity = (lambda a: (-rank.get(a.tier or "none", 0), -a.started_at.timestamp()))
-        top = sorted(wanted, key=severity)
-        # the most severe alerts are the ones shown (alerts of the same tier and start may stand in for each other)
-        assert sorted(severity(by_id[i]) for i in shown) == [severity(a) for a in top[:V.ALERTS_SHOWN]]
+        top = sorted(min(map(severity, g)) for g in groups.values())
+        # the most severe lines are the ones shown (lines of the same tier and start may stand in for each other)
+        assert keys == top[:V.ALERTS_SHOWN]
+    assert any(i["members"] for i in wall_view(snap, names)["alerts"]), "the hour has incidents of several alerts"
 
 
 def test_each_alert_says_where_why_with_its_numbers_since_when_and_who_acknowledged(world):

@@ -280,6 +280,8 @@ def _episodes(events: Iterable[Any], end: datetime) -> tuple[dict[str, _Episode]
                 ep.tier = tier
         if kind in ENDED and ep.fired_at is not None and ep.ended_at is None:
             ep.ended_at = t
+        elif kind == "refiring":             # a chattering alert back after it ended: the same episode again
+            ep.ended_at = None
         ep.status = _get(e, "to_status") or ep.status
     return eps, rows
 
