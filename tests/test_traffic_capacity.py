@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -20,6 +21,8 @@ from indicators.alerts.state import Evaluation, explain, transition
 from indicators.catalog import CatalogError, load_catalog, parse_families
 from indicators.catalog.model import default_families_path
 from indicators.catalog.segments import ROAD_CLASSES, default_layout_path, read_roads
+from indicators.engine import Engine
+from indicators.engine.synthetic import to_table
 from indicators.feeds.simulator import Faults, simulate, write_recording
 from indicators.pipeline import rule_defaults
 from indicators.replay_alerts import replay_alerts
@@ -106,6 +109,41 @@ def test_speed_is_judged_against_the_free_flow_speed(rules, catalog):
     mean_ff = sum(s.free_flow_speed_kmh for s in catalog.dims.segments.values()) / 13
     area = next(i for i in catalog.of_family("traffic.area_speed"))
     assert area.thresholds.blue == pytest.approx(0.5 * mean_ff, abs=1e-3)
+
+
+def _speeds(speeds: dict[str, float], t: datetime) -> pa.Table:
+    n = len(speeds)
+    ms = int(t.timestamp() * 1000)
+    return to_table("traffic", {"event_id": np.array([f"cong-{s}-{ms}" for s in speeds], dtype=object),
+                                "event_time": [ms] * n, "source": np.array(["test"] * n, dtype=object),
+                                "segment_id": np.array(list(speeds), dtype=object),
+                                "speed_kmh": np.array(list(speeds.values()), dtype=object),
+                                "flow_vph": np.array([1000.0] * n, dtype=object),
+                                "occupancy_pct": np.array([20.0] * n, dtype=object)})
+
+
+def test_a_segment_is_congested_below_a_third_of_its_own_free_flow_speed(catalog):
+    """A 30 km/h side street crawling at 9 km/h is congested; Guangzhou Avenue South at 22 km/h
+    (a third of 60 is 20) is not, though a fixed 20 km/h limit would have counted the street at 19."""
+    eng = Engine(catalog, tick=timedelta(seconds=30), allowed_lateness=timedelta(0), start=NOW)
+    count = next(i for i in catalog.of_family("traffic.congested_segments")).index
+    others = {s: 0.9 * catalog.dims.segments[s].free_flow_speed_kmh
+              for s in catalog.dims.segments if s not in (AVENUE, SIDE)}
+    cases = [({AVENUE: 22.0, SIDE: 9.0}, 1), ({AVENUE: 19.0, SIDE: 9.0}, 2), ({AVENUE: 22.0, SIDE: 19.0}, 0)]
+    for k, (speeds, want) in enumerate(cases):
+        t = NOW + timedelta(minutes=k + 1)
+        eng.ingest("traffic", _speeds(others | speeds, t))
+        assert eng.advance(t).values[count] == want, speeds
+
+
+def test_a_scaled_condition_needs_road_segments():
+    text = default_families_path().read_text(encoding="utf-8")
+    bad = text.replace('cond = { op = "<", value = 0.33, scale = "free_flow_speed_kmh" }',
+                       'cond = { op = "<", value = 0.33, scale = "lanes" }', 1)
+    assert bad != text
+    with pytest.raises(CatalogError) as e:
+        parse_families(bad)
+    assert any("cond" in str(p) and "lanes" in str(p) for p in e.value.problems), e.value.problems
 
 
 def test_the_rules_get_per_segment_thresholds_that_differ_as_the_capacities_do(catalog):

@@ -685,8 +685,13 @@ def _read_compute(c: _Checker, node: Any, p: str, source: tuple[str, ...], expan
                     c.add(f"{p}.cond", f"{cond!r} uses a facility class's anomaly test: name the class "
                                        f"(expand.class or compute.class)")
             elif c.table(cond, f"{p}.cond") is not None:
-                c.keys(cond, f"{p}.cond", {"op", "value"}, {"op", "value"})
+                c.keys(cond, f"{p}.cond", {"op", "value", "scale"}, {"op", "value"})
                 c.string(cond, "op", f"{p}.cond", choices=COND_OPS)
+                if "scale" in cond:             # the value is a fraction of each segment's own figure
+                    c.string(cond, "scale", f"{p}.cond", choices=SEGMENT_ATTRS)
+                    if node.get("entity") != "segment":
+                        c.add(f"{p}.cond.scale", f"a cond scaled by a road segment figure needs entity 'segment', "
+                                                 f"not {node.get('entity')!r}")
                 if isinstance(cond.get("value"), str):
                     if feed != "staff" or cond["value"] not in STAFF_STATUSES:
                         c.add(f"{p}.cond.value", f"{cond['value']!r}: a word is only allowed for staff status "

@@ -934,7 +934,10 @@ class Plan:
         if isinstance(cond, dict):
             x = cond["value"]
             x = float(STAFF_STATUSES.index(x)) if isinstance(x, str) else float(x)
-            test = (lambda v, e, op=cond["op"], x=x: compare(v, op, x).astype(np.float64))
+            if cond.get("scale"):               # a fraction of each segment's own figure (its free-flow speed)
+                segs = self.dims.members["segment"]
+                x = x * np.array([self.dims.segments[s].attr(cond["scale"]) for s in segs], dtype=np.float64)
+            test = (lambda v, e, op=cond["op"], x=x: compare(v, op, x if np.ndim(x) == 0 else x[e]).astype(np.float64))
         if ent == "asset_metric":
             self.groups.append(FacilityAgg(self, view, agg, test, sc.pos[:, 0]))
         else:
