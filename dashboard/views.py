@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from indicators.alerts import RANK, TIER_LEVEL
 from indicators.alerts.cases import STEP_ZH
+from indicators.alerts.rationale import default_rationale
 from indicators.kpis import KPIS
 from indicators.localtime import fmt_local
 from indicators.pipeline import zone_indicator
@@ -214,6 +215,9 @@ def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
         why_en = f"{name_en}: all its conditions hold" + (f" for about {mins} min" if mins else "")
     return {
         "id": st.alert_id, "tier": st.tier or "none", "level": TIER_LEVEL.get(st.tier or "", ""),
+        # no operator action at this tier (data/alerts/rationale.toml): kept for the log, not a call to act
+        "log_only": bool(st.tier in RANK and st.status in ("firing", "recovering")
+                         and default_rationale().is_log_only(st.rule_id, st.tier)),
         "status": st.status, "status_zh": STATUS_NAMES.get(st.status, ("", ""))[0],
         "status_en": STATUS_NAMES.get(st.status, ("", st.status))[1],
         "title_zh": name_zh, "title_en": name_en, "place_zh": pzh, "place_en": pen,
@@ -253,7 +257,7 @@ def by_incident(items: list[dict[str, Any]], snap: Snapshot) -> list[dict[str, A
             continue
         done.add(k)
         head = heads[k]            # placed where the incident's most severe (and newest) alert stands
-        out.append(head | {"members": len(groups[k]) - 1, "head": None, "incident_tier": it["tier"]})
+        out.append(head | {"members": len(groups[k]) - 1, "head": None, "incident_tier": it.get("tier")})
         out.extend(m | {"members": 0, "head": head["id"]} for m in groups[k] if m is not head)
     return out
 
@@ -389,7 +393,9 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
         if v is None:
             zones[zid]["color"] = TIER_RGBA["nodata"]
     firing = _by_severity([a for a in snap.alerts if a.status in ("firing", "recovering", "no_data", "error")], now)
-    items = by_incident([alert_item(a, rule_for(snap, a.rule_id, names), names, now) for a in firing], snap)
+    # the wall lists, counts and marks calls to act: log-only alerts stay in the console's log
+    items = by_incident([i for a in firing if not (i := alert_item(a, rule_for(snap, a.rule_id, names), names,
+                                                                     now))["log_only"]], snap)
     counts = {t: sum(1 for i in items if i["tier"] == t) for t in TIERS}
     markers = sorted(({"p": list(i["xy"]), "tier": i["tier"], "zh": i["title_zh"], "en": i["title_en"], "id": i["id"],
                        "asset": i["asset"]}
@@ -451,8 +457,9 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     """The operator console: every active alert (filterable in the page), open cases with their
     next steps, active plans with their steps, and the staff who can be dispatched."""
     now = snap.now
-    items = by_incident([alert_item(a, rule_for(snap, a.rule_id, names), names, now)
-                         for a in _by_severity(snap.alerts, now)], snap)
+    # calls to act first, then the log-only alerts (data/alerts/rationale.toml), each in severity order
+    items = by_incident(sorted((alert_item(a, rule_for(snap, a.rule_id, names), names, now)
+                                for a in _by_severity(snap.alerts, now)), key=lambda i: i["log_only"]), snap)
     cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),

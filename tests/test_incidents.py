@@ -28,8 +28,8 @@ def rule_set():
                      labels={"zone": "za", "class": "lamp"}),
         RuleDefaults("facility.anomalies:zone=za,class=lamp@now", "above", {"yellow": 1, "orange": 3, "red": 6},
                      family="facility.anomalies", labels={"zone": "za", "class": "lamp"}),
-        RuleDefaults("facility.anomalies:zone=za,class=hydrant@now", "above", {"yellow": 1, "orange": 2, "red": 3},
-                     family="facility.anomalies", labels={"zone": "za", "class": "hydrant"}),
+        RuleDefaults("facility.anomalies:zone=za,class=cover@now", "above", {"yellow": 1, "orange": 2, "red": 3},
+                     family="facility.anomalies", labels={"zone": "za", "class": "cover"}),
         RuleDefaults("crowd.load_rate:zone=zb@now", "above", TIERS, family="crowd.load_rate", labels={"zone": "zb"}),
         RuleDefaults("crowd.inflow:zone=zb@5m", "above", {"yellow": 500, "orange": 800, "red": 1200},
                      family="crowd.inflow", labels={"zone": "zb"}),
@@ -54,7 +54,7 @@ def rt():
 def tick(rt, minute: int, **values):
     rt.clock_.t = T0 + timedelta(minutes=minute)
     quiet = {"facility.availability:zone=za,class=lamp@now": 100.0, "facility.anomalies:zone=za,class=lamp@now": 0.0,
-             "facility.anomalies:zone=za,class=hydrant@now": 0.0, "crowd.load_rate:zone=zb@now": 40.0,
+             "facility.anomalies:zone=za,class=cover@now": 0.0, "crowd.load_rate:zone=zb@now": 40.0,
              "crowd.inflow:zone=zb@5m": 100.0, "video.events:zone=zb,algorithm=crowd_gathering@15m": 0.0,
              "crowd.load_rate:zone=zc@now": 40.0}
     vals = {k: (values.get(k, v), "ok") for k, v in quiet.items()}
@@ -74,15 +74,15 @@ def test_a_dark_lamp_circuit_opens_one_case(rt):
     assert len(cases) == 1, [c.case_id for c in cases]
     steps = [s["step"] for s in rt.store.case_steps(cases[0].case_id)]
     assert "merged" in steps, steps                                      # the second alert noted on it
-    # the same zone's hydrants are another cause: their own incident and case
+    # the same zone's manhole covers are another cause: their own incident and case
     res = tick(rt, 1, **{"facility.availability:zone=za,class=lamp@now": 70.0,
                          "facility.anomalies:zone=za,class=lamp@now": 9.0,
-                         "facility.anomalies:zone=za,class=hydrant@now": 5.0})
+                         "facility.anomalies:zone=za,class=cover@now": 5.0})
     assert len(pages(res)) == 1 and len(rt.cases) == 2
     incidents = {a["rule_id"]: a["incident"] for a in rt.active_alerts()}
     assert incidents["facility.anomalies:zone=za,class=lamp@now"] == "za/facility/lamp" \
         == incidents["facility.availability:zone=za,class=lamp@now"]
-    assert incidents["facility.anomalies:zone=za,class=hydrant@now"] == "za/facility/hydrant"
+    assert incidents["facility.anomalies:zone=za,class=cover@now"] == "za/facility/cover"
 
 
 def test_a_crowd_incident_groups_its_alerts_and_pages_when_it_grows(rt):
@@ -95,10 +95,14 @@ def test_a_crowd_incident_groups_its_alerts_and_pages_when_it_grows(rt):
     assert {a["incident"] for a in rt.active_alerts()} == {"zb/crowd"}
     res = tick(rt, 2, **{"crowd.load_rate:zone=zb@now": 93.0, "crowd.inflow:zone=zb@5m": 1500.0,
                          "video.events:zone=zb,algorithm=crowd_gathering@15m": 3.0})
-    assert [e.kind for e in res.events] == ["tier_up"] and len(pages(res)) == 1   # red inflow: news
-    # another zone is another incident
+    # red inflow: a log-only tier (data/alerts/rationale.toml: the load rate carries the crowd action)
+    assert [e.kind for e in res.events] == ["tier_up"] and pages(res) == []
     res = tick(rt, 3, **{"crowd.load_rate:zone=zb@now": 93.0, "crowd.inflow:zone=zb@5m": 1500.0,
-                         "video.events:zone=zb,algorithm=crowd_gathering@15m": 3.0,
+                         "video.events:zone=zb,algorithm=crowd_gathering@15m": 9.0})
+    assert [e.kind for e in res.events] == ["tier_up"] and len(pages(res)) == 1   # red gathering: news
+    # another zone is another incident
+    res = tick(rt, 4, **{"crowd.load_rate:zone=zb@now": 93.0, "crowd.inflow:zone=zb@5m": 1500.0,
+                         "video.events:zone=zb,algorithm=crowd_gathering@15m": 9.0,
                          "crowd.load_rate:zone=zc@now": 85.0})
     assert len(pages(res)) == 1 and len(rt.cases) == 1                   # yellow opens no case (min orange)
 
@@ -112,3 +116,27 @@ def test_the_console_lists_an_incident_with_its_alerts_under_its_first_one():
     items = [{"id": i, "minutes": m} for i, m in (("b", 2), ("x", 30), ("a", 10), ("d", 5), ("c", 1))]
     out = [(i["id"], i["members"], i["head"]) for i in by_incident(items, snap)]
     assert out == [("a", 2, None), ("b", 0, "a"), ("c", 0, "a"), ("x", 0, None), ("d", 0, None)]
+
+
+def test_a_log_only_tier_is_kept_but_pages_escalates_and_dispatches_nobody(rt):
+    """Red inflow has no operator action of its own (data/alerts/rationale.toml: the load rate carries
+    the crowd action): it is an alert state with its events, for the log and the compound rules, but
+    it pages nobody, escalates on no clock and opens no case.  The load rate's red does all three."""
+    inflow, load = "crowd.inflow:zone=zb@5m", "crowd.load_rate:zone=zb@now"
+    assert rt.log_only(inflow, "red") and not rt.log_only(load, "red")
+    kinds, messages = [], []
+    for m in range(90):
+        res = tick(rt, m, **{inflow: 1500.0})
+        kinds += [e.kind for e in res.events]
+        messages += res.messages
+    st = rt.states[(inflow, "")]
+    assert st.status == "firing" and st.tier == "red" and kinds == ["firing"]
+    assert messages == [] and rt.cases == {} and st.escalation_level == 0
+    assert [e["kind"] for e in rt.store.events(st.alert_id)] == ["firing"]          # in the log
+    for m in range(90, 180):
+        res = tick(rt, m, **{inflow: 1500.0, load: 105.0})
+        messages += res.messages
+    assert [x.channel for x in messages].count("alert") == 1 and len(rt.cases) == 1
+    # the load rate's own escalation (the case's overdue escalation is the case's, not the alert's)
+    assert len([x for x in messages if x.channel == "escalation" and "未确认告警" in x.text_zh]) == 1
+    assert rt.states[(inflow, "")].escalation_level == 0

@@ -361,13 +361,16 @@ def _numbers(s: str) -> list[float]:
 
 
 def test_alert_list_is_ordered_by_tier_then_newest_first(world):
+    from indicators.alerts.rationale import default_rationale
     """One line per incident (it ranks by its most severe, then newest alert) or alert of its own,
     the worst first; the lines shown are the most severe ones."""
     snap, names = world.snap, world.names
     rank = {t: i for i, t in enumerate(ORDER)}
     severity = (lambda a: (-rank.get(a.tier or "none", 0), -a.started_at.timestamp()))
     for s in (snap, replace(snap, alerts=tuple(reversed(snap.alerts)))):    # whatever order the snapshot has
-        wanted = [a for a in s.alerts if a.status in ("firing", "recovering", "no_data", "error")]
+        wanted = [a for a in s.alerts if a.status in ("firing", "recovering", "no_data", "error")
+                  and not (a.tier in rank and a.status in ("firing", "recovering")
+                           and default_rationale().is_log_only(a.rule_id, a.tier))]    # the log's, not the wall's
         groups: dict[str, list] = {}
         for a in wanted:
             groups.setdefault(s.incidents.get(a.alert_id) or a.alert_id, []).append(a)
@@ -383,7 +386,17 @@ def test_alert_list_is_ordered_by_tier_then_newest_first(world):
         top = sorted(min(map(severity, g)) for g in groups.values())
         # the most severe lines are the ones shown (lines of the same tier and start may stand in for each other)
         assert keys == top[:V.ALERTS_SHOWN]
-    assert any(i["members"] for i in wall_view(snap, names)["alerts"]), "the hour has incidents of several alerts"
+    # an incident of a newer severe alert and an older milder one: one line, headed by the older (the
+    # likely root cause), in the severe one's colour and where the severe one ranks
+    items = wall_view(snap, names)["alerts"]
+    first = next(i for i in items if not i["members"])
+    older = next(i for i in items[1:] if not i["members"] and rank[i["tier"]] < rank[first["tier"]]
+                 and i["minutes"] > first["minutes"])
+    s = replace(snap, incidents={first["id"]: "x/crowd", older["id"]: "x/crowd"})
+    got = wall_view(s, names)["alerts"]
+    line = next(i for i in got if i["id"] == older["id"])
+    assert got.index(line) == items.index(first) and first["id"] not in {i["id"] for i in got}
+    assert (line["members"], line["tier"], line["own_tier"]) == (1, first["tier"], older["tier"])
 
 
 def test_each_alert_says_where_why_with_its_numbers_since_when_and_who_acknowledged(world):
@@ -524,7 +537,12 @@ def test_a_forecast_alert_speaks_with_its_base_rule(world):
     assert r.name_en.startswith(base.name_en) and "forecast" in r.name_en
     st = _forecast_state(snap, base, tier="yellow", predicted=81.25, lead_min=9)
     thr = base.tier("yellow", snap.now).threshold
-    item = next(i for i in wall_view(replace(snap, alerts=(st,)), names)["alerts"] if i["id"] == st.alert_id)
+    # a yellow forecast is log-only (data/alerts/rationale.toml): in the console, not on the wall
+    assert not wall_view(replace(snap, alerts=(st,)), names)["alerts"]
+    item = next(i for i in ops_view(replace(snap, alerts=(st,)), names)["alerts"] if i["id"] == st.alert_id)
+    assert item["log_only"]
+    orange = _forecast_state(snap, base, tier="orange", lead_min=9)
+    assert [i["id"] for i in wall_view(replace(snap, alerts=(orange,)), names)["alerts"]] == [orange.alert_id]
     assert (item["place_zh"], item["place_en"]) == names.zones["riverside_central"]
     assert item["title_zh"] == r.name_zh and item["title_en"] == r.name_en and item["tier"] == "yellow"
     # why: when, and the predicted load against the threshold - not the tier ranks the alert runs on

@@ -22,7 +22,7 @@
     ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
     alertsMore: ["条告警", "more alerts"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
-    member: ["↳ 同一事件", "↳ same incident"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
+    member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     done: ["完成", "Done"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
     degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
     legend: { bus: ["公交车辆", "Buses"], video: ["视频AI事件", "AI video events"], staff: ["巡查人员", "Patrol staff"],
@@ -242,9 +242,11 @@
       tr_.appendChild(td);
       return tr_;
     }, (tr_, a) => {
-      tr_.className = "st-tier-" + a.tier + (a.head ? " st-member" : "") + (a.members ? " st-incident" : "");
+      tr_.className = "st-tier-" + a.tier + (a.head ? " st-member" : "") + (a.members ? " st-incident" : "")
+        + (a.log_only ? " st-log" : "");
       const td = tr_.children;
-      td[0].textContent = (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0];
+      // a log-only alert (no operator action at this tier) is listed, marked, after the calls to act
+      td[0].textContent = (T.tiers[a.tier] || T.tiers.none)[S.lang === "en" ? 1 : 0] + (a.log_only ? " · " + tr("logOnly") : "");
       td[1].textContent = (a.head ? tr("member") + " · " : "") + pick(a, "place_");
       const joined = tr("joined").replace("{n}", a.members);
       td[2].textContent = pick(a, "why_") + (a.members ? (S.lang === "en" ? " (" + joined + ")" : "（" + joined + "）") : "");

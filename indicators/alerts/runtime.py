@@ -18,6 +18,11 @@
    injected notifier (at least once: an unsent message is retried at the
    next tick and after a restart; its key lets a receiver drop duplicates).
 
+A tier the rationale (``data/alerts/rationale.toml``, :mod:`.rationale`)
+judges ``log_only`` - nothing for an operator to do - is kept as an alert
+state and its events are stored (compound rules and reports read them), but
+it pages nobody, escalates on no clock and opens no case.
+
 A tick at or before the last stored tick is ignored, so an engine replaying
 ticks after a crash changes nothing twice.  Restart = construct a new
 runtime on the same store: active alerts, open cases and plans, warnings
@@ -41,6 +46,7 @@ from . import ADVISORY_TIERS, DATA_DIR, RANK, TIER_LEVEL, TIERS
 from . import cases as C
 from . import plans as P
 from .compound import CompoundRule, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
+from .rationale import Rationale, default_rationale
 from .forecast import ForecastParams, Profile, ZoneForecaster, crossings, day_type
 from .rules import DEFAULT_MAX_ESCALATIONS, SHANGHAI, Problem, Rule, Tier
 from .routing import Places, StaffPosition, suggest_staff
@@ -157,8 +163,9 @@ class AlertRuntime:
     def __init__(self, store: AlertStore, rules: Mapping[str, Rule], compound: Sequence[CompoundRule],
                  plans: Mapping[str, P.PlanDef], clock: Callable[[], datetime], notifier: Notifier, *,
                  cases: C.CaseConfig | None = None, places: Places | None = None,
-                 forecast: ForecastSetup | None = None):
+                 forecast: ForecastSetup | None = None, rationale: Rationale | None = None):
         self.store = store
+        self.rationale = rationale if rationale is not None else default_rationale()
         self.compound = list(compound)
         self.plan_defs = dict(plans)
         self.clock = clock
@@ -193,7 +200,8 @@ class AlertRuntime:
     def set_rules(self, rules: Mapping[str, Rule]) -> None:
         """Use a new rule set (after a threshold change); alert states are kept."""
         with self._lock:
-            self.rules = dict(rules)
+            # a log-only tier escalates on no clock (there is nothing to do about it)
+            self.rules = {k: self._no_log_escalation(r) for k, r in rules.items()}
             ids = list(self.rules)
             self._ids = ids
             sign = np.array([1.0 if self.rules[i].direction == "above" else -1.0 for i in ids])
@@ -201,6 +209,14 @@ class AlertRuntime:
                             for i, s in zip(ids, sign)])
             self._sign, self._low = sign, low
             self._always = np.array([bool(self.rules[i].profiles) or not self.rules[i].enabled for i in ids], bool)
+
+    def log_only(self, rule_id: str, tier: str | None) -> bool:
+        """True when ``tier`` of the rule is an event for the log, not a call to act."""
+        return tier in TIERS and self.rationale.is_log_only(rule_id, tier)
+
+    def _no_log_escalation(self, rule: Rule) -> Rule:
+        esc = {t: v for t, v in rule.escalate_after_s.items() if not self.log_only(rule.id, t)}
+        return rule if len(esc) == len(rule.escalate_after_s) else replace(rule, escalate_after_s=esc)
 
     def _candidates(self, values: Mapping[str, Any]) -> list[str]:
         """Rules that may change state this tick: those with a state, with
@@ -372,7 +388,8 @@ class AlertRuntime:
         if cfg is None:
             return
         need = RANK[cfg.alert_case_min_tier]
-        for e in list(w.batch.events):
+        # alerts that call for action first: a log-only one of the same tick is then noted on their case
+        for e in sorted(w.batch.events, key=lambda e: self.log_only(e.rule_id, e.to_tier)):
             if e.kind not in ("firing", "tier_up", "refiring") or RANK.get(e.to_tier or "", 0) < need:
                 continue
             rule = self.rules.get(e.rule_id)
@@ -394,6 +411,8 @@ class AlertRuntime:
                         w.case(C.note(case, "merged", by="system", now=now, text=f"同一事件的告警：{why}",
                                       alert_id=e.alert_id, tier=e.to_tier))
                     continue
+            if self.log_only(e.rule_id, e.to_tier):     # noted on its incident's case above; opens none
+                continue
             xy = self._zone_point(zone)
             place = None
             if xy is not None:                    # a zone-wide alert is placed by the zone's name
@@ -748,7 +767,8 @@ class _Work:
         if inc is None or st.status not in ("firing", "recovering"):
             return False
         return any(k != key and o.status in ("firing", "recovering") and o.rank >= st.rank
-                   and self.rt.incident_of(o.rule_id) == inc for k, o in self.states.items())
+                   and self.rt.incident_of(o.rule_id) == inc and not self.rt.log_only(o.rule_id, o.tier)
+                   for k, o in self.states.items())
 
     def prev(self, key: tuple[str, str]) -> AlertState | None:
         """The state a transition starts from: the active one, else one that ended less than
@@ -800,6 +820,12 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
     if e.kind == "refiring" and e.details.get("higher") is False:
         return None
     if e.kind == "resolved" and e.from_tier in ADVISORY_TIERS:
+        return None
+    # a log-only tier (the rationale: no operator action) is stored, not paged; an operator's own
+    # escalation and data problems still page
+    tier = e.from_tier if e.kind == "resolved" else (e.to_tier or st.tier)
+    if rt.log_only(rule.id, tier) and not (e.kind == "escalated" and e.actor.startswith("user:")) \
+            and e.kind not in ("no_data", "error"):
         return None
     if rule.id.startswith("forecast:"):
         d = st.details
