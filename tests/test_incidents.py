@@ -14,7 +14,7 @@ import pytest
 
 from indicators.alerts.cases import parse_case_config
 from indicators.alerts.rules import RuleDefaults, build_rules
-from indicators.alerts.runtime import DATA_DIR, AlertRuntime, ListNotifier
+from indicators.alerts.runtime import DATA_DIR, AlertRuntime, ListNotifier, load_config
 from indicators.alerts.store import AlertStore
 
 T0 = datetime(2026, 4, 15, 11, 0, tzinfo=timezone.utc)        # 19:00 in Guangzhou
@@ -140,3 +140,21 @@ def test_a_log_only_tier_is_kept_but_pages_escalates_and_dispatches_nobody(rt):
     # the load rate's own escalation (the case's overdue escalation is the case's, not the alert's)
     assert len([x for x in messages if x.channel == "escalation" and "未确认告警" in x.text_zh]) == 1
     assert rt.states[(inflow, "")].escalation_level == 0
+
+
+def test_a_log_only_alert_opens_no_emergency_plan():
+    """Eleven dark lamps among a zone's hundreds at red (facility.anomalies, log-only for lamps: the
+    lamp availability carries the action) open no facility-failure plan; a red count of open manhole
+    covers, a call to act, does."""
+    cfg = load_config()
+    clock = type("Clock", (), {"t": T0, "__call__": lambda self: self.t})()
+    r = AlertRuntime(AlertStore.open(":memory:"), rule_set(), cfg.compound, cfg.plans, clock, ListNotifier(),
+                     cases=cfg.cases)
+    r.clock_ = clock
+    lamps, covers = "facility.anomalies:zone=za,class=lamp@now", "facility.anomalies:zone=za,class=cover@now"
+    for m in range(5):
+        tick(r, m, **{lamps: 11.0})
+    assert r.states[(lamps, "")].tier == "red" and r.plans == {}
+    for m in range(5, 8):
+        tick(r, m, **{lamps: 11.0, covers: 4.0})
+    assert list(r.plans) == ["facility_failure"] and r.plans["facility_failure"].level == "II"

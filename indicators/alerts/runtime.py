@@ -20,8 +20,9 @@
 
 A tier the rationale (``data/alerts/rationale.toml``, :mod:`.rationale`)
 judges ``log_only`` - nothing for an operator to do - is kept as an alert
-state and its events are stored (compound rules and reports read them), but
-it pages nobody, escalates on no clock and opens no case.
+state and its events are stored (the console's log and the reports read
+them), but it pages nobody, escalates on no clock, opens no case and counts
+for no compound rule (no plan is opened for what nobody has to act on).
 
 A tick at or before the last stored tick is ignored, so an engine replaying
 ticks after a crash changes nothing twice.  Restart = construct a new
@@ -503,7 +504,10 @@ class AlertRuntime:
     def _compound(self, w: "_Work", now: datetime) -> None:
         if not self.compound:
             return
-        alerts = [(self.rules[r], s) for (r, _), s in w.states.items() if r in self.rules and s.active]
+        # the calls to act: a plan is opened for what someone must act on, not for a log-only tier
+        # (a zone's 11 dark lamps among hundreds are the lamp availability's to judge)
+        alerts = [(self.rules[r], s) for (r, _), s in w.states.items()
+                  if r in self.rules and s.active and not self.log_only(r, s.tier)]
         ctx = Context(now, alerts, w.warnings, self.videos, self.places)
         wanted: dict[str, tuple[str, CompoundRule, str]] = {}
         for cr in self.compound:
