@@ -361,3 +361,43 @@ def test_the_closure_rate_judges_cases_when_they_are_due_not_when_they_open(cata
     # a case closed after its deadline is due and late
     late = early + [("b", "closed", local(20, 30))]
     assert read(catalog, case_tick(catalog, late, local(20, 40)), rate)[0] == 50.0
+
+
+def _tier(th, value: float) -> str | None:
+    worst = None
+    for name, thr in zip(("blue", "yellow", "orange", "red"), th.tiers()):
+        if thr is not None and value <= thr:
+            worst = name
+    return worst
+
+
+def test_one_camera_down_in_a_small_zone_is_not_an_alarm_and_a_second_one_is(catalog):
+    """min_failed (data/catalog/families.toml): a tier of a zone's camera availability needs 2 (yellow),
+    3 (orange), 4 (red) cameras down; in a zone of many assets the written shares still rule."""
+    def th(zone, cls="camera"):
+        return next(i for i in catalog.of_family("facility.availability")
+                    if i.scope == {"zone": zone, "class": cls}).thresholds
+    n = len(assets(catalog, "camera", "huangpuchong_footbridge"))
+    assert 3 <= n <= 8, n
+    small = th("huangpuchong_footbridge")
+    for down, want in ((0, None), (1, "blue"), (2, "yellow"), (3, "orange"), (4, "red")):
+        if down <= n:
+            assert _tier(small, 100.0 * (n - down) / n) == want, (down, n)
+    lamps = th("riverside_central", "lamp")                # hundreds of lamps: the shares as written
+    assert lamps.tiers() == (98.0, 95.0, 90.0, 80.0)
+
+
+def test_min_failed_is_refused_where_it_has_no_meaning():
+    text = default_families_path().read_text(encoding="utf-8")
+    old = 'min_failed = { yellow = 2, orange = 3, red = 4 }'
+    for bad, what in (('min_failed = { yellow = 3, orange = 2, red = 4 }', "min_failed.orange"),
+                      ('min_failed = { yellow = 2, purple = 3 }', "min_failed.purple"),
+                      ('min_failed = { yellow = 0 }', "min_failed.yellow")):
+        with pytest.raises(CatalogError) as e:
+            parse_families(text.replace(old, bad, 1))
+        assert any(what in str(p) for p in e.value.problems), (bad, e.value.problems)
+    crowd = 'thresholds = { direction = "above", blue = 60.0, yellow = 80.0, orange = 90.0, red = 100.0 }'
+    assert crowd in text
+    with pytest.raises(CatalogError) as e:
+        parse_families(text.replace(crowd, crowd[:-2] + ', min_failed = { red = 2 } }', 1))
+    assert any("min_failed" in str(p) for p in e.value.problems), e.value.problems

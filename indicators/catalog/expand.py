@@ -366,6 +366,8 @@ def expand(file: FamilyFile, dims: Dimensions) -> list[tuple[IndicatorId, Family
                 th = th.scaled(factor)
                 if fam.thresholds.scale in SEGMENT_ATTRS:       # veh/h and km/h: no float dust in the messages
                     th = Thresholds(th.direction, *(None if x is None else round(x, 3) for x in th.tiers()))
+            if th.min_failed:       # a small zone's tiers need more than one failed asset
+                th = th.capped(len(dims.class_assets(_family_class(fam, scope), scope.get("zone"))))
             dept = _department(dims, fam, scope)
             for w in fam.windows:
                 out.append((IndicatorId.of(fam.id, scope, w), fam, th, dept))

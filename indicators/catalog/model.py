@@ -165,13 +165,34 @@ class Thresholds:
     orange: float | None = None
     red: float | None = None
     scale: str | None = None
+    min_failed: tuple[tuple[str, int], ...] = ()
+    """For a share of a class's assets in a zone (``below``, in %): per tier, how
+    many of the zone's assets must be failed before the tier can be reached.
+    Expansion lowers the tier's threshold to ``100 × (n - k) / n`` for a zone of
+    ``n`` assets (a tier no zone of that size can reach is left out): one of a
+    footbridge's five cameras down is 80 %, not a red alarm."""
 
     def tiers(self) -> tuple[float | None, ...]:
         return (self.blue, self.yellow, self.orange, self.red)
 
     def scaled(self, factor: float) -> "Thresholds":
         f = (lambda x: None if x is None else x * factor)
-        return Thresholds(self.direction, f(self.blue), f(self.yellow), f(self.orange), f(self.red), None)
+        return Thresholds(self.direction, f(self.blue), f(self.yellow), f(self.orange), f(self.red), None,
+                          self.min_failed)
+
+    def capped(self, n_assets: int) -> "Thresholds":
+        """The tiers for a zone of ``n_assets`` assets under :attr:`min_failed`."""
+        if not self.min_failed:
+            return self
+        vals = dict(zip(TIERS, self.tiers()))
+        for t, k in self.min_failed:
+            if vals[t] is None:
+                continue
+            if n_assets <= 0 or k > n_assets:
+                vals[t] = None
+            else:       # rounded up to 0.01 %: k failed of n must reach it (1 of 3 is 33.333… <= 33.34)
+                vals[t] = min(vals[t], math.ceil(10000.0 * (n_assets - k) / n_assets) / 100.0)
+        return Thresholds(self.direction, *(vals[t] for t in TIERS), self.scale, ())
 
 
 @dataclass(frozen=True)
@@ -513,9 +534,26 @@ def _read_thresholds(c: _Checker, node: Any, p: str) -> Thresholds | None:
     if c.table(node, p) is None:
         return None
     n0 = len(c.problems)
-    c.keys(node, p, {"direction", "scale", *TIERS}, {"direction"})
+    c.keys(node, p, {"direction", "scale", "min_failed", *TIERS}, {"direction"})
     direction = c.string(node, "direction", p, choices=("above", "below"))
     scale = c.string(node, "scale", p, choices=THRESHOLD_SCALES)
+    min_failed: list[tuple[str, int]] = []
+    if "min_failed" in node and c.table(node["min_failed"], f"{p}.min_failed") is not None:
+        last = 0
+        for t in TIERS:
+            k = node["min_failed"].get(t)
+            if k is None:
+                continue
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k < last:
+                c.add(f"{p}.min_failed.{t}", f"must be a whole number >= 1 and >= the milder tiers', not {k!r}")
+                continue
+            last = k
+            min_failed.append((t, k))
+        for t in node["min_failed"]:
+            if t not in TIERS:
+                c.add(f"{p}.min_failed.{t}", f"unknown tier (one of {', '.join(TIERS)})")
+        if node.get("direction") != "below":
+            c.add(f"{p}.min_failed", "only for a share of working assets (direction 'below')")
     vals = {t: c.number(node, t, p) for t in TIERS}
     given = [(t, v) for t, v in vals.items() if v is not None]
     if not given and not any(t in node for t in TIERS):
@@ -528,7 +566,8 @@ def _read_thresholds(c: _Checker, node: Any, p: str) -> Thresholds | None:
                 c.add(f"{p}.{t1}", f"must be below {t0} for direction 'below' ({v1!r} >= {v0!r})")
     if len(c.problems) > n0:
         return None
-    return Thresholds(direction, *(None if vals[t] is None else float(vals[t]) for t in TIERS), scale)
+    return Thresholds(direction, *(None if vals[t] is None else float(vals[t]) for t in TIERS), scale,
+                      tuple(min_failed))
 
 
 FAMILY_FIELDS = {"id", "name_zh", "name_en", "description", "unit", "scope", "expand", "windows", "source",
@@ -598,6 +637,9 @@ def _read_family(c: _Checker, i: int, node: Any, classes: dict[str, FacilityClas
     has_class = "class" in expand or (isinstance(node.get("compute"), dict) and "class" in node["compute"])
     if thresholds and thresholds.scale == "class_assets" and not has_class:
         c.add(f"{p}.thresholds.scale", "'class_assets' needs a facility class (expand.class or compute.class)")
+    if thresholds and thresholds.min_failed and not (has_class and "zone" in expand):
+        c.add(f"{p}.thresholds.min_failed", "counts a zone's assets of a class: the family must expand over zone "
+                                            "and name the class (expand.class or compute.class)")
     if thresholds and thresholds.scale in ZONE_ATTRS and "zone" not in expand:
         c.add(f"{p}.thresholds.scale", f"{thresholds.scale!r} is a zone attribute: the family must expand over zone")
     if (thresholds and thresholds.scale in SEGMENT_ATTRS and "segment" not in expand
