@@ -102,6 +102,22 @@ def test_a_chattering_input_fires_once():
     assert back.details["higher"] is True and back.to_tier == "orange"
 
 
+def test_a_value_wavering_on_a_tier_boundary_is_news_only_above_the_highest_tier_it_held():
+    """80 % ± 1 for an hour (yellow <-> blue): one page when it first reaches yellow, then returns to
+    yellow say nothing new and keep the acknowledgement; orange is news and wants a new one."""
+    r = rule(**{"for": "0s"})
+    st, ev = play(r, [81])
+    st = acknowledge(st, by="li", comment="guides sent", now=T0).state
+    st, ev = play(r, [79, 81] * 30, start=T0 + MIN, state=st)
+    ups = [e for e in ev if e.kind == "tier_up"]
+    assert len(ups) == 30 and all(e.details["higher"] is False for e in ups)
+    assert st.acked_by == "li" and st.last_tier == "yellow"
+    st, ev = play(r, [79, 91, 85], start=T0 + 61 * MIN, state=st)
+    (up,) = [e for e in ev if e.kind == "tier_up"]
+    assert up.to_tier == "orange" and up.details["higher"] is True and st.acked_by is None
+    assert st.last_tier == "orange"       # back at yellow now; orange again would say nothing new
+
+
 def test_scopes_are_separate_alerts():
     r = rule(**{"for": "0s"})
     a = transition(None, Evaluation(T0, 85, scope="gate-1"), r, T0).state

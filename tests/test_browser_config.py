@@ -230,10 +230,14 @@ def test_a_supervisor_adds_a_weekend_night_profile_and_drops_it(srv, browser):
         page.wait_for_selector("#cfg-drop-box:not(.st-cfg-hidden)", timeout=30_000)
         page.locator("#cfg-drop label").click()
         page.fill("#cfg-reason", "试行结束")
+        before = page.inner_text("#cfg-save-result")
         page.click("#cfg-save")
-        page.wait_for_selector("#cfg-save-result .st-cfg-ok", timeout=30_000)
+        # (the first save's confirmation is still on the page: wait for this one's)
+        page.wait_for_function("""(b) => { const r = document.getElementById('cfg-save-result');
+            return !!r.querySelector('.st-cfg-ok') && r.innerText !== b; }""", arg=before, timeout=30_000)
         settle(page)
-        assert "周末夜间" not in page.inner_text("#cfg-detail")
+        page.wait_for_function("() => !document.getElementById('cfg-detail').innerText.includes('周末夜间')",
+                               timeout=30_000)
         assert errors == []
     finally:
         ctx.close()

@@ -315,6 +315,8 @@ class Oracle:
                 else:
                     x0 = cond["value"]
                     x0 = float(STAFF.index(x0)) if isinstance(x0, str) else float(x0)
+                    if cond.get("scale"):       # a fraction of each segment's own figure
+                        x0 = x0 * np.array([d.segments[members[j][0][0]].attr(cond["scale"]) for j in cols])
                     x = _cmp(v, cond["op"], x0).sum(axis=1).astype(float)
             out[:, r] = np.where(n_has > 0, x, np.nan)
         return out, newest

@@ -172,6 +172,7 @@
         minZoom: state.home.minZoom, maxZoom: state.home.maxZoom, maxPitch: state.home.maxPitch,
         transitionDuration: T.fly_s * 1000, transitionInterpolator: new D.FlyToInterpolator() } });
       el.dataset.tourStop = tour.i + ":" + s.name;
+      el.dataset.tourHot = String(list.length - T.stops.length - 1);   // hot zones when this stop was chosen
       tour.next = Date.now() + (T.dwell_s + T.fly_s) * 1000;
     }, 1000);
   }

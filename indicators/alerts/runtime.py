@@ -821,7 +821,7 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
     if e.kind in ("firing", "refiring") and st.tier in ADVISORY_TIERS:
         return None
     # an alert back at a tier it held (before it ended, or chattering after) pages nobody again
-    if e.kind == "refiring" and e.details.get("higher") is False:
+    if e.kind in ("refiring", "tier_up") and e.details.get("higher") is False:
         return None
     if e.kind == "resolved" and e.from_tier in ADVISORY_TIERS:
         return None

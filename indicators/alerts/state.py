@@ -121,7 +121,8 @@ class AlertState:
     silenced_until: datetime | None = None
     seq: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
-    last_tier: str | None = None       # the tier it ended in (a resolved alert), for a chattering return
+    last_tier: str | None = None       # the highest tier it held and left (tier_down, resolved) in this episode:
+                                       # a return to it (tier_up, chattering) is no news
     returns: int = 0                   # times it came back within CHATTER_WINDOW_S of ending
 
     @property
@@ -192,7 +193,7 @@ class _Builder:
         seq = old.seq + 1
         new = replace(new, seq=seq)
         if kind == "resolved" and old.tier:
-            new = replace(new, last_tier=old.tier)
+            new = replace(new, last_tier=_peak(old.last_tier, old.tier))
         self.events.append(Event(
             key=f"{new.alert_id}#{seq}", alert_id=new.alert_id, rule_id=new.rule_id, scope=new.scope,
             seq=seq, at=self.now, kind=kind, actor=actor, reason=reason,
@@ -216,6 +217,11 @@ def _cross_reason(rule: Rule, tier, value: float, profile: str) -> str:
     op = "≥" if rule.direction == "above" else "≤"
     p = "" if profile == "default" else f" [{profile}]"
     return f"{_fmt(value)} {op} {tier.name} threshold {_fmt(tier.threshold)}{p}"
+
+
+def _peak(a: str | None, b: str | None) -> str | None:
+    """The higher of two tiers (None: none)."""
+    return a if RANK.get(a or "", 0) >= RANK.get(b or "", 0) else b
 
 
 def _new_episode(prev: AlertState, now: datetime) -> AlertState:
@@ -335,19 +341,26 @@ def _step(b: _Builder, st: AlertState, rule: Rule, rank: int, tier, profile: str
         base = replace(base, last_crossed_at=now, profile=profile)
         if s == "recovering":
             new = replace(base, status="firing", status_since=now, tier=tier.name, threshold=tier.threshold)
-            if rank > st.rank:
+            higher = rank > max(st.rank, RANK.get(st.last_tier or "", 0))
+            if higher:
                 new = replace(new, tier_since=now, acked_by=None, acked_at=None, ack_comment=None,
                               escalation_level=0)
+            elif rank > st.rank:
+                new = replace(new, tier_since=now)
             # back before it ended: news (a page) only at a higher tier than it held
             return b.emit("refiring", new, _cross_reason(rule, tier, value, profile) + why if value is not None
-                          else f"{tier.name}{why}", value=value, details={**details, "higher": rank > st.rank})
+                          else f"{tier.name}{why}", value=value, details={**details, "higher": higher})
         if rank > st.rank:
-            new = replace(base, tier=tier.name, threshold=tier.threshold, tier_since=now,
-                          acked_by=None, acked_at=None, ack_comment=None, escalation_level=0)
+            # back up to a tier it held in this episode (a value wavering on a tier boundary): the same
+            # alert at a tier already paged and acknowledged - no news; above it: news, acknowledged anew
+            higher = rank > RANK.get(st.last_tier or "", 0)
+            new = replace(base, tier=tier.name, threshold=tier.threshold, tier_since=now)
+            if higher:
+                new = replace(new, acked_by=None, acked_at=None, ack_comment=None, escalation_level=0)
             return b.emit("tier_up", new, (_cross_reason(rule, tier, value, profile) if value is not None
-                                           else tier.name) + why, value=value, details=details)
+                                           else tier.name) + why, value=value, details={**details, "higher": higher})
         if rank < st.rank:
-            new = replace(base, tier=tier.name, threshold=tier.threshold)
+            new = replace(base, tier=tier.name, threshold=tier.threshold, last_tier=_peak(st.last_tier, st.tier))
             old = rule.tier(st.tier, now)
             rec = f"below {st.tier} recovery {_fmt(old.recover)}" if old and value is not None else st.tier
             return b.emit("tier_down", new, f"{_fmt(value)} {rec}; still {tier.name}{why}", value=value,
@@ -382,7 +395,7 @@ def _come_back(b: _Builder, base: AlertState, rule: Rule, tier, profile: str, va
     new = replace(old, status="firing", status_since=now, tier=tier.name, threshold=tier.threshold,
                   tier_since=now, profile=profile, evidence=ev, last_crossed_at=now, last_eval_at=now,
                   last_value=value if value is not None else old.last_value, details=details or old.details,
-                  returns=old.returns + 1, last_tier=None)
+                  returns=old.returns + 1)
     if higher:
         new = replace(new, acked_by=None, acked_at=None, ack_comment=None, escalation_level=0)
     mins = (now - old.status_since).total_seconds() / 60
