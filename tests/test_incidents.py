@@ -158,3 +158,34 @@ def test_a_log_only_alert_opens_no_emergency_plan():
     for m in range(5, 8):
         tick(r, m, **{lamps: 11.0, covers: 4.0})
     assert list(r.plans) == ["facility_failure"] and r.plans["facility_failure"].level == "II"
+
+
+def test_alerts_an_active_plan_was_opened_for_page_nobody_while_it_runs():
+    """A core zone past 80 % opens the crowd plan (one page, one plan message); while the plan
+    runs, a second core zone past 80 % is listed but pages nobody - the plan's steps are the action
+    (suppression by state); a zone outside the core area still pages."""
+    cfg = load_config()
+    core = cfg.groups["core"]
+    zones = [core[0], core[1], "streets_west"]
+    assert "streets_west" not in core
+    d = [RuleDefaults(f"crowd.load_rate:zone={z}@now", "above", TIERS, family="crowd.load_rate", labels={"zone": z})
+         for z in zones]
+    rules = build_rules(d, {"override": {x.indicator_id: {"for": "0s"} for x in d}})
+    clock = type("Clock", (), {"t": T0, "__call__": lambda self: self.t})()
+    r = AlertRuntime(AlertStore.open(":memory:"), rules, cfg.compound, cfg.plans, clock, ListNotifier(),
+                     cases=cfg.cases)
+    ids = [f"crowd.load_rate:zone={z}@now" for z in zones]
+
+    def at(m, *loads):
+        clock.t = T0 + timedelta(minutes=m)
+        return r.on_tick(clock.t, {i: (v, "ok") for i, v in zip(ids, loads)})
+
+    res = at(0, 85.0, 40.0, 40.0)
+    assert [m.channel for m in res.messages].count("alert") >= 1 and "crowd_core" in r.plans
+    assert r.handled_by_plan(r.rules[ids[1]]) == "crowd_core" and r.handled_by_plan(r.rules[ids[2]]) is None
+    res = at(1, 85.0, 86.0, 40.0)
+    assert [e.rule_id for e in res.events if e.kind == "firing"] == [ids[1]]
+    assert [m for m in res.messages if m.channel == "alert"] == []
+    res = at(2, 85.0, 86.0, 87.0)
+    pages = [m for m in res.messages if m.channel == "alert"]
+    assert len(pages) == 1 and "87" in pages[0].text_zh

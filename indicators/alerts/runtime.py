@@ -33,6 +33,7 @@ transaction each and return the new object.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import threading
 import tomllib
@@ -46,7 +47,7 @@ import numpy as np
 from . import ADVISORY_TIERS, DATA_DIR, RANK, TIER_LEVEL, TIERS
 from . import cases as C
 from . import plans as P
-from .compound import CompoundRule, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
+from .compound import AlertCondition, CompoundRule, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
 from .rationale import Rationale, default_rationale
 from .forecast import ForecastParams, Profile, ZoneForecaster, crossings, day_type
 from .rules import DEFAULT_MAX_ESCALATIONS, SHANGHAI, Problem, Rule, Tier
@@ -214,6 +215,21 @@ class AlertRuntime:
     def log_only(self, rule_id: str, tier: str | None) -> bool:
         """True when ``tier`` of the rule is an event for the log, not a call to act."""
         return tier in TIERS and self.rationale.is_log_only(rule_id, tier)
+
+    def handled_by_plan(self, rule: Rule) -> str | None:
+        """The active emergency plan (if any) that was opened for alerts like this one: one of
+        the compound rules that open it watches this alert's family and labels.  While it is
+        active its steps are the action, and the alert pages nobody (``crowd.load_rate`` of
+        a core zone under the crowd plan); it stays listed and still opens its case."""
+        for plan_id in self.plans:
+            for cr in self.compound:
+                if cr.plan != plan_id:
+                    continue
+                for c in cr.conditions:
+                    if isinstance(c, AlertCondition) and fnmatch.fnmatchcase(rule.family, c.family) \
+                            and all(rule.labels.get(k) in v for k, v in c.labels.items()):
+                        return plan_id
+        return None
 
     def _no_log_escalation(self, rule: Rule) -> Rule:
         esc = {t: v for t, v in rule.escalate_after_s.items() if not self.log_only(rule.id, t)}
@@ -830,6 +846,11 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
     tier = e.from_tier if e.kind == "resolved" else (e.to_tier or st.tier)
     if rt.log_only(rule.id, tier) and not (e.kind == "escalated" and e.actor.startswith("user:")) \
             and e.kind not in ("no_data", "error"):
+        return None
+    # an emergency plan opened for alerts like this one is active: its steps (and its raise to a
+    # higher level, with its own message) are the action - suppression by state (ISA-18.2)
+    if e.kind in ("firing", "refiring", "tier_up", "escalated", "resolved") and not e.actor.startswith("user:") \
+            and rt.handled_by_plan(rule) is not None:
         return None
     if rule.id.startswith("forecast:"):
         d = st.details
