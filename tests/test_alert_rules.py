@@ -230,7 +230,7 @@ def test_a_blue_alert_advises_without_paging_and_a_raise_to_yellow_pages():
     assert "resolved" in [e.kind for e in res.events] and len(res.messages) == 1
 
 
-def test_full_bins_are_no_facility_failure_but_a_dark_lamp_circuit_opens_the_plan():
+def test_full_bins_and_blind_cameras_are_no_facility_failure_but_a_dark_lamp_circuit_opens_the_plan():
     """The facility-failure plan is for safety equipment (data/alerts/compound.toml group `failing`):
     riverside bins filling up on an ordinary evening opened it before."""
     from datetime import datetime, timezone
@@ -244,7 +244,8 @@ def test_full_bins_are_no_facility_failure_but_a_dark_lamp_circuit_opens_the_pla
                                      "pier_plaza", "haixin_bridge"])
     defaults = [RuleDefaults(f"facility.availability:zone={z},class={c}@now", "below",
                              {"yellow": 95.0, "orange": 90.0, "red": 80.0}, family="facility.availability",
-                             labels={"zone": z, "class": c}) for z in zones for c in ("bin", "toilet", "lamp")]
+                             labels={"zone": z, "class": c}) for z in zones
+                for c in ("bin", "toilet", "lamp", "camera")]
     rules = build_rules(defaults, {"override": {d.indicator_id: {"for": "0s"} for d in defaults}})
     t0 = datetime(2026, 4, 15, 11, 0, tzinfo=timezone.utc)
     clock = [t0]
@@ -257,8 +258,8 @@ def test_full_bins_are_no_facility_failure_but_a_dark_lamp_circuit_opens_the_pla
         vals.update({f"facility.availability:zone=riverside_central,class={c}@now": (v, "ok") for c, v in bad.items()})
         return rt.on_tick(clock[0], vals)
 
-    for k in range(5):                                   # bins and toilets red for five minutes
-        tick(k, bin=60.0, toilet=50.0)
+    for k in range(5):                       # bins and toilets red, half the cameras blind, five minutes
+        tick(k, bin=60.0, toilet=50.0, camera=50.0)
     assert rt.plans == {} or all(p.plan_id != "facility_failure" for p in rt.plans.values())
     for k in range(5, 10):                               # a lamp circuit goes dark
         tick(k, bin=60.0, toilet=50.0, lamp=40.0)
