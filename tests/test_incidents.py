@@ -189,3 +189,23 @@ def test_alerts_an_active_plan_was_opened_for_page_nobody_while_it_runs():
     res = at(2, 85.0, 86.0, 87.0)
     pages = [m for m in res.messages if m.channel == "alert"]
     assert len(pages) == 1 and "87" in pages[0].text_zh
+
+
+def test_missing_data_of_a_rule_with_nothing_to_act_on_pages_nobody(rt):
+    """Inflow is log-only at every tier: its missing data and the data's return are the feed owner's
+    matter, not a page; the load rate's missing data still reaches the operator."""
+    inflow, load = "crowd.inflow:zone=zb@5m", "crowd.load_rate:zone=zb@now"
+    assert rt.never_acts(rt.rules[inflow]) and not rt.never_acts(rt.rules[load])
+    rt.set_rules({k: v for k, v in rt.rules.items() if k in (inflow, load)})
+    messages = []
+    for m in range(20):
+        rt.clock_.t = T0 + timedelta(minutes=m)
+        quality = "no_data" if 2 <= m < 10 else "ok"
+        res = rt.on_tick(rt.clock_.t, {inflow: (None if quality != "ok" else 100.0, quality),
+                                       load: (None if quality != "ok" else 40.0, quality)})
+        messages += res.messages
+    kinds = sorted((e["rule_id"], e["kind"]) for e in rt.store.events())
+    assert kinds == sorted([(r, k) for r in (inflow, load) for k in ("no_data", "resolved")])   # in the log
+    # the load rate's missing data and its return reach the operator; the inflow's reach nobody
+    assert [(m.channel, load in m.text_zh) for m in messages] == [("data_quality", True), ("alert", True)], \
+        [(m.channel, m.text_zh) for m in messages]

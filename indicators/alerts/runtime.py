@@ -231,6 +231,12 @@ class AlertRuntime:
                         return plan_id
         return None
 
+    def never_acts(self, rule: Rule) -> bool:
+        """True when every tier of the rule is log-only: its data problems (no data, an error)
+        and their end are the feed's owner's matter (the feeds panel), not an operator's page."""
+        names = [t.name for t in rule.tiers if t.name in TIERS]
+        return bool(names) and all(self.log_only(rule.id, n) for n in names)
+
     def _no_log_escalation(self, rule: Rule) -> Rule:
         esc = {t: v for t, v in rule.escalate_after_s.items() if not self.log_only(rule.id, t)}
         return rule if len(esc) == len(rule.escalate_after_s) else replace(rule, escalate_after_s=esc)
@@ -846,6 +852,10 @@ def _alert_message(e: Event, st: AlertState, rule: Rule, rt: AlertRuntime) -> Me
     tier = e.from_tier if e.kind == "resolved" else (e.to_tier or st.tier)
     if rt.log_only(rule.id, tier) and not (e.kind == "escalated" and e.actor.startswith("user:")) \
             and e.kind not in ("no_data", "error"):
+        return None
+    # a rule with nothing to act on at any tier: its missing data and the data's return page nobody
+    # either (172 case counts "no data" before the day's first case, and back, on the normal weekday)
+    if e.kind in ("no_data", "error", "resolved") and tier is None and rt.never_acts(rule):
         return None
     # an emergency plan opened for alerts like this one is active: its steps (and its raise to a
     # higher level, with its own message) are the action - suppression by state (ISA-18.2)
