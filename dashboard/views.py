@@ -245,7 +245,9 @@ def by_incident(items: list[dict[str, Any]], snap: Snapshot) -> list[dict[str, A
         k = inc.get(it["id"])
         if k is not None:
             groups.setdefault(k, []).append(it)
-    heads = {k: min(g, key=lambda i: (-(i["minutes"] if i["minutes"] is not None else -1), i["id"]))
+    # the head: the first alert that calls for action (a log-only one heads only an incident of such)
+    heads = {k: min(g, key=lambda i: (bool(i.get("log_only")), -(i["minutes"] if i["minutes"] is not None else -1),
+                                      i["id"]))
              for k, g in groups.items() if len(g) > 1}
     out, done = [], set()
     for it in items:

@@ -116,6 +116,10 @@ def test_the_console_lists_an_incident_with_its_alerts_under_its_first_one():
     items = [{"id": i, "minutes": m} for i, m in (("b", 2), ("x", 30), ("a", 10), ("d", 5), ("c", 1))]
     out = [(i["id"], i["members"], i["head"]) for i in by_incident(items, snap)]
     assert out == [("a", 2, None), ("b", 0, "a"), ("c", 0, "a"), ("x", 0, None), ("d", 0, None)]
+    # a log-only alert (no operator action) heads no incident that has a call to act
+    items[2]["log_only"] = True
+    out = [(i["id"], i["members"], i["head"]) for i in by_incident(items, snap)]
+    assert out == [("b", 2, None), ("a", 0, "b"), ("c", 0, "b"), ("x", 0, None), ("d", 0, None)]
 
 
 def test_a_log_only_tier_is_kept_but_pages_escalates_and_dispatches_nobody(rt):
