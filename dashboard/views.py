@@ -216,8 +216,7 @@ def alert_item(st, rule, names: Names, now: datetime) -> dict[str, Any]:
     return {
         "id": st.alert_id, "tier": st.tier or "none", "level": TIER_LEVEL.get(st.tier or "", ""),
         # no operator action at this tier (data/alerts/rationale.toml): kept for the log, not a call to act
-        "log_only": bool(st.tier in RANK and st.status in ("firing", "recovering")
-                         and default_rationale().is_log_only(st.rule_id, st.tier)),
+        "log_only": bool(st.tier in RANK and default_rationale().is_log_only(st.rule_id, st.tier)),
         "status": st.status, "status_zh": STATUS_NAMES.get(st.status, ("", ""))[0],
         "status_en": STATUS_NAMES.get(st.status, ("", st.status))[1],
         "title_zh": name_zh, "title_en": name_en, "place_zh": pzh, "place_en": pen,
