@@ -190,6 +190,11 @@ def videos_from_rows(rows: Iterable[Mapping[str, Any]], places) -> list[VideoEve
 
 
 # --------------------------------------------------------------------------- evaluation
+def watches(cond: "AlertCondition", rule: Rule) -> bool:
+    """True when ``cond`` reads alerts of ``rule`` (its family glob and labels)."""
+    return fnmatch.fnmatchcase(rule.family, cond.family) and _label_ok(rule, cond.labels)
+
+
 def _label_ok(rule: Rule, labels: Mapping[str, tuple[str, ...]]) -> bool:
     return all(rule.labels.get(k) in allowed for k, allowed in labels.items())
 
@@ -202,7 +207,7 @@ def _check(cond: Condition, ctx: Context) -> list[dict[str, Any]]:
                  "labels": dict(r.labels), "value": st.last_value}
                 for r, st in ctx.alerts
                 if st.status in ("firing", "recovering") and st.rank >= need
-                and fnmatch.fnmatchcase(r.family, cond.family) and _label_ok(r, cond.labels)]
+                and watches(cond, r)]
         return hits if len(hits) >= cond.min_count else []
     if isinstance(cond, WarningCondition):
         need = COLOUR_RANK[cond.colour_at_least]

@@ -33,7 +33,6 @@ transaction each and return the new object.
 """
 from __future__ import annotations
 
-import fnmatch
 import logging
 import threading
 import tomllib
@@ -47,7 +46,7 @@ import numpy as np
 from . import ADVISORY_TIERS, DATA_DIR, RANK, TIER_LEVEL, TIERS
 from . import cases as C
 from . import plans as P
-from .compound import AlertCondition, CompoundRule, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
+from .compound import AlertCondition, CompoundRule, watches, Context, WarningSignal, evaluate, fold_warnings, parse_compound, videos_from_rows
 from .rationale import Rationale, default_rationale
 from .forecast import ForecastParams, Profile, ZoneForecaster, crossings, day_type
 from .rules import DEFAULT_MAX_ESCALATIONS, SHANGHAI, Problem, Rule, Tier
@@ -226,8 +225,7 @@ class AlertRuntime:
                 if cr.plan != plan_id:
                     continue
                 for c in cr.conditions:
-                    if isinstance(c, AlertCondition) and fnmatch.fnmatchcase(rule.family, c.family) \
-                            and all(rule.labels.get(k) in v for k, v in c.labels.items()):
+                    if isinstance(c, AlertCondition) and watches(c, rule):
                         return plan_id
         return None
 
