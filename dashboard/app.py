@@ -24,12 +24,13 @@ from typing import Any
 import dash
 from dash import ClientsideFunction, Input, Output, State, ctx, dcc, html, set_props
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from indicators import localtime
 from twin_assets import inventory as inv
 
-from . import auth, config_page, i18n, ids
+from . import auth, config_page, i18n, ids, patrol_page
 from .config_page import config_layout
 from .live import SnapshotHub, ViewCache
 from .presenters import asset_details, legend
@@ -121,6 +122,11 @@ def _twin_config():
                                                "tower_url": "/twin/tower.bin", "tour": load_tour()})
 
 
+def _patrol_config(route_page):
+    return {"container": ids.DECK, "scene_url": "/twin/scene.json", "furniture_url": "/twin/furniture.bin",
+            "tower_url": "/twin/tower.bin", "route": route_page}
+
+
 def wall_layout(lang: str):
     t = lambda k: i18n.t(k, lang)  # noqa: E731
     return html.Main(className="st-wall", children=[
@@ -182,13 +188,21 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     names = Names.build(data.gdf, data.frame, case_cfg, plan_defs,
                         classes=getattr(getattr(catalog, "dims", None), "classes", None),
                         compound=getattr(getattr(service, "alerts", None), "compound", ()))
-    views = ViewCache({"wall": lambda s: wall_view(s, names), "ops": lambda s: ops_view(s, names)})
+    route = getattr(service, "route", None)
+    if route is None:
+        from indicators.patrols import route_from_inventory
+        route = route_from_inventory(data.gdf, data.frame)
+    route_page = route.to_page()
+    places = getattr(getattr(service, "alerts", None), "places", None)
+    views = ViewCache({"wall": lambda s: wall_view(s, names), "ops": lambda s: ops_view(s, names),
+                       "patrol": lambda s: patrol_page.patrol_view(s, names, route)})
     app = dash.Dash(__name__, backend="fastapi", websocket_callbacks=True, compress=True,
                     assets_folder=str(ASSETS), title="广州塔景区数字孪生", update_title=None,
                     serve_locally=True, suppress_callback_exceptions=True,
                     websocket_inactivity_timeout=0)
     app.layout = _shell()
-    app.validation_layout = html.Div([_shell(), wall_layout("zh"), ops_layout("zh"), config_layout("zh")])
+    app.validation_layout = html.Div([_shell(), wall_layout("zh"), ops_layout("zh"), config_layout("zh"),
+                                      patrol_page.patrol_layout("zh", _patrol_config(route_page), {})])
     server = app.server
     audit = getattr(access, "record", None)
     if access is not None:
@@ -207,6 +221,44 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     @server.get("/twin/tower.bin", include_in_schema=False)
     def _tower():
         return Response(data.tower_bin, media_type="application/octet-stream", headers=cache)
+
+    @server.post("/patrol/photo", include_in_schema=False)
+    async def _photo_upload(request: Request):
+        """A photo from a patrol phone (the raw image as the body): checked, re-encoded, stored;
+        answers its checksum, or 4xx with the reason (nothing is kept of a refused upload)."""
+        from indicators.photos import MAX_BYTES, PhotoError
+        who = auth.current()
+        if who is None or not who.can("patrol"):        # the middleware checked; a second look costs nothing
+            return JSONResponse({"ok": False, "error": "needs the patrol role"}, status_code=403)
+        if service is None:
+            return JSONResponse({"ok": False, "error": i18n.t("no_service", "zh")}, status_code=503)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BYTES:
+                return JSONResponse({"ok": False, "error": f"照片超过 {MAX_BYTES // (1024 * 1024)} MB / "
+                                     f"the photo is larger than {MAX_BYTES // (1024 * 1024)} MB"}, status_code=413)
+            chunks.append(chunk)
+        try:
+            sha = await run_in_threadpool(service.photos.put, b"".join(chunks))
+        except PhotoError as e:
+            return JSONResponse({"ok": False, "error": str(e)}, status_code=415)
+        return JSONResponse({"ok": True, "sha256": sha})
+
+    @server.get("/photos/{sha}", include_in_schema=False)
+    def _photo(sha: str):
+        from indicators.photos import PhotoError
+        if service is None:
+            return JSONResponse({"ok": False, "error": "no photos without the service"}, status_code=400)
+        if not service.photos.valid_name(sha):
+            return JSONResponse({"ok": False, "error": "a photo is named by its SHA-256 (64 hex digits)"},
+                                status_code=400)
+        try:
+            body = service.photos.get(sha)
+        except PhotoError as e:
+            return JSONResponse({"ok": False, "error": str(e)}, status_code=404)
+        return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400",
+                                                                "X-Content-Type-Options": "nosniff"})
 
     @server.get("/healthz", include_in_schema=False)
     def _health():
@@ -229,7 +281,8 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         label = "" if who is None else f"{who.display_name or who.username} · {i18n.role_name(who.role, lang)}"
         if who is not None:
             # the pages this person may open, the current one marked (the server checks again on each)
-            pages = [(p, k) for p, k, role in (("/wall", "nav.wall", "viewer"), ("/ops", "nav.ops", "operator"),
+            pages = [(p, k) for p, k, role in (("/wall", "nav.wall", "viewer"), ("/patrol", "nav.patrol", "patrol"),
+                                               ("/ops", "nav.ops", "operator"),
                                                ("/config", "nav.config", "supervisor")) if who.can(role)]
             if len(pages) > 1:
                 here = path if path in {p for p, _ in pages} else "/wall"
@@ -238,6 +291,9 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                     label]
         if path in ("/ops",):
             return (ops_layout(lang) if who is None or who.can("operator") else _denied(lang)), label
+        if path == "/patrol":
+            return (patrol_page.patrol_layout(lang, _patrol_config(route_page), names.categories)
+                    if who is None or who.can("patrol") else _denied(lang)), label
         if path == "/config":
             return (config_layout(lang) if who is None or who.can("supervisor") else _denied(lang)), label
         return wall_layout(lang), label
@@ -259,6 +315,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         seq, sent = -1, {}
         who = auth.current()
         want_ops = who is not None and who.can("operator")
+        want_patrol = who is not None and who.can("patrol")
         while ws is not None and not ws.is_shutdown:
             seq, snap = await hub.wait_newer(seq, timeout=10.0)
             if snap.version == 0:
@@ -267,6 +324,10 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
             model = {"wall": views.get("wall", snap)}
             if want_ops:
                 model["ops"] = views.get("ops", snap)
+            if want_patrol:
+                model["patrol"] = views.get("patrol", snap)
+                known = any(s.staff_id == who.username for s in snap.staff)
+                model["mine"] = {"staff": known, "items": patrol_page.my_cases(snap, names, who.username, places)}
             patch = {}
             for view, m in model.items():
                 changed = {k: v for k, v in m.items() if sent.get(view, {}).get(k) != v}
@@ -318,9 +379,10 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         return _do_action(service, who, action, lang)
 
     config_page.register(app, service, names)
+    patrol_page.register(app, service, names)
 
     _routes_first(server, {"/", "/login", "/logout", "/healthz", "/twin/scene.json", "/twin/furniture.bin",
-                           "/twin/tower.bin"})
+                           "/twin/tower.bin", "/patrol/photo", "/photos/{sha}"})
     # Dash scans the assets folder and builds its script list in a before-request
     # hook; a first request answered by one of our own routes (the login page)
     # would leave the first index page without our scripts.  Do it now, once
@@ -495,4 +557,5 @@ def _login_routes(server, access) -> None:
         who = auth.current()
         if who is None:
             return RedirectResponse("/login", status_code=303)
-        return RedirectResponse("/ops" if who.can("operator") else "/wall", status_code=303)
+        return RedirectResponse("/ops" if who.can("operator") else "/patrol" if who.can("patrol") else "/wall",
+                                status_code=303)

@@ -65,7 +65,8 @@ ROUTES: dict[str, str] = {
     "/": PUBLIC,                       # redirects to the page of the caller's role
     "/login": PUBLIC, "/logout": PUBLIC, "/password": ANY,
     "/healthz": PUBLIC,
-    "/wall": ANY, "/ops": "operator", "/config": "supervisor",
+    "/wall": ANY, "/ops": "operator", "/config": "supervisor", "/patrol": "patrol",
+    "/patrol/photo": "patrol",         # a photo upload from a patrol phone (POST)
     "/_dash-layout": PUBLIC, "/_dash-dependencies": PUBLIC,   # the page shell, no data
     "/_dash-update-component": ANY,    # then the callback's own role
     "/_dash-ws-callback": ANY,         # then each message's callback role
@@ -74,6 +75,7 @@ ROUTES: dict[str, str] = {
 PREFIXES: dict[str, str] = {
     "/_dash-component-suites/": PUBLIC, "/assets/": PUBLIC,
     "/twin/": ANY,
+    "/photos/": ANY,                   # photos of reports and handled cases, by checksum
     "/ingest": "ingest",               # bearer token, checked by the ingest router
 }
 

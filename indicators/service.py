@@ -34,7 +34,7 @@ from typing import Any, Callable
 from twin_assets import inventory as inv
 from twin_assets.layout import REPO_ROOT
 
-from . import kpis
+from . import kpis, localtime
 from .live_objects import LiveObjects
 from .snapshot import FeedFreshness, Snapshot, feed_limit_s
 
@@ -134,6 +134,11 @@ class Service:
                                  cadence=Cadence(cfg.alerts_every, cfg.alerts_warmup))
         self.alerts = self.pipeline.runtime
         self.ingestor.subscribe(self._on_batch)
+        from indicators.patrols import PatrolStore, route_from_inventory
+        self.route = route_from_inventory(self.inventory, inv.frame())
+        self.patrol_log = PatrolStore(cfg.var / "patrols.sqlite", self.route)
+        from indicators.photos import PhotoStore
+        self.photos = PhotoStore(cfg.var / "photos")
 
         self._kpis = kpis.KpiSet(self.catalog.ids)
         self._trends: dict[str, deque] = {k: deque(maxlen=TREND_POINTS) for k in self._kpis.names}
@@ -340,20 +345,102 @@ class Service:
                         detail={"alert_id": alert_id})
 
     def report(self, *, request_id: str, category: str, by: str, description: str = "",
-               lonlat: tuple[float, float] | None = None, zone_id: str | None = None):
+               lonlat: tuple[float, float] | None = None, zone_id: str | None = None,
+               xy: tuple[float, float] | None = None, photo: str | None = None):
+        """A report made by a person (a patrol phone): ``request_id`` is the phone's
+        idempotency key, so a report sent twice is one case.  ``photo``: the checksum
+        /patrol/photo answered for an uploaded photo."""
+        photos = self._photos(photo)
+        if (not isinstance(request_id, str) or not 1 <= len(request_id) <= 80 or not request_id.isascii()
+                or not request_id.isprintable() or " " in request_id):
+            raise ActionError("a report needs its request id (1-80 ASCII characters, no spaces) so that a "
+                              "resend is one case")
+        cfg = self.alerts.case_cfg
+        if cfg is not None and category not in cfg.categories:
+            raise ActionError(f"unknown case type {category!r}")
+        if xy is not None:
+            x0, y0, x1, y1 = self._bounds
+            if not (x0 <= xy[0] <= x1 and y0 <= xy[1] <= y1):
+                raise ActionError("the reported position is outside the scenic area")
         return self.act(by, "case.report", "case", f"manual:{request_id}",
                         lambda: self.alerts.report(request_id=request_id, category=category, by=by,
-                                                   description=description, lonlat=lonlat, zone_id=zone_id),
-                        detail={"request_id": request_id})
+                                                   description=description, lonlat=lonlat, zone_id=zone_id, xy=xy,
+                                                   photos=photos),
+                        detail={"request_id": request_id, **({"photo": photo} if photo else {})})
+
+    def _photos(self, photo: Any) -> tuple[str, ...]:
+        if photo in (None, ""):
+            return ()
+        if not self.photos.exists(photo):
+            raise ActionError("the photo was not uploaded (or not kept): upload it again, or send without it")
+        return (photo,)
+
+    @property
+    def _bounds(self) -> tuple[float, float, float, float]:
+        b = self.__dict__.get("_bounds_cache")
+        if b is None:
+            import numpy as np
+            x0, y0, x1, y1 = self.inventory.total_bounds
+            xs, ys = inv.frame().to_xy(np.array([x0, x1]), np.array([y0, y1]))
+            b = self.__dict__["_bounds_cache"] = (float(xs[0]), float(ys[0]), float(xs[1]), float(ys[1]))
+        return b
+
+    # ------------------------------------------------------------ patrol phones
+    PATROL_STEPS = ("accept", "arrive", "handle")
+
+    def patrol_case_step(self, case_id: str, step: str, *, by: str, staff_id: str, note: str = "",
+                         xy: tuple[float, float] | None = None, photo: str | None = None):
+        """A patrol officer moves a case assigned to them: accept → arrive → handled.
+        Refused for a case that is not theirs, or for a step that is the console's."""
+        if step not in self.PATROL_STEPS:
+            raise ActionError(f"a patrol phone takes the steps {', '.join(self.PATROL_STEPS)}, not {step!r}")
+        case = self.case_state(case_id)
+        if case is None:
+            raise ActionError(f"no case {case_id!r}")
+        if case.assignee != staff_id:
+            raise ActionError(f"case {case_id} is not assigned to {staff_id}")
+        photos = self._photos(photo)
+        rt = self.alerts
+        fns = {"accept": lambda: rt.accept_case(case_id, by=by, note=note),
+               "arrive": lambda: rt.arrive_case(case_id, by=by, note=note, xy=xy),
+               "handle": lambda: rt.handle_case(case_id, by=by, note=note, photos=photos)}
+        return self.act(by, f"case.{step}", "case", case_id, fns[step], before=case,
+                        detail={"note": note, "from": "patrol phone", "staff_id": staff_id})
+
+    def patrol_progress(self, patrol_id: str, *, by: str, intervals, checkpoints, anomalies=(),
+                        mode: str = "virtual", ended: bool = False):
+        """A phone's patrol report (see :mod:`indicators.patrols`); the start and the end are audited."""
+        from indicators.patrols import PatrolError
+        first = self.patrol_log.get(patrol_id) is None
+        try:
+            rec = self.patrol_log.progress(patrol_id, username=by, now=self.clock(), intervals=intervals,
+                                           checkpoints=checkpoints, anomalies=anomalies, mode=mode, ended=ended)
+        except PatrolError as e:
+            raise ActionError(str(e)) from None
+        if self.audit is not None and (first or ended):
+            try:
+                self.audit(by, "patrol.end" if ended else "patrol.start", "patrol", patrol_id, after=rec.to_dict())
+            except Exception:
+                log.exception("audit of patrol %s failed", patrol_id)
+        return rec
+
+    def patrols(self, day=None) -> dict[str, Any]:
+        """The day's patrols (local day of the service clock) and the segments nobody covered."""
+        day = day or self.clock().astimezone(localtime.LOCAL).date()
+        recs = self.patrol_log.day(day)
+        return {"day": day.isoformat(), "route": self.route.route_id, "length_m": round(self.route.length_m, 1),
+                "segments": [s.id for s in self.route.segments], "patrols": [r.to_dict() for r in recs],
+                "gaps": [s.id for s in self.patrol_log.gaps(day)]}
 
     def case_step(self, case_id: str, step: str, *, by: str, note: str = "", to_staff: str | None = None,
                   passed: bool = True):
         """Move a case along 立案 → 派遣 → 处置 → 核查 → 结案 (``step``: dispatch,
-        accept, handle, verify, rework, close)."""
+        accept, arrive, handle, verify, rework, close)."""
         rt = self.alerts
         fns = {
             "dispatch": lambda: rt.dispatch_case(case_id, by=by, to_staff=to_staff or None, note=note),
             "accept": lambda: rt.accept_case(case_id, by=by, note=note),
+            "arrive": lambda: rt.arrive_case(case_id, by=by, note=note),
             "handle": lambda: rt.handle_case(case_id, by=by, note=note),
             "verify": lambda: rt.verify_case(case_id, by=by, passed=True, note=note),
             "rework": lambda: rt.verify_case(case_id, by=by, passed=False, note=note),

@@ -66,6 +66,8 @@ PINNED_CALLBACKS = {
     "_ping": "viewer",
     "_show_details": "viewer",
     "_act": "operator",              # ack / assign / silence / cases / plans
+    "_patrol_act": "patrol",         # a phone's report, case step (only the caller's cases) or patrol progress
+    "clientside:patrol-acked.data": "patrol",
     # the threshold page (/config): read the rules, backtest, save, versions, rollback
     "_cfg_texts": "supervisor", "_cfg_list": "supervisor", "_cfg_pick": "supervisor", "_cfg_load": "supervisor",
     "_cfg_form": "supervisor", "_cfg_profile_boxes": "supervisor", "_cfg_submit": "supervisor", "_cfg_versions": "supervisor",
@@ -79,6 +81,7 @@ PINNED_CALLBACKS = {
 PINNED_ROUTES = {
     "/": "public", "/login": "public", "/logout": "public", "/healthz": "public",
     "/wall": "viewer", "/ops": "operator", "/config": "supervisor", "/password": "viewer",
+    "/patrol": "patrol", "/patrol/photo": "patrol", "/photos/x": "viewer",
     "/twin/scene.json": "viewer", "/twin/furniture.bin": "viewer", "/twin/tower.bin": "viewer",
     "/_dash-layout": "public", "/_dash-dependencies": "public", "/_reload-hash": "public",
     "/_favicon.ico": "public", "/assets/twin.css": "public",
@@ -390,7 +393,7 @@ def _get_paths(app) -> list[str]:
         if path is None or isinstance(r, WebSocketRoute) or (methods is not None and "GET" not in methods):
             continue                                      # the socket is covered by the callback matrix
         if path == "/{path:path}" or path.endswith("{path:path}") and path.count("{") == 1:
-            out |= {"/wall", "/ops", "/config", "/password", "/no-such-page"}  # Dash's catch-all page route
+            out |= {"/wall", "/ops", "/config", "/patrol", "/password", "/no-such-page"}  # Dash's catch-all page route
         elif path.startswith("/_dash-component-suites/"):
             out.add("/_dash-component-suites/dash/dash-renderer/build/dash_renderer.min.js")
         elif "{" in path:

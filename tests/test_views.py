@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboard import views as V
+from indicators.alerts.rationale import default_rationale
 from dashboard.live import ViewCache
 from dashboard.views import Names, alert_item, ops_view, rule_for, wall_view
 from indicators.alerts import TIER_ZH
@@ -597,9 +598,12 @@ def test_one_change_pushes_only_the_keys_it_affects(world):
     assert set(V.diff(w0, wall_view(s2, names))) == ({"alerts"} if on_wall else set())
     assert set(V.diff(o0, ops_view(s2, names))) == {"alerts"}
 
-    # one zone alert raised to red: the list, the counts and the zone colour
+    # one zone alert raised to red: the list, the counts and the zone colour (and the total, when
+    # at its tier the alert was for the log only and at red it calls for action)
     s3 = replace(snap, alerts=tuple(replace(x, tier="red") if x is a else x for x in snap.alerts))
-    assert set(V.diff(w0, wall_view(s3, names))) == {"alerts", "alert_counts", "zones"}
+    log_only_before = default_rationale().is_log_only(a.rule_id, a.tier)
+    assert set(V.diff(w0, wall_view(s3, names))) == {"alerts", "alert_counts", "zones"} | (
+        {"alert_total"} if log_only_before else set())
 
     # a newer snapshot a few seconds later: its version and clock, besides what changed
     s4 = replace(s1, version=snap.version + 1, now=snap.now + timedelta(seconds=5))

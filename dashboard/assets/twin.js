@@ -96,7 +96,7 @@
       const moved = Math.hypot(e.clientX - down.x, e.clientY - down.y);
       const long = Date.now() - down.t;
       down = null;
-      if (moved > 8 || long > 1500) return;
+      if (moved > 8 || long > (state.tapMaxMs || 1500)) return;      // the patrol page: a long press reports
       const r = el.getBoundingClientRect();
       selectInfo(pickAt(e.clientX - r.left, e.clientY - r.top));
     }, true);
@@ -228,6 +228,7 @@
     bindTaps(el);
     state.home = fitView(props.initialViewState, props.layers, el);
     if (cfg.tour) startTour(cfg.tour, el);
+    if (cfg.route && window.scenicPatrol) window.scenicPatrol.attach(cfg.route, el);
     if (state.pendingLive) applyLive(state.pendingLive);
     return { mounted: true, furniture: furn.n };
   }

@@ -309,6 +309,7 @@
     }
     if (live.wall) Object.assign(S.wall, live.wall);
     if (live.ops) Object.assign(S.ops, live.ops);
+    if ((live.patrol || live.mine) && window.scenicPatrol) window.scenicPatrol.apply(live, S.lang);
     // Dash keeps every change of a callback input for undo, without a bound:
     // each push (live-state is an input) would stay in memory for the life
     // of the page (~60 KB a push, measured).  The wall never undoes.
@@ -331,6 +332,7 @@
         else if (live && !langChanged && S.wall.v === undefined) merge(live);
         renderWall(S.wall);
         renderOps(S.ops);
+        if (langChanged && window.scenicPatrol) window.scenicPatrol.apply(null, S.lang);
         return { v: S.wall.v || 0, lang: S.lang };
       },
       lang_init: function (_path, stored) { return stored === "en" ? "en" : "zh"; },

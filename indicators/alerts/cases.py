@@ -142,6 +142,7 @@ class Case:
     escalation_level: int = 0
     closed_at: datetime | None = None
     closed_by: str | None = None
+    arrived_at: datetime | None = None    # the person on the case reached the place (from their phone)
     close_note: str | None = None
     seq: int = 0
 
@@ -157,7 +158,7 @@ class CaseStep:
     key: str
     case_id: str
     seq: int
-    step: str                         # open|dispatch|accept|handle|verify|close|escalate|rework|merged
+    step: str                         # open|dispatch|accept|arrive|handle|verify|close|escalate|rework|merged
     status: str                       # the case status after it
     at: datetime
     actor: str
@@ -260,6 +261,21 @@ def accept(case: Case, cfg: CaseConfig, *, by: str, now: datetime, note: str = "
     actor = _actor(by)
     case = replace(case, status="handling")
     case, st = _record(case, "accept", actor, now, note)
+    return CaseChange(case, (st,))
+
+
+def arrive(case: Case, cfg: CaseConfig, *, by: str, now: datetime, note: str = "",
+           xy: tuple[float, float] | None = None) -> CaseChange:
+    """The person on the case is at the place (处置 under way; the handle deadline keeps
+    running).  A record of its own, with where they were when they said so."""
+    if case.status != "handling":
+        raise CaseError(f"case {case.case_id} is {case.status}: accept it before arriving")
+    if case.arrived_at is not None:
+        raise CaseError(f"case {case.case_id}: arrival was already recorded")
+    actor = _actor(by)
+    case = replace(case, arrived_at=now)
+    details = {"x": round(float(xy[0]), 1), "y": round(float(xy[1]), 1)} if xy is not None else {}
+    case, st = _record(case, "arrive", actor, now, note, **details)
     return CaseChange(case, (st,))
 
 
@@ -436,7 +452,7 @@ def parse_case_config(doc: Mapping[str, Any], where: str = "departments.toml") -
 
 
 # --------------------------------------------------------------------------- (de)serialise
-_DT = ("opened_at", "due_at", "step_started_at", "closed_at")
+_DT = ("opened_at", "due_at", "step_started_at", "closed_at", "arrived_at")
 
 
 def case_to_dict(c: Case) -> dict[str, Any]:
@@ -458,5 +474,5 @@ def case_from_dict(d: Mapping[str, Any]) -> Case:
 
 
 __all__ = ["Case", "CaseChange", "CaseConfig", "CaseError", "CaseStep", "Category", "Department", "STEPS",
-           "STEP_ZH", "accept", "case_from_dict", "case_to_dict", "check_overdue", "close", "dispatch", "handle",
+           "STEP_ZH", "accept", "arrive", "case_from_dict", "case_to_dict", "check_overdue", "close", "dispatch", "handle",
            "message", "note", "open_case", "parse_case_config", "verify"]

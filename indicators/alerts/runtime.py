@@ -665,9 +665,10 @@ class AlertRuntime:
 
     def report(self, *, request_id: str, category: str, by: str, description: str = "",
                lonlat: tuple[float, float] | None = None, xy: tuple[float, float] | None = None,
-               zone_id: str | None = None, priority: str | None = None) -> C.Case:
+               zone_id: str | None = None, priority: str | None = None, photos: Sequence[str] = ()) -> C.Case:
         """A manual report (e.g. from a patrol phone).  ``request_id`` is the
-        client's idempotency key: sending the same report twice makes one case."""
+        client's idempotency key: sending the same report twice makes one case.
+        ``photos``: checksums of stored photos (:mod:`indicators.photos`), one record each."""
         if self.case_cfg is None:
             raise C.CaseError("no case configuration")
         if xy is None and lonlat is not None and self.places is not None:
@@ -675,20 +676,33 @@ class AlertRuntime:
         case_id = f"manual:{request_id}"
 
         def run(w: _Work) -> C.Case:
-            made = self._new_case(w, self.clock(), case_id=case_id, category=category, source="manual",
+            now = self.clock()
+            made = self._new_case(w, now, case_id=case_id, category=category, source="manual",
                                   source_ref=request_id, xy=xy, zone_id=zone_id, description=description, by=by,
                                   priority=priority, auto_dispatch=False)
+            if made is not None:
+                for sha in photos:
+                    ch = C.note(made, "photo", by=by, now=now, text="", sha256=sha)
+                    w.case(ch)
+                    made = ch.case
             return made or self.cases.get(case_id) or self.store.case(case_id)
         return self._user_batch(run)
 
-    def _case_action(self, case_id: str, fn: Callable[[C.Case, datetime], C.CaseChange]) -> C.Case:
+    def _case_action(self, case_id: str, fn: Callable[[C.Case, datetime], C.CaseChange],
+                     photos: Sequence[str] = (), by: str = "") -> C.Case:
         def run(w: _Work) -> C.Case:
             case = w.cases.get(case_id) or self.store.case(case_id)
             if case is None:
                 raise C.CaseError(f"no case {case_id!r}")
-            ch = fn(case, self.clock())
+            now = self.clock()
+            ch = fn(case, now)
             w.case(ch)
-            return ch.case
+            out = ch.case
+            for sha in photos:                       # the photos the step was taken with, one record each
+                ch = C.note(out, "photo", by=by, now=now, text="", sha256=sha)
+                w.case(ch)
+                out = ch.case
+            return out
         return self._user_batch(run)
 
     def dispatch_case(self, case_id: str, *, by: str, to_staff: str | None = None,
@@ -700,8 +714,14 @@ class AlertRuntime:
     def accept_case(self, case_id: str, *, by: str, note: str = "") -> C.Case:
         return self._case_action(case_id, lambda c, now: C.accept(c, self.case_cfg, by=by, now=now, note=note))
 
-    def handle_case(self, case_id: str, *, by: str, note: str) -> C.Case:
-        return self._case_action(case_id, lambda c, now: C.handle(c, self.case_cfg, by=by, now=now, note=note))
+    def arrive_case(self, case_id: str, *, by: str, note: str = "",
+                    xy: tuple[float, float] | None = None) -> C.Case:
+        return self._case_action(case_id, lambda c, now: C.arrive(c, self.case_cfg, by=by, now=now, note=note,
+                                                                  xy=xy))
+
+    def handle_case(self, case_id: str, *, by: str, note: str, photos: Sequence[str] = ()) -> C.Case:
+        return self._case_action(case_id, lambda c, now: C.handle(c, self.case_cfg, by=by, now=now, note=note),
+                                 photos=photos, by=by)
 
     def verify_case(self, case_id: str, *, by: str, passed: bool, note: str = "") -> C.Case:
         return self._case_action(case_id, lambda c, now: C.verify(c, self.case_cfg, by=by, now=now, passed=passed,
