@@ -322,6 +322,9 @@ def case_item(c, names: Names, now: datetime) -> dict[str, Any]:
             "opened": fmt_local(c.opened_at, date=False, seconds=False),
             "overdue": bool(c.due_at and c.status != "closed" and now > c.due_at),
             "escalation": c.escalation_level, "xy": None if c.x is None else [c.x, c.y],
+            # what the person on it has said from their phone (accepted; arrived, and when)
+            "accepted": c.status == "handling" or c.arrived_at is not None,
+            "arrived": "" if c.arrived_at is None else fmt_local(c.arrived_at, date=False, seconds=False),
             "departments": [{"zh": names.dept(d)[0], "en": names.dept(d)[1]} for d in c.departments]}
 
 

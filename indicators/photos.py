@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import warnings
 from pathlib import Path
 
 from twin_assets.fsio import atomic_write
@@ -118,7 +119,10 @@ class PhotoStore:
         kind = self.check(data)
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)       # a refusal, not a warning
+                im = Image.open(io.BytesIO(data))
+            with im:
                 if im.format is None or im.format.lower() != kind:
                     raise PhotoError(f"the bytes say {kind.upper()} but decode as {im.format}: not taken")
                 if im.width * im.height > MAX_PIXELS:

@@ -278,6 +278,32 @@ def test_a_manual_report_sent_twice_is_one_case(make, places):
     assert a.priority == "urgent"
 
 
+def test_a_phone_says_accepted_then_arrived_with_where_and_then_handled_with_its_photo(make, places):
+    rt, clock, _, store = make()
+    xy = on_yuejiang_east(places)
+    case = rt.report(request_id="phone-0002", category="litter", by="patrol-07", xy=xy, photos=("a" * 64,))
+    assert [s["step"] for s in store.case_steps(case.case_id)] == ["open", "photo"]
+    rt.dispatch_case(case.case_id, by="operator-li", to_staff="patrol-07")
+    with pytest.raises(C.CaseError, match="accept it before arriving"):
+        rt.arrive_case(case.case_id, by="patrol-07")
+    clock.advance(1)
+    rt.accept_case(case.case_id, by="patrol-07")
+    clock.advance(4)
+    c = rt.arrive_case(case.case_id, by="patrol-07", xy=(xy[0] + 3, xy[1]))
+    assert c.status == "handling" and c.arrived_at == clock.t
+    with pytest.raises(C.CaseError, match="already recorded"):
+        rt.arrive_case(case.case_id, by="patrol-07")
+    clock.advance(6)
+    c = rt.handle_case(case.case_id, by="patrol-07", note="swept", photos=("b" * 64,))
+    steps = store.case_steps(case.case_id)
+    assert [(s["step"], s["actor"]) for s in steps][3:] == [
+        ("accept", "user:patrol-07"), ("arrive", "user:patrol-07"), ("handle", "user:patrol-07"),
+        ("photo", "user:patrol-07")]
+    assert steps[4]["at"] == "2025-10-01T11:05:00.000Z" and steps[4]["details"]["x"] == round(xy[0] + 3, 1)
+    assert steps[-1]["details"]["sha256"] == "b" * 64 and steps[1]["details"]["sha256"] == "a" * 64
+    assert store.case(case.case_id).arrived_at == T0 + timedelta(minutes=5)     # survives the store
+
+
 # ====================================================================== compound rules and plans
 def test_core_crowd_opens_and_raises_the_three_level_crowd_plan(make, places):
     rt, clock, notifier, store = make(crowd_rules(places))

@@ -23,7 +23,7 @@
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
     alertsMore: ["条告警", "more alerts"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
     member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
-    done: ["完成", "Done"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
+    done: ["完成", "Done"], accepted: ["已接单", "accepted"], arrivedAt: ["已到场", "on site"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
     degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
     legend: { bus: ["公交车辆", "Buses"], video: ["视频AI事件", "AI video events"], staff: ["巡查人员", "Patrol staff"],
               marker: ["告警设施", "Alerting assets"] },
@@ -264,7 +264,8 @@
       const td = r.children;
       td[0].textContent = pick(c, "");
       td[1].textContent = pick(c, "place_");
-      td[2].textContent = c.opened + (c.assignee ? " → " + pick(c, "assignee_") : "");
+      td[2].textContent = c.opened + (c.assignee ? " → " + pick(c, "assignee_") : "")
+        + (c.arrived ? " · " + tr("arrivedAt") + " " + c.arrived : c.accepted ? " · " + tr("accepted") : "");
       const steps = (c.actions || []).map((a) => a.step).join(",") + S.lang;
       if (td[3].dataset.steps !== steps) {          // the buttons change only with the case's stage
         td[3].dataset.steps = steps;
