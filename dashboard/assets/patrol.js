@@ -213,7 +213,10 @@
     renderQueue();
   }
   function enqueue(action) {
-    if (action.kind === "progress") P.queue = P.queue.filter((a) => !(a.kind === "progress" && a.key === action.key));
+    if (action.kind === "progress") {
+      P.queue = P.queue.filter((a) => !(a.kind === "progress" && a.key === action.key));
+      if (P.inflight && P.inflight.key === action.key) P.inflight = null;     // send the newer one now
+    }
     P.queue.push(action);
     saveQueue();
     pump();
@@ -240,7 +243,9 @@
   function result(r) {
     if (!r || !r.key) return;
     P.results.push(r);
-    const i = P.queue.findIndex((a) => a.key === r.key && a.kind === r.kind);
+    // the answer to this very send: a newer version of the same action (the patrol's progress
+    // replaced while the older one was on its way) stays queued and goes next
+    const i = P.queue.findIndex((a) => a.key === r.key && a.kind === r.kind && a.t === r.t);
     if (i >= 0) {
       const a = P.queue[i];
       // a refusal is final (the server said why); only a lost answer is resent
@@ -424,7 +429,7 @@
   function bindLongPress(el0) {
     let down = null, timer = null;
     el0.addEventListener("pointerdown", (e) => {
-      down = { x: e.clientX, y: e.clientY };
+      down = { x: e.clientX, y: e.clientY, t: e.timeStamp };
       clearTimeout(timer);
       timer = setTimeout(() => {
         const tw = window.scenicTwin;
@@ -435,11 +440,16 @@
         if (!ll) return;
         P.reportXY = toXY(ll[0], ll[1]).map((v) => Math.round(v * 10) / 10);
         el0.dataset.longPress = P.reportXY.join(",");
+        P.pressAt = down.t;
+        P.tabBefore = P.tab;
         showTab("report");
       }, LONG_PRESS_MS);
     }, true);
     const cancel = (e) => {
       if (down && e.type === "pointermove" && Math.hypot(e.clientX - down.x, e.clientY - down.y) < 8) return;
+      // a release handled late (a busy page) that came before the long-press time was a tap after all
+      if (down && e.type === "pointerup" && e.timeStamp - down.t < LONG_PRESS_MS && el0.dataset.longPress
+          && P.pressAt === down.t) { P.reportXY = null; delete el0.dataset.longPress; showTab(P.tabBefore || "roam"); }
       down = null; clearTimeout(timer);
     };
     for (const ev of ["pointerup", "pointercancel", "pointermove"]) el0.addEventListener(ev, cancel, true);

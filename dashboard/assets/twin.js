@@ -90,11 +90,13 @@
   // software-rendered pick can exceed.
   function bindTaps(el) {
     let down = null;
-    el.addEventListener("pointerdown", (e) => { down = { x: e.clientX, y: e.clientY, t: Date.now() }; }, true);
+    // durations from the events' own time stamps: a busy page (a software-rendered frame) may
+    // handle the release late, but it still happened when the finger lifted
+    el.addEventListener("pointerdown", (e) => { down = { x: e.clientX, y: e.clientY, t: e.timeStamp }; }, true);
     el.addEventListener("pointerup", (e) => {
       if (!down) return;
       const moved = Math.hypot(e.clientX - down.x, e.clientY - down.y);
-      const long = Date.now() - down.t;
+      const long = e.timeStamp - down.t;
       down = null;
       if (moved > 8 || long > (state.tapMaxMs || 1500)) return;      // the patrol page: a long press reports
       const r = el.getBoundingClientRect();
