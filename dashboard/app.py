@@ -167,6 +167,8 @@ def ops_layout(lang: str):
             html.H3(t("cases")), html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_CASES)])]),
         html.Section(className="st-panel st-ops-plans", children=[
             html.H3(t("plan")), html.Div(id=ids.OPS_PLANS)]),
+        html.Section(className="st-panel st-ops-patrols", children=[
+            html.H3(t("patrols")), html.Div(id=ids.OPS_PATROLS)]),
         html.Div(id=ids.ACTION_RESULT, className="st-toast", role="status"),
     ])
 
@@ -195,7 +197,9 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     route_page = route.to_page()
     places = getattr(getattr(service, "alerts", None), "places", None)
     views = ViewCache({"wall": lambda s: wall_view(s, names), "ops": lambda s: ops_view(s, names),
-                       "patrol": lambda s: patrol_page.patrol_view(s, names, route)})
+                       "patrol": lambda s: patrol_page.patrol_view(s, names, route),
+                       # the day's patrols and the stretches nobody walked (read once per snapshot)
+                       "patrols": lambda s: patrol_page.patrols_view(service, route)})
     app = dash.Dash(__name__, backend="fastapi", websocket_callbacks=True, compress=True,
                     assets_folder=str(ASSETS), title="广州塔景区数字孪生", update_title=None,
                     serve_locally=True, suppress_callback_exceptions=True,
@@ -288,7 +292,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                 here = path if path in {p for p, _ in pages} else "/wall"
                 label = [html.Nav(className="st-nav", children=[
                     html.A(i18n.t(k, lang), href=p, className="st-nav-here" if p == here else "") for p, k in pages]),
-                    label]
+                    html.Span(label, className="st-who-name")]
         if path in ("/ops",):
             return (ops_layout(lang) if who is None or who.can("operator") else _denied(lang)), label
         if path == "/patrol":
@@ -324,6 +328,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
             model = {"wall": views.get("wall", snap)}
             if want_ops:
                 model["ops"] = views.get("ops", snap)
+                model["patrols"] = views.get("patrols", snap)
             if want_patrol:
                 model["patrol"] = views.get("patrol", snap)
                 known = any(s.staff_id == who.username for s in snap.staff)

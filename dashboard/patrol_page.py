@@ -29,7 +29,7 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html
 from indicators.localtime import fmt_local
 
 from . import auth, i18n, ids
-from .views import Names, RANK, alert_item, by_incident, case_item, rule_for, zone_tiers
+from .views import Names, RANK, alert_item, by_incident, case_item, person, rule_for, zone_tiers
 
 NEAR_CHECKPOINT_M = 80.0      # what the camera "sees" when it stops at a checkpoint
 ALONG_ROUTE_M = 40.0          # an alerting asset this close to the route is called out as the camera passes
@@ -122,6 +122,10 @@ def my_cases(snap, names: Names, staff_id: str, places=None) -> list[dict[str, A
     out = []
     for c, d in zip(mine, dist):
         item = case_item(c, names, now)
+        # what a person wrote (a report's note) is shown; a machine's description (an AI-video
+        # detection's algorithm and camera id) is not for the phone: the category and place say it
+        if c.source != "manual":
+            item["note"] = ""
         item.update({"walk_m": d, "status": c.status, "arrived": c.arrived_at is not None,
                      "steps": [s for s in PATROL_STEPS.get(c.status, ())
                                if not (s == "arrive" and c.arrived_at is not None)],
@@ -129,6 +133,30 @@ def my_cases(snap, names: Names, staff_id: str, places=None) -> list[dict[str, A
         out.append(item)
     out.sort(key=lambda i: (i["walk_m"] is None, i["walk_m"] or 0, i["opened"]))
     return out
+
+
+def patrols_view(service, route) -> dict[str, Any]:
+    """For the console: today's patrols (who, how, how far) and the segments nobody covered."""
+    if service is None or not hasattr(service, "patrols"):
+        return {"patrols": [], "gaps": [], "segments": 0}
+    day = service.patrols()
+    names = {c.id: (c.name_zh, c.name_en) for c in route.checkpoints}
+
+    def seg_names(sid: str) -> dict[str, str]:
+        a, _, b = sid.partition(">")
+        return {"id": sid, "zh": f"{names.get(a, (a, a))[0]} → {names.get(b, (b, b))[0]}",
+                "en": f"{names.get(a, (a, a))[1]} → {names.get(b, (b, b))[1]}"}
+    out = []
+    for p in day["patrols"]:
+        out.append({"id": p["patrol_id"], "who_zh": person(p["username"])[0], "who_en": person(p["username"])[1],
+                    "mode": p["mode"], "start": fmt_local(datetime.fromisoformat(p["started_at"]), date=False,
+                                                          seconds=False),
+                    "ended": p["ended_at"] is not None, "minutes": round(p["duration_s"] / 60, 1),
+                    "checkpoints": len(p["checkpoints"]), "of": len(route.checkpoints),
+                    "segments": len(p["segments"]), "cameras": p["cameras_seen"],
+                    "anomalies": len(p["anomalies_seen"]), "km": round(p["walked_m"] / 1000, 2)})
+    return {"day": day["day"], "patrols": out[-20:], "count": len(out), "segments": len(day["segments"]),
+            "gaps": [seg_names(g) for g in day["gaps"]]}
 
 
 # --------------------------------------------------------------------------- layout

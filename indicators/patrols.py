@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -294,6 +294,9 @@ class PatrolStore:
         if mode not in MODES:
             raise PatrolError(f"mode: one of {', '.join(MODES)}")
         iv, cps, an = check_report(self.route, intervals, checkpoints, list(anomalies))
+        if now.tzinfo is None:
+            raise PatrolError("now: an aware time")
+        now = now.astimezone(timezone.utc)
         with self._tx() as cur:
             row = cur.execute("SELECT * FROM patrols WHERE patrol_id = ?", (patrol_id,)).fetchone()
             if row is None:
@@ -325,12 +328,12 @@ class PatrolStore:
 
     def day(self, day: date) -> list[PatrolRecord]:
         """The patrols started on local day ``day``, oldest first."""
-        lo = datetime(day.year, day.month, day.day, tzinfo=LOCAL)
-        hi = datetime.fromordinal(day.toordinal() + 1).replace(tzinfo=LOCAL)
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM patrols ORDER BY started_at").fetchall()
-        out = [self._record(r) for r in rows]
-        return [p for p in out if lo <= p.started_at.astimezone(LOCAL) < hi]
+        lo = datetime(day.year, day.month, day.day, tzinfo=LOCAL).astimezone(timezone.utc)
+        hi = datetime.fromordinal(day.toordinal() + 1).replace(tzinfo=LOCAL).astimezone(timezone.utc)
+        with self._lock:              # times are stored as UTC ISO text: a range on the index
+            rows = self._db.execute("SELECT * FROM patrols WHERE started_at >= ? AND started_at < ? "
+                                    "ORDER BY started_at", (lo.isoformat(), hi.isoformat())).fetchall()
+        return [self._record(r) for r in rows]
 
     def gaps(self, day: date) -> list[Segment]:
         """The segments no patrol of ``day`` covered."""

@@ -85,7 +85,8 @@ def test_the_phone_layout_fits_and_the_scene_takes_half_the_screen(phone):
     assert m["play"]["width"] >= 40 and m["play"]["height"] >= 40, "the play button is too small for a thumb"
 
 
-def test_a_roaming_patrol_covers_every_checkpoint_within_five_minutes_and_logs_every_segment(phone, server):
+def test_a_roaming_patrol_covers_every_checkpoint_within_five_minutes_and_logs_every_segment(phone, server,
+                                                                                             console):
     phone.evaluate(f"window.scenicPatrol.timeScale = {TIME_SCALE}")
     phone.locator("#roam-play").tap()
     # a checkpoint card with the live state around it (what the README screenshot shows)
@@ -105,6 +106,12 @@ def test_a_roaming_patrol_covers_every_checkpoint_within_five_minutes_and_logs_e
     assert len(log["segments"]) == 8 and len(log["checkpoints"]) == 9, log
     assert log["cameras_seen"] > 20
     assert "巡查完成" in phone.locator("#roam-status").inner_text()
+    # the console's list of today's patrols shows it, and no stretch of the route is a gap any more
+    ops, _ = console
+    row = f"#ops-patrols tr[data-patrol=\"{got['id']}\"]"
+    ops.wait_for_function(f"!!document.querySelector('{row}') && document.querySelector('{row}').innerText"
+                          f".includes('9/9')", timeout=60_000)
+    assert ops.locator("#ops-patrols .st-gaps").get_attribute("data-gaps") == "0"
     assert phone.errors == []
 
 

@@ -456,10 +456,8 @@
   }
 
   // ------------------------------------------------------------------ wiring
-  P.attach = function (route, container) {
-    P.route = prepare(route);
-    window.scenicTwin.tapMaxMs = LONG_PRESS_MS - 50;
-    loadQueue();
+  // the page's controls work as soon as they exist, before the scene has loaded
+  function bindUI() {
     const bind = (id, ev, fn) => { const e = $(id); if (e && !e._stBound) { e.addEventListener(ev, fn); e._stBound = true; } };
     bind("roam-play", "click", play);
     bind("roam-scrub", "input", (e) => { P.playing = false; renderControls(); scrubTo(Number(e.target.value)); });
@@ -470,6 +468,15 @@
       if (!b._stBound) { b.addEventListener("click", () => showTab(b.dataset.tab)); b._stBound = true; }
     }
     photoInput();
+  }
+  new MutationObserver(() => { if (document.getElementById("roam-play")) bindUI(); })
+    .observe(document.documentElement, { childList: true, subtree: true });
+
+  P.attach = function (route, container) {
+    P.route = prepare(route);
+    window.scenicTwin.tapMaxMs = LONG_PRESS_MS - 50;
+    loadQueue();
+    bindUI();
     if (!container._stLong) { bindLongPress(container); container._stLong = true; }
     camera(true);
     renderControls(); renderStatus(); renderCard(); renderMine(); renderQueue();

@@ -23,6 +23,9 @@
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
     alertsMore: ["条告警", "more alerts"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
     member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
+    gaps: ["今日未巡路段", "Not patrolled today"], noGaps: ["今日全线已巡", "Whole route patrolled today"],
+    virtual: ["虚拟巡查", "virtual"], onFoot: ["步行巡查", "on foot"], ongoing: ["进行中", "in progress"],
+    cps: ["巡查点", "checkpoints"], cams: ["摄像头", "cameras"], anom: ["异常", "anomalies"],
     done: ["完成", "Done"], accepted: ["已接单", "accepted"], arrivedAt: ["已到场", "on site"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
     degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
     legend: { bus: ["公交车辆", "Buses"], video: ["视频AI事件", "AI video events"], staff: ["巡查人员", "Patrol staff"],
@@ -216,6 +219,28 @@
     return sel;
   }
 
+  // today's patrols and the stretches of the route nobody has covered
+  function renderPatrols(d) {
+    if (!$("ops-patrols") || !d) return;
+    const gaps = d.gaps || [];
+    const head = el("p", "st-gaps" + (gaps.length ? "" : " st-none"),
+      gaps.length ? tr("gaps") + " " + gaps.length + "/" + d.segments + "：" + gaps.map((g) => pick(g, "")).join("；")
+                  : tr("noGaps"), { "data-gaps": gaps.length });
+    const table = el("table", "st-table");
+    const body = el("tbody");
+    for (const p of (d.patrols || []).slice().reverse()) {
+      const r = el("tr", "st-patrol-row", null, { "data-patrol": p.id });
+      r.appendChild(el("td", null, pick(p, "who_")));
+      r.appendChild(el("td", null, (p.mode === "virtual" ? tr("virtual") : tr("onFoot")) + " " + p.start
+                                   + (p.ended ? "" : " · " + tr("ongoing"))));
+      r.appendChild(el("td", null, `${p.checkpoints}/${p.of} ${tr("cps")} · ${p.km} km · ${p.minutes} ${tr("minutes")}`
+                                   + ` · ${tr("cams")} ${p.cameras} · ${tr("anom")} ${p.anomalies}`));
+      body.appendChild(r);
+    }
+    table.appendChild(body);
+    fill("ops-patrols", [head, table]);
+  }
+
   function renderOps(o) {
     if (!$("ops-alerts") || !o || !o.alerts) return;
     options("filter-tier", tr("tier"), ["red", "orange", "yellow", "blue"].map((t) => [t, T.tiers[t][S.lang === "en" ? 1 : 0]]));
@@ -276,6 +301,7 @@
                                                            to: a.step === "dispatch" && who ? who.value : "" }))));
       }
     });
+    renderPatrols(S.patrols);
     fill("ops-plans", (o.plans || []).map((p) => {
       const box = planNodes([p])[0];
       box.querySelectorAll("li.st-step").forEach((li, i) => {
@@ -310,6 +336,7 @@
     }
     if (live.wall) Object.assign(S.wall, live.wall);
     if (live.ops) Object.assign(S.ops, live.ops);
+    if (live.patrols) S.patrols = live.patrols;
     if ((live.patrol || live.mine) && window.scenicPatrol) window.scenicPatrol.apply(live, S.lang);
     // Dash keeps every change of a callback input for undo, without a bound:
     // each push (live-state is an input) would stay in memory for the life
