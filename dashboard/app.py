@@ -261,8 +261,8 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
             body = service.photos.get(sha)
         except PhotoError as e:
             return JSONResponse({"ok": False, "error": str(e)}, status_code=404)
-        return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400",
-                                                                "X-Content-Type-Options": "nosniff"})
+        # (nosniff and the other security headers come from the access middleware)
+        return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @server.get("/healthz", include_in_schema=False)
     def _health():

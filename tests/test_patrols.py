@@ -234,3 +234,48 @@ def test_the_days_patrols_and_gaps_and_their_start_and_end_in_the_audit(service)
     assert day["patrols"][0]["checkpoints"] == ["cp_west_plaza", "cp_riverside_link", "cp_grand_steps"]
     assert day["gaps"] == [s.id for s in r.segments[2:]]
     assert [a[1] for a in service.audit_log if a[2] == "patrol"] == ["patrol.start", "patrol.end"]
+
+
+# --------------------------------------------------------------------------- the upload route
+def test_the_upload_route_keeps_a_photo_and_refuses_bad_ones_with_the_reason(tmp_path):
+    from types import SimpleNamespace
+
+    from argon2 import PasswordHasher
+    from starlette.testclient import TestClient
+
+    from dashboard import auth
+    from dashboard.app import create_app
+    from indicators.access.store import AccessStore
+
+    store = AccessStore(tmp_path / "access.sqlite", hasher=PasswordHasher(time_cost=1, memory_cost=1024,
+                                                                          parallelism=1))
+    photos = PhotoStore(tmp_path / "photos")
+    app = create_app(service=SimpleNamespace(photos=photos), access=store)
+    base = "http://127.0.0.1:8050"
+    for name, role in (("patrol-07", "patrol"), ("op", "operator")):
+        store.add_user(name, role, by="test", password="correct horse battery staple 42")
+    tokens = {n: store.login(n, "correct horse battery staple 42", client="t").token for n in ("patrol-07", "op")}
+
+    def post(who, body):
+        return client.post("/patrol/photo", content=body, headers={
+            "origin": base, "cookie": f"{auth.COOKIE}={tokens[who]}", "content-type": "application/octet-stream"})
+
+    with TestClient(app.server, base_url=base) as client:
+        ok = post("patrol-07", _image("JPEG"))
+        assert ok.status_code == 200 and PhotoStore.valid_name(ok.json()["sha256"])
+        sha = ok.json()["sha256"]
+        got = client.get(f"/photos/{sha}", headers={"cookie": f"{auth.COOKIE}={tokens['op']}"})
+        assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+        assert got.headers["x-content-type-options"] == "nosniff"
+        cases = [(b"<html><script>alert(1)</script>", 415, "only JPEG, PNG or WebP"),
+                 (_image("PNG") + b"PK\x03\x04zip", 415, "after the image ends"),
+                 (b"\xff\xd8\xff" + b"\x00" * (MAX_BYTES + 10), 413, "larger than 8 MB")]
+        for body, status, says in cases:
+            r = post("patrol-07", body)
+            assert r.status_code == status and says in r.json()["error"], (status, r.text[:200])
+        assert post("op", _image("JPEG")).status_code == 403          # an operator takes no photos here
+        assert client.post("/patrol/photo", content=_image("JPEG"),
+                           headers={"origin": "http://evil.example",
+                                    "cookie": f"{auth.COOKIE}={tokens['patrol-07']}"}).status_code == 403
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == [f"{sha}.jpg"]   # nothing else written
+    store.close()
