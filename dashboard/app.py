@@ -209,8 +209,9 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                                       patrol_page.patrol_layout("zh", _patrol_config(route_page), {})])
     server = app.server
     audit = getattr(access, "record", None)
+    csp: dict[str, str] = {}
     if access is not None:
-        server.add_middleware(auth.AccessMiddleware, access=access, hosts=hosts, audit=audit)
+        server.add_middleware(auth.AccessMiddleware, access=access, hosts=hosts, audit=audit, csp=csp)
     cache = {"Cache-Control": "no-cache"}
 
     # ------------------------------------------------------------- plain HTTP routes
@@ -393,6 +394,8 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     # would leave the first index page without our scripts.  Do it now, once
     # every callback is registered.
     app._setup_server()
+    # the CSP names Dash's inline scripts by hash: known only now that every callback exists
+    csp["policy"] = auth.content_security_policy(app.csp_hashes())
     return app
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import json
+import os
 import logging
 import secrets
 import time
@@ -159,11 +160,13 @@ def clientside_role(app, role: str, *args, **kwargs) -> None:
 class AccessMiddleware:
     """Pure ASGI middleware: identity, host, origin, route and callback roles, body limit, headers."""
 
-    def __init__(self, app, access, *, hosts: Iterable[str], audit: Callable[..., Any] | None = None):
+    def __init__(self, app, access, *, hosts: Iterable[str], audit: Callable[..., Any] | None = None,
+                 csp: dict[str, str] | None = None):
         self.app = app
         self.access = access
         self.hosts = {h.lower() for h in hosts}
         self.audit = audit
+        self.csp = csp if csp is not None else {}        # filled by create_app once every callback exists
 
     # --- helpers
     def _host_ok(self, headers: dict[str, str]) -> bool:
@@ -219,7 +222,7 @@ class AccessMiddleware:
             self._refuse(who, path, "foreign origin")
             return await _deny(scope, send, 403, "cross-origin request refused")
         if role == "ingest" or role == PUBLIC:
-            return await self.app(scope, receive, _with_headers(send))
+            return await self.app(scope, receive, _with_headers(send, self.csp))
         if who is None:
             if method == "GET" and path in ROUTES and not path.startswith("/_"):
                 return await _redirect(send, "/login?next=" + path)
@@ -240,8 +243,8 @@ class AccessMiddleware:
             if need is None or not who.can(need):
                 self._refuse(who, f"callback:{output}", f"role {who.role} lacks {need}")
                 return await _deny(scope, send, 403, "this action needs another role")
-            return await self.app(scope, _replay(body), _with_headers(send))
-        return await self.app(scope, receive, _with_headers(send))
+            return await self.app(scope, _replay(body), _with_headers(send, self.csp))
+        return await self.app(scope, receive, _with_headers(send, self.csp))
 
 
 PUSH_RECHECK_S = 2.0
@@ -316,11 +319,41 @@ SECURITY_HEADERS = [
 ]
 
 
-def _with_headers(send):
+def content_security_policy(script_hashes: Iterable[str], frame_ancestors: str | None = None) -> str:
+    """The pages' CSP: scripts only from this server plus Dash's own inline scripts by hash (no
+    ``unsafe-eval``, no other inline script; WebAssembly may compile), styles from this server (inline ones too: React and
+    the dropdowns set them), images from here and data:/blob: (deck.gl's textures), connections
+    to this origin only (the WebSocket included), no framing (``SCENIC_TWIN_FRAME_ANCESTORS``
+    names a kiosk wrapper that may frame the wall), no plugins, no foreign form targets."""
+    ancestors = frame_ancestors if frame_ancestors is not None else os.environ.get(
+        "SCENIC_TWIN_FRAME_ANCESTORS", "'none'")
+    parts = {
+        "default-src": "'self'",
+        # 'wasm-unsafe-eval' lets the page compile WebAssembly (a bundled component does); it
+        # allows no JavaScript eval
+        "script-src": " ".join(["'self'", "'wasm-unsafe-eval'", *script_hashes]),
+        "style-src": "'self' 'unsafe-inline'",
+        "img-src": "'self' data: blob:",
+        "font-src": "'self' data:",
+        "connect-src": "'self'",
+        "worker-src": "'self' blob:",
+        "frame-ancestors": ancestors or "'none'",
+        "base-uri": "'none'",
+        "object-src": "'none'",
+        "form-action": "'self'",
+    }
+    return "; ".join(f"{k} {v}" for k, v in parts.items())
+
+
+def _with_headers(send, csp: dict[str, str] | None = None):
     async def wrapped(message):
         if message["type"] == "http.response.start":
             message = dict(message)
-            message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            extra = SECURITY_HEADERS
+            policy = (csp or {}).get("policy")
+            if policy:
+                extra = extra + [(b"content-security-policy", policy.encode())]
+            message["headers"] = list(message.get("headers", [])) + extra
         await send(message)
     return wrapped
 

@@ -23,7 +23,7 @@ def main() -> None:
     w, h = (int(x) for x in a.size.lower().split("x"))
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS, headless=True)
-        pg = b.new_page(viewport={"width": w, "height": h})
+        pg = b.new_page(viewport={"width": w, "height": h}, bypass_csp=True)   # its probes are eval'd strings
         pg.goto(a.base + a.path)
         pg.fill("input[name=username]", a.user)
         pg.fill("input[name=password]", a.password)

@@ -223,3 +223,27 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
         assert text is None or text in shown, f"{kind}: {shown!r}"
         assert phone.locator("#details-box").is_visible()
     assert phone.errors == []
+
+
+def test_a_report_that_could_not_be_sent_waits_on_the_phone_and_goes_once_after_a_reload(phone, console):
+    ops, _ = console
+    # the send goes nowhere (as on a phone that lost its network), and the page is closed
+    phone.evaluate("""() => { window.__sent = 0; const sp = window.dash_clientside.set_props;
+        window.dash_clientside.set_props = (id, v) => { if (id === 'patrol-action') { window.__sent++; return; }
+                                                        return sp(id, v); }; }""")
+    phone.locator("#tab-report").tap()
+    phone.fill("#report-note", "测试：离线时上报")
+    phone.locator("#report-send").tap()
+    phone.wait_for_function("window.__sent >= 1", timeout=30_000)
+    waiting = phone.evaluate("window.scenicPatrol.queue.filter(a => a.kind === 'report')")
+    assert len(waiting) == 1 and phone.locator("#report-queue").get_attribute("data-waiting") == "1"
+    key = waiting[0]["key"]
+    stored = phone.evaluate("JSON.parse(localStorage.getItem('st-patrol-queue'))")
+    assert [a["key"] for a in stored if a["kind"] == "report"] == [key]
+    # the officer opens the page again: what waited is sent, once
+    phone.reload()
+    phone.wait_for_function(f"window.scenicPatrol.results.some(r => r.key === '{key}' && r.ok)", timeout=90_000)
+    case_id = f"manual:{key}"
+    ops.wait_for_function(f"document.querySelectorAll('#ops-cases tr[data-case=\"{case_id}\"]').length === 1",
+                          timeout=60_000)
+    assert phone.evaluate("JSON.parse(localStorage.getItem('st-patrol-queue')).filter(a => a.kind === 'report')") == []
