@@ -265,6 +265,17 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         # (nosniff and the other security headers come from the access middleware)
         return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
+    @server.get("/readyz", include_in_schema=False)
+    def _ready():
+        """Readiness for a monitor or a load balancer: 200 when the service can take and keep
+        data, 503 with the reason per component when it cannot (a full disk, a dead or
+        restarting simulator, a stalled engine, an alert store that takes no writes)."""
+        if service is None or not hasattr(service, "readiness"):
+            return JSONResponse({"ready": False, "components": {"service": {
+                "ok": False, "reason": "no service behind this dashboard"}}}, status_code=503)
+        r = service.readiness()
+        return JSONResponse(r, status_code=200 if r["ready"] else 503)
+
     @server.get("/healthz", include_in_schema=False)
     def _health():
         """Liveness for a monitor: the service clock (simulated time in a
@@ -387,7 +398,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     config_page.register(app, service, names)
     patrol_page.register(app, service, names)
 
-    _routes_first(server, {"/", "/login", "/logout", "/healthz", "/twin/scene.json", "/twin/furniture.bin",
+    _routes_first(server, {"/", "/login", "/logout", "/healthz", "/readyz", "/twin/scene.json", "/twin/furniture.bin",
                            "/twin/tower.bin", "/patrol/photo", "/photos/{sha}"})
     # Dash scans the assets folder and builds its script list in a before-request
     # hook; a first request answered by one of our own routes (the login page)

@@ -65,7 +65,7 @@ CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("scenic_twin_client
 ROUTES: dict[str, str] = {
     "/": PUBLIC,                       # redirects to the page of the caller's role
     "/login": PUBLIC, "/logout": PUBLIC, "/password": ANY,
-    "/healthz": PUBLIC,
+    "/healthz": PUBLIC, "/readyz": PUBLIC,     # a monitor needs no account; neither shows data
     "/wall": ANY, "/ops": "operator", "/config": "supervisor", "/patrol": "patrol",
     "/patrol/photo": "patrol",         # a photo upload from a patrol phone (POST)
     "/_dash-layout": PUBLIC, "/_dash-dependencies": PUBLIC,   # the page shell, no data

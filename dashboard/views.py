@@ -436,7 +436,9 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
 STAFF_STATUS = {"available": ("空闲", "available"), "busy": ("处置中", "busy"), "offline": ("离线", "offline")}
 COMPONENT_NAMES = {"engine": ("指标引擎", "The indicator engine"), "simulator": ("模拟数据源", "The simulated feeds")}
 PROBLEMS = {"stopped": ("已停止，请重启服务（scenic-twin run）", "has stopped: restart the service (scenic-twin run)"),
-            "step_failed": ("计算出错，正在重试（详见服务日志）", "failed a step and is retrying (see the service log)")}
+            "step_failed": ("计算出错，正在重试（详见服务日志）", "failed a step and is retrying (see the service log)"),
+            "restarting": ("异常停止，正在自动重启（详见服务日志和 /readyz）",
+                           "stopped with an error and is being restarted (see the service log and /readyz)")}
 
 
 def _degraded(component: str, h: Mapping[str, Any]) -> dict[str, str]:

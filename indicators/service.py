@@ -153,6 +153,7 @@ class Service:
         self.latest = None
         self.snapshot: Snapshot | None = None
         self._threads: dict[str, threading.Thread] = {}
+        self._last_step_mono: float | None = None
 
     # ------------------------------------------------------------ feeding
     def _last_event_time(self) -> datetime | None:
@@ -250,6 +251,53 @@ class Service:
                 buses=self.live_objects.buses(now), video_events=self.live_objects.video(now),
                 thresholds_version=self.pipeline.thresholds_version,
                 incidents={a.alert_id: k for a in alerts if (k := rt.incident_of(a.rule_id)) is not None})
+
+    MIN_FREE_BYTES = 200 * 1024 * 1024       # below this the state folder's disk is "nearly full"
+    ENGINE_STALL_S = 30.0                    # no engine step for this long: not ready
+
+    def readiness(self) -> dict[str, Any]:
+        """Whether the service can take and keep data now, per component, with the reason:
+        the state folder's disk headroom and writability, the alert store, the engine's last
+        step, each supervised thread, each feed's freshness.  ``ready`` is False when any
+        component that loses data or stops the screens is down; a stale feed is reported
+        but is the feed owner's matter, not the service's readiness."""
+        import shutil
+        comps: dict[str, dict[str, Any]] = {}
+        try:
+            free = shutil.disk_usage(self.cfg.var).free
+            comps["disk"] = {"ok": free >= self.MIN_FREE_BYTES, "free_mb": round(free / 1e6, 1),
+                             "reason": "" if free >= self.MIN_FREE_BYTES else
+                             f"the state folder has {free / 1e6:.1f} MB free; at least "
+                             f"{self.MIN_FREE_BYTES / 1e6:.0f} MB are needed: free space or move the state folder"}
+        except OSError as e:
+            comps["disk"] = {"ok": False, "reason": f"the state folder cannot be measured: {e.strerror or e}"}
+        probe = self.cfg.var / ".ready-probe"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+            comps["state_folder"] = {"ok": True, "reason": ""}
+        except OSError as e:
+            comps["state_folder"] = {"ok": False, "reason": f"cannot write in the state folder: {e.strerror or e}"}
+        try:
+            self.alert_store.ping()
+            comps["alert_store"] = {"ok": True, "reason": ""}
+        except Exception as e:
+            comps["alert_store"] = {"ok": False, "reason": f"the alert store does not answer: {e}"}
+        age = time.monotonic() - self._last_step_mono if self._last_step_mono else None
+        for name, h in self.health().items():
+            comps[name] = dict(h)
+        if "engine" in self._threads and age is not None and age > self.ENGINE_STALL_S:
+            comps["engine"] = {"ok": False, "problem": "stalled",
+                               "reason": f"no engine step for {age:.0f} s (the engine thread may be stuck)"}
+        snap = self.snapshot
+        feeds = {k: {"stale": f.stale, "age_s": None if f.age_s is None else round(f.age_s)}
+                 for k, f in (snap.feeds.items() if snap is not None else ())}
+        ready = all(c.get("ok", True) for c in comps.values())
+        return {"ready": ready, "components": comps, "feeds": feeds,
+                "stale_feeds": sorted(k for k, f in feeds.items() if f["stale"])}
 
     def health(self) -> dict[str, dict[str, Any]]:
         out = dict(self._health)
@@ -756,23 +804,52 @@ class Service:
         }
 
     # ------------------------------------------------------------ running
+    RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
     def start(self) -> None:
-        """Start the simulator (if configured) and the step loop in daemon threads."""
+        """Start the simulator (if configured) and the step loop in daemon threads, each
+        supervised: a component that stops or fails is restarted with back-off."""
         if self.cfg.simulate:
-            self._threads["simulator"] = threading.Thread(target=self._simulate, name="simulator", daemon=True)
+            self._threads["simulator"] = threading.Thread(target=self._supervise, args=("simulator", self._simulate),
+                                                          name="simulator", daemon=True)
         self._threads["engine"] = threading.Thread(target=self._loop, name="engine", daemon=True)
         for th in self._threads.values():
             th.start()
 
+    def _supervise(self, name: str, run: Callable[[], Any]) -> None:
+        """Run ``run`` until the service stops; when it raises or returns early, count it, say
+        why in the health, wait (1 s, 2 s, 5 s … 60 s; back to 1 s after 10 minutes of good
+        running) and start it again.  A full disk or a bug must not leave a dead component
+        behind a healthy-looking process."""
+        failures, streak = 0, 0
+        while not self.stop_event.is_set():
+            began = time.monotonic()
+            try:
+                run()
+                if self.stop_event.is_set():
+                    return
+                problem = f"{name} stopped by itself"
+            except Exception as e:
+                log.exception("%s failed", name)
+                problem = f"{name} failed: {type(e).__name__}: {e}"[:300]
+            failures += 1
+            streak = 0 if time.monotonic() - began > 600 else streak + 1
+            wait = self.RESTART_BACKOFF_S[min(streak, len(self.RESTART_BACKOFF_S)) - 1]
+            self._health[name] = {"ok": False, "problem": "restarting", "reason": problem,
+                                  "restarts": failures, "retry_in_s": wait}
+            if self.stop_event.wait(wait):
+                return
+            self._health[name] = {"ok": True, "problem": "", "reason": "", "restarts": failures}
+
     def _simulate(self) -> None:
+        """The built-in simulator, from where the feed log ends (a restart goes on, not back)."""
         from indicators.feeds.simulator import run_live
-        try:
-            run_live(self.ingestor, self.cfg.scenario, start=self.sim_start, speed=self.cfg.speed,
-                     seed=self.cfg.seed, stop_event=self.stop_event,
-                     sim_clock=self.sim_clock if self.cfg.simulated_time else None,
-                     inventory=self.inventory)
-        except Exception:
-            log.exception("simulator stopped")
+        last = self._last_event_time()
+        start = max(self.sim_start, last + timedelta(minutes=1)) if last else self.sim_start
+        run_live(self.ingestor, self.cfg.scenario, start=start, speed=self.cfg.speed,
+                 seed=self.cfg.seed, stop_event=self.stop_event,
+                 sim_clock=self.sim_clock if self.cfg.simulated_time else None,
+                 inventory=self.inventory)
 
     def _keep_time(self) -> None:
         """Time goes on when the feeds are silent: a simulated clock nobody sets
@@ -801,6 +878,7 @@ class Service:
             try:
                 self._keep_time()
                 self.step()
+                self._last_step_mono = time.monotonic()
                 self._health["engine"] = {"ok": True, "problem": "", "reason": ""}
             except Exception as e:
                 log.exception("engine step failed; continuing")

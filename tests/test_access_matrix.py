@@ -79,7 +79,7 @@ PINNED_CALLBACKS = {
 }
 # The role each concrete GET path must have ("public" = no session needed, None = must not exist).
 PINNED_ROUTES = {
-    "/": "public", "/login": "public", "/logout": "public", "/healthz": "public",
+    "/": "public", "/login": "public", "/logout": "public", "/healthz": "public", "/readyz": "public",
     "/wall": "viewer", "/ops": "operator", "/config": "supervisor", "/password": "viewer",
     "/patrol": "patrol", "/patrol/photo": "patrol", "/photos/x": "viewer",
     "/twin/scene.json": "viewer", "/twin/furniture.bin": "viewer", "/twin/tower.bin": "viewer",

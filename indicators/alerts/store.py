@@ -326,6 +326,18 @@ class AlertStore:
                     self._db.rollback()
                 raise
 
+    def ping(self) -> None:
+        """Raise when the store cannot take a write now (locked, read-only, gone): a write
+        transaction begun and rolled back, nothing written."""
+        with self._lock:
+            cur = self._db.cursor()
+            if self.dialect == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("ROLLBACK")
+            else:
+                cur.execute("SELECT 1")
+                self._db.rollback()
+
     def _query(self, q: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
             cur = self._db.cursor()

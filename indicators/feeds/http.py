@@ -15,7 +15,8 @@ or row number for Arrow) and ``reason``):
 * 207 some records were rejected, some were taken;
 * 422 everything was rejected, or the body cannot be parsed at all;
 * 404 unknown kind, 415 unsupported content type, 413 body over the limit
-  (32 MiB by default; checked on ``Content-Length`` and while streaming).
+  (32 MiB by default; checked on ``Content-Length`` and while streaming);
+* 507 the state folder's disk is full: nothing of the request was stored, send it again later.
 
 Bad input never yields a 500: garbage is rejected record by record.  The
 sending system is taken from the ``X-Feed-Source`` header or the ``source``
@@ -84,6 +85,26 @@ def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status)
 
 
+def disk_full(e: BaseException) -> bool:
+    """An error that means the disk (or the quota) is full: OSError ENOSPC/EDQUOT, or SQLite's own."""
+    import errno
+    import sqlite3
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(e, sqlite3.OperationalError) and "full" in str(e).lower()
+
+
+def _full(folder) -> JSONResponse:
+    import shutil
+    try:
+        free = shutil.disk_usage(folder).free
+        where = f"{free / 1e6:.1f} MB free"
+    except OSError:
+        where = "free space unknown"
+    return _error(507, f"the disk of the state folder is full ({where}); this request was not stored: "
+                       "free space (or move the state folder) and send it again", retry=True)
+
+
 def make_ingest_router(ingestor: Ingestor, *, max_body: int = MAX_BODY) -> APIRouter:
     """Router with the ingest endpoints bound to ``ingestor``."""
     router = APIRouter(tags=["ingest"])
@@ -102,8 +123,18 @@ def make_ingest_router(ingestor: Ingestor, *, max_body: int = MAX_BODY) -> APIRo
             "dead_letters": [{"kind": k, "code": c, "count": n} for (k, c), n in sorted(counts.items())],
         })
 
+    folder = getattr(getattr(ingestor, "log", None), "directory", None) or "the state folder"
+
     @router.post("/ingest/{kind}")
     async def ingest_kind(kind: str, request: Request) -> JSONResponse:
+        try:
+            return await _ingest_kind(kind, request)
+        except Exception as e:              # a full disk is the sender's 507, anything else a bug (500)
+            if disk_full(e):
+                return _full(folder)
+            raise
+
+    async def _ingest_kind(kind: str, request: Request) -> JSONResponse:
         if kind not in SCHEMAS:
             return _error(404, f"unknown feed kind {kind[:60]!r}", known=list(SCHEMAS))
         ctype = _media_type(request)
@@ -129,6 +160,14 @@ def make_ingest_router(ingestor: Ingestor, *, max_body: int = MAX_BODY) -> APIRo
 
     @router.post("/ingest")
     async def ingest_mixed(request: Request) -> JSONResponse:
+        try:
+            return await _ingest_mixed(request)
+        except Exception as e:
+            if disk_full(e):
+                return _full(folder)
+            raise
+
+    async def _ingest_mixed(request: Request) -> JSONResponse:
         ctype = _media_type(request)
         if ctype not in NDJSON_TYPES:
             return _error(415, f"content type {ctype or '(none)'!r} is not accepted here; "
