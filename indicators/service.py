@@ -113,7 +113,10 @@ class Service:
         self.sim_start = max(begin, last + timedelta(minutes=1)) if last else begin
         self.sim_clock = SimClock(self.sim_start)
         self.clock: Callable[[], datetime] = self.sim_clock if cfg.simulated_time else (lambda: datetime.now(UTC))
-        self.ingestor = Ingestor(self.feed_log, self.dead, clock=self.clock)
+        from indicators.feeds.ingest import references_from_inventory
+        # a record naming a zone, gate, camera or asset the inventory does not have is dead-lettered
+        self.ingestor = Ingestor(self.feed_log, self.dead, clock=self.clock,
+                                 references=references_from_inventory(self.inventory))
 
         self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick)
         self.ckpt = cfg.var / "engine.ckpt"

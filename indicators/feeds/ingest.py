@@ -60,7 +60,8 @@ import pyarrow.json as pajson
 from .deadletter import DeadLetterStore
 from .schemas import SCHEMAS
 from .validate import (
-    BAD_TYPE, MISSING_FIELD, PARSE_ERROR, UNKNOWN_KIND, BadRecord, reason_code, to_raw, validate,
+    BAD_TYPE, MISSING_FIELD, PARSE_ERROR, UNKNOWN_KIND, UNKNOWN_REFERENCE, BadRecord, reason_code, to_raw,
+    validate,
 )
 
 __all__ = [
@@ -187,6 +188,22 @@ def _ms(dt: datetime) -> int:
     return (_aware(dt) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // _MS
 
 
+REFERENCE_COLUMNS: dict[str, dict[str, str]] = {
+    "crowd": {"zone_id": "zone"}, "gate": {"gate_id": "asset", "zone_id": "zone"},
+    "video": {"camera_id": "asset", "zone_id": "zone"}, "facility": {"asset_id": "asset"},
+    "station": {"station_id": "asset"}, "traffic": {"segment_id": "asset"}, "case": {"zone_id": "zone"},
+}
+"""Which id columns of which feed kinds name inventory things: a management zone, or an asset."""
+
+
+def references_from_inventory(gdf) -> dict[str, dict[str, frozenset[str]]]:
+    """The ids each checked column may take, from the asset inventory."""
+    zones = frozenset(gdf.loc[gdf["type"] == "management_zone", "zone_id"].dropna())
+    assets = frozenset(gdf["asset_id"])
+    pick = {"zone": zones, "asset": assets}
+    return {kind: {col: pick[what] for col, what in cols.items()} for kind, cols in REFERENCE_COLUMNS.items()}
+
+
 class Ingestor:
     """Validate, de-duplicate, split late events, log durably and publish.
 
@@ -197,7 +214,11 @@ class Ingestor:
 
     def __init__(self, log: Sink, dead: DeadLetterStore, *,
                  allowed_lateness: Mapping[str, timedelta] | timedelta = DEFAULT_LATENESS,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Callable[[], datetime] = _utc_now,
+                 references: Mapping[str, Mapping[str, "frozenset[str] | set[str]"]] | None = None) -> None:
+        """``references``: per kind, per id column, the ids that exist (the inventory's zones,
+        gates, cameras, assets …, see :func:`references_from_inventory`); a record naming
+        another is dead-lettered as ``unknown_reference``.  None: no check (a bare pipeline)."""
         if not isinstance(log, Sink):
             raise TypeError("log must have append(kind, table) -> int")
         self.log = log
@@ -208,6 +229,7 @@ class Ingestor:
         else:
             default = DEFAULT_LATENESS
             self._lateness = defaultdict(lambda: default, dict(allowed_lateness))
+        self.references = {k: {c: frozenset(v) for c, v in cols.items()} for k, cols in (references or {}).items()}
         self._lock = threading.RLock()
         self._state: dict[str, _KindState] = defaultdict(_KindState)
         self._subs: list[Subscriber] = []
@@ -259,7 +281,11 @@ class Ingestor:
             raise TypeError(f"kind must be a str, not {type(kind).__name__}")
         with self._lock:
             now = _aware(self.clock())
+            if self.references.get(kind) and not isinstance(records, (pa.Table, pa.RecordBatch)):
+                records = list(records)               # counted below, to locate the rows it keeps
             good, bad = validate(kind, records, now=now)
+            if self.references.get(kind) and good.num_rows:
+                good, bad = self._check_references(kind, records, good, bad)
             if index_map is not None or raw_of is not None:
                 bad = [self._relocate(b, index_map, raw_of) for b in bad]
             if kind not in SCHEMAS or good.num_rows == 0:
@@ -318,6 +344,32 @@ class Ingestor:
             if seq is not None and acc_table is not None:
                 self._publish(seq, kind, acc_table)
             return Receipt(n_acc, n_dup, n_late, bad, seq, (seq,) if seq is not None else ())
+
+    def _check_references(self, kind: str, records: Any, good: pa.Table,
+                          bad: list[BadRecord]) -> tuple[pa.Table, list[BadRecord]]:
+        """Rows whose ids name nothing the inventory has become ``unknown_reference`` records
+        (located by their index in the batch); the rest go on."""
+        n_in = records.num_rows if isinstance(records, (pa.Table, pa.RecordBatch)) else len(records)
+        dropped = {b.index for b in bad}
+        index = [i for i in range(n_in) if i not in dropped]
+        if len(index) != good.num_rows:                     # cannot locate: judge, index by row
+            index = list(range(good.num_rows))
+        ok = np.ones(good.num_rows, dtype=bool)
+        found: list[BadRecord] = []
+        for col, known in self.references[kind].items():
+            if col not in good.column_names:
+                continue
+            values = good.column(col).to_pylist()
+            for r, v in enumerate(values):
+                if v is not None and ok[r] and v not in known:
+                    ok[r] = False
+                    found.append(BadRecord(kind, to_raw(good.slice(r, 1).to_pylist()[0]),
+                                           f"{col} {v[:80]!r} names nothing in the asset inventory "
+                                           f"({len(known)} known); add it with `scenic-twin assets import` "
+                                           "or fix the sender's mapping", index[r], UNKNOWN_REFERENCE, col))
+        if not found:
+            return good, bad
+        return good.filter(pa.array(ok)), sorted(bad + found, key=lambda b: b.index)
 
     @staticmethod
     def _relocate(b: BadRecord, index_map: Sequence[int] | None,

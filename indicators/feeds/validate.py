@@ -54,7 +54,7 @@ from .schemas import FACILITY_METRICS, SCHEMAS
 __all__ = [
     "BadRecord", "validate", "reason_code", "to_raw", "REASON_CODES",
     "MISSING_FIELD", "BAD_TYPE", "OUT_OF_RANGE", "BAD_ENUM", "BAD_ID",
-    "PARSE_ERROR", "UNKNOWN_KIND", "LATE", "RAW_LIMIT", "EVENT_ID_MAX",
+    "PARSE_ERROR", "UNKNOWN_KIND", "LATE", "UNKNOWN_REFERENCE", "RAW_LIMIT", "EVENT_ID_MAX",
     "EARLIEST_EVENT_TIME", "FUTURE_SLACK", "RANGES", "ENUMS",
 ]
 
@@ -68,9 +68,10 @@ BAD_ID = "bad_id"
 PARSE_ERROR = "parse_error"
 UNKNOWN_KIND = "unknown_kind"
 LATE = "late"
+UNKNOWN_REFERENCE = "unknown_reference"   # a zone, gate, camera, asset … id the inventory does not have
 REASON_CODES: tuple[str, ...] = (
     MISSING_FIELD, BAD_TYPE, OUT_OF_RANGE, BAD_ENUM, BAD_ID, PARSE_ERROR,
-    UNKNOWN_KIND, LATE,
+    UNKNOWN_KIND, LATE, UNKNOWN_REFERENCE,
 )
 
 RAW_LIMIT = 4096                      # bytes of raw JSON kept per bad record
