@@ -37,9 +37,16 @@ def _cmd_assets_summary(args) -> int:
 
 
 def _cmd_assets_import(args) -> int:
+    import tomllib
+
+    from indicators.alerts import DATA_DIR as ALERT_DATA
+    from indicators.catalog import load_catalog
     from twin_assets.importer import ImportRefused, import_file
+    departments = set(tomllib.loads((ALERT_DATA / "departments.toml").read_text(encoding="utf-8"))["departments"])
     try:
-        result = import_file(args.file, replace=args.replace, out=args.out)
+        # the same check the service runs at start: the catalog must build over the merged inventory
+        result = import_file(args.file, replace=args.replace, out=args.out, departments=departments,
+                             check=lambda merged: load_catalog(inventory=merged))
     except ImportRefused as e:
         print(f"refused {args.file}: {len(e.problems)} problem(s); nothing was written", file=sys.stderr)
         for p in e.problems:

@@ -434,9 +434,12 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
 
 
 STAFF_STATUS = {"available": ("空闲", "available"), "busy": ("处置中", "busy"), "offline": ("离线", "offline")}
-COMPONENT_NAMES = {"engine": ("指标引擎", "The indicator engine"), "simulator": ("模拟数据源", "The simulated feeds")}
+COMPONENT_NAMES = {"engine": ("指标引擎", "The indicator engine"), "simulator": ("模拟数据源", "The simulated feeds"),
+                   "inventory": ("资产台账", "The asset inventory")}
 PROBLEMS = {"stopped": ("已停止，请重启服务（scenic-twin run）", "has stopped: restart the service (scenic-twin run)"),
             "step_failed": ("计算出错，正在重试（详见服务日志）", "failed a step and is retrying (see the service log)"),
+            "inventory_fallback": ("无法使用，正以上一份完好的台账运行：请修正或重新导入台账后重启",
+                                   "cannot be used; running on the last good copy: fix or re-import it and restart"),
             "restarting": ("异常停止，正在自动重启（详见服务日志和 /readyz）",
                            "stopped with an error and is being restarted (see the service log and /readyz)")}
 

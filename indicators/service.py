@@ -99,8 +99,8 @@ class Service:
         self.publish = publish
         self.audit = audit
         cfg.var.mkdir(parents=True, exist_ok=True)
-        self.inventory = inv.load()
-        self.catalog = load_catalog(inventory=self.inventory)
+        self._health: dict[str, dict[str, Any]] = {}
+        self.inventory, self.catalog = self._load_inventory(load_catalog)
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
 
@@ -152,11 +152,44 @@ class Service:
         self._clock_set: datetime | None = None
         self._last_ckpt = time.monotonic()
         self._version = 0
-        self._health: dict[str, dict[str, Any]] = {}
         self.latest = None
         self.snapshot: Snapshot | None = None
         self._threads: dict[str, threading.Thread] = {}
         self._last_step_mono: float | None = None
+
+    LAST_GOOD = "inventory.last-good.parquet"
+
+    def _load_inventory(self, load_catalog):
+        """The inventory and the catalog over it.  A good one is kept as the last good copy in the
+        state folder; when the inventory on disk cannot be read or builds no catalog (a bad survey
+        import, a damaged file), the service starts on the last good copy and says why (health
+        ``inventory``, /readyz, the wall's banner) instead of not starting at all."""
+        import shutil
+        from twin_assets.fsio import atomic_write
+        keep = self.cfg.var / self.LAST_GOOD
+        try:
+            gdf = inv.load()
+            catalog = load_catalog(inventory=gdf)
+        except Exception as e:
+            if not keep.exists():
+                raise
+            why = f"{type(e).__name__}: {e}"[:400]
+            log.error("the inventory cannot be used (%s); starting on the last good copy %s", why, keep)
+            gdf = inv.load(keep)
+            catalog = load_catalog(inventory=gdf)
+            self._health["inventory"] = {
+                "ok": False, "problem": "inventory_fallback",
+                "reason": f"the asset inventory cannot be used ({why}); running on the last good copy: "
+                          "fix or re-import the inventory and restart"}
+            return gdf, catalog
+        src = inv.inventory_path()
+        try:
+            if not keep.exists() or keep.stat().st_size != src.stat().st_size or \
+                    keep.read_bytes() != src.read_bytes():
+                atomic_write(keep, lambda tmp: shutil.copyfile(src, tmp))
+        except OSError:
+            log.exception("keeping the last good inventory failed")
+        return gdf, catalog
 
     # ------------------------------------------------------------ feeding
     def _last_event_time(self) -> datetime | None:
@@ -255,6 +288,7 @@ class Service:
                 thresholds_version=self.pipeline.thresholds_version,
                 incidents={a.alert_id: k for a in alerts if (k := rt.incident_of(a.rule_id)) is not None})
 
+    DEGRADED_ONLY = frozenset({"inventory"})
     MIN_FREE_BYTES = 200 * 1024 * 1024       # below this the state folder's disk is "nearly full"
     ENGINE_STALL_S = 30.0                    # no engine step for this long: not ready
 
@@ -298,7 +332,8 @@ class Service:
         snap = self.snapshot
         feeds = {k: {"stale": f.stale, "age_s": None if f.age_s is None else round(f.age_s)}
                  for k, f in (snap.feeds.items() if snap is not None else ())}
-        ready = all(c.get("ok", True) for c in comps.values())
+        # running on the last good inventory is degraded, not unready: data is taken and kept
+        ready = all(c.get("ok", True) for name, c in comps.items() if name not in self.DEGRADED_ONLY)
         return {"ready": ready, "components": comps, "feeds": feeds,
                 "stale_feeds": sorted(k for k, f in feeds.items() if f["stale"])}
 

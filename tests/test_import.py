@@ -120,3 +120,21 @@ def test_not_json_and_wrong_suffix(tmp_path, target):
     with pytest.raises(ImportRefused) as e:
         import_file(other, out=target)
     assert "unsupported file type" in str(e.value.problems[0])
+
+
+def test_a_survey_file_that_would_stop_the_service_is_refused(tmp_path, target):
+    """A department that is no department was accepted once and then kept `scenic-twin run` from
+    starting; the import now names it, and runs the service's own start-up check on the result."""
+    before = sha(target)
+    f = write_geojson(tmp_path / "bad.geojson", [feature("lamp-x", department="Dept. of <Lamps>")])
+    r = subprocess.run([sys.executable, "-m", "dashboard.cli", "assets", "import", str(f), "--out", str(target)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "field 'department': unknown department 'Dept. of <Lamps>'" in r.stderr, r.stderr
+    assert sha(target) == before
+
+    def start_up(merged):
+        raise ValueError("catalog: family facility.availability expands to no indicator")
+    with pytest.raises(ImportRefused) as e:
+        import_file(write_geojson(tmp_path / "ok.geojson", [feature("lamp-y")]), out=target, check=start_up)
+    assert "would not start the service: catalog: family facility.availability" in str(e.value.problems[0])
+    assert sha(target) == before

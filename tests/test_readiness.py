@@ -98,3 +98,32 @@ def test_a_full_disk_answers_the_ingesting_client_507_with_what_to_do(tmp_path, 
         monkeypatch.setattr(log, "append", real)
         r = client.post("/ingest/crowd", content=line, headers={"content-type": "application/x-ndjson"})
         assert r.status_code == 200 and r.json()["accepted"] == 1, r.text           # the resend is taken
+
+
+def test_a_broken_inventory_on_disk_still_lets_the_service_start_on_the_last_good_one(tmp_path, monkeypatch):
+    import shutil
+
+    from twin_assets import inventory as inv
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copyfile(inv.inventory_path(), data / "inventory.parquet")
+    monkeypatch.setenv("SCENIC_TWIN_DATA", str(data))
+    cfg = ServiceConfig(var=tmp_path / "var", scenario="normal-weekday", speed=60, simulate=False, start=START)
+    first = Service(cfg)                                         # a good start keeps a copy
+    n = len(first.inventory)
+    first.alert_store.close()
+    first.feed_log.close()
+    first.dead.close()
+    assert (cfg.var / Service.LAST_GOOD).exists()
+    (data / "inventory.parquet").write_bytes(b"PAR1 this is no longer a parquet file")
+    s = Service(cfg)
+    try:
+        assert len(s.inventory) == n and s.catalog.ids
+        h = s.health()["inventory"]
+        assert not h["ok"] and h["problem"] == "inventory_fallback" and "last good copy" in h["reason"]
+        r = s.readiness()
+        assert r["ready"] and not r["components"]["inventory"]["ok"]            # degraded, still taking data
+    finally:
+        s.alert_store.close()
+        s.feed_log.close()
+        s.dead.close()

@@ -79,7 +79,8 @@ def _read_parquet(path: Path) -> tuple[list[dict], list[Problem]]:
     return [dict(r) for r in gdf.to_dict("records")], []
 
 
-def validate_rows(rows: list[dict], existing_ids: set[str], zone_ids: set[str], bounds, replace: bool) -> list[Problem]:
+def validate_rows(rows: list[dict], existing_ids: set[str], zone_ids: set[str], bounds, replace: bool,
+                  departments: set[str] | None = None) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, r in enumerate(rows, start=1):
@@ -101,6 +102,9 @@ def validate_rows(rows: list[dict], existing_ids: set[str], zone_ids: set[str], 
                 seen[aid] = i
             if aid in existing_ids and not replace:
                 bad("asset_id", "already in the inventory (use --replace to replace it)")
+        d = r.get("department")
+        if departments is not None and isinstance(d, str) and d.strip() and d not in departments:
+            bad("department", f"unknown department {d[:60]!r}; known: {', '.join(sorted(departments))}")
         t = r.get("type")
         if isinstance(t, str) and t and t not in KNOWN_TYPES:
             bad("type", f"unknown type {t!r}; known: {', '.join(sorted(KNOWN_TYPES))}")
@@ -144,7 +148,12 @@ def validate_rows(rows: list[dict], existing_ids: set[str], zone_ids: set[str], 
     return problems
 
 
-def import_file(path, *, replace: bool = False, out=None) -> dict:
+def import_file(path, *, replace: bool = False, out=None, departments: set[str] | None = None,
+                check=None) -> dict:
+    """Merge a survey file into the inventory, or refuse it with every problem and write nothing.
+    ``departments``: the department ids an asset may name; ``check(merged)``: the check the
+    service runs at start over the merged inventory (building the indicator catalog) - a file
+    that would stop the service from starting is refused with what that check said."""
     path = Path(path)
     if not path.exists():
         raise ImportRefused([Problem(None, None, "-", f"no such file: {path}")])
@@ -160,7 +169,7 @@ def import_file(path, *, replace: bool = False, out=None) -> dict:
     area = current[current["type"] == "scenic_area"].geometry.iloc[0]
     if not rows and not problems:
         problems.append(Problem(None, None, "features", "the file holds no assets"))
-    problems += validate_rows(rows, set(current["asset_id"]), set(zones["zone_id"]), area, replace)
+    problems += validate_rows(rows, set(current["asset_id"]), set(zones["zone_id"]), area, replace, departments)
     if problems:
         raise ImportRefused(problems)
     new = gpd.GeoDataFrame([{c: (json.dumps(r.get("attrs", {}), ensure_ascii=False, sort_keys=True)
@@ -171,5 +180,11 @@ def import_file(path, *, replace: bool = False, out=None) -> dict:
         new[c] = new[c].astype(float)
     kept = current[~current["asset_id"].isin(new["asset_id"])]
     merged = gpd.GeoDataFrame(pd.concat([kept, new], ignore_index=True), geometry="geometry", crs="EPSG:4326")
+    if check is not None:
+        try:
+            check(merged)
+        except Exception as e:                   # whatever the start-up check says is the reason
+            raise ImportRefused([Problem(None, None, "inventory",
+                                         f"the merged inventory would not start the service: {e}"[:600])]) from None
     inv.write(merged, out)
     return {"imported": int(len(new)), "replaced": int(len(current) - len(kept)), "total": int(len(merged))}
