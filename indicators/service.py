@@ -100,6 +100,7 @@ class Service:
         self.audit = audit
         cfg.var.mkdir(parents=True, exist_ok=True)
         self._health: dict[str, dict[str, Any]] = {}
+        self.recovery_notes: list[str] = []        # what start-up had to repair, for the log and /readyz
         self.inventory, self.catalog = self._load_inventory(load_catalog)
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
@@ -120,7 +121,20 @@ class Service:
 
         self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick)
         self.ckpt = cfg.var / "engine.ckpt"
-        covered = self.engine.restore(self.ckpt) if self.ckpt.exists() else None
+        covered = None
+        if self.ckpt.exists():
+            try:
+                covered = self.engine.restore(self.ckpt)
+            except Exception as e:
+                # a damaged checkpoint, or one taken with another catalog (a new inventory): the
+                # feed log holds everything it summarised - start afresh and replay the whole log
+                aside = self.ckpt.with_name(f"engine.ckpt.unusable-{int(time.time())}")
+                log.warning("the engine checkpoint cannot be used (%s: %s); kept as %s, replaying the whole "
+                            "feed log", type(e).__name__, e, aside.name)
+                self.ckpt.replace(aside)
+                self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick)
+                self.recovery_notes.append(f"engine checkpoint unusable ({type(e).__name__}: {str(e)[:200]}); "
+                                           f"kept as {aside.name}; state rebuilt from the feed log")
         replayed = 0
         for seq, kind, table in self.feed_log.replay((covered or 0) + 1):
             self.engine.ingest(kind, table, feed_seq=seq)
@@ -334,7 +348,9 @@ class Service:
                  for k, f in (snap.feeds.items() if snap is not None else ())}
         # running on the last good inventory is degraded, not unready: data is taken and kept
         ready = all(c.get("ok", True) for name, c in comps.items() if name not in self.DEGRADED_ONLY)
-        return {"ready": ready, "components": comps, "feeds": feeds,
+        rec = getattr(self.feed_log, "recovery", None)
+        notes = list(self.recovery_notes) + list(getattr(rec, "notes", []) or [])
+        return {"ready": ready, "components": comps, "feeds": feeds, "recovered_at_start": notes,
                 "stale_feeds": sorted(k for k, f in feeds.items() if f["stale"])}
 
     def health(self) -> dict[str, dict[str, Any]]:
