@@ -205,6 +205,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                     serve_locally=True, suppress_callback_exceptions=True,
                     websocket_inactivity_timeout=0)
     app.layout = _shell()
+    app._scenic_service = service          # for tests that call an action directly
     app.validation_layout = html.Div([_shell(), wall_layout("zh"), ops_layout("zh"), config_layout("zh"),
                                       patrol_page.patrol_layout("zh", _patrol_config(route_page), {})])
     server = app.server
@@ -293,6 +294,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                    Input(ids.URL, "pathname"), State(ids.LANG_STORE, "data"))
     def _route(path, lang):
         lang = i18n.pick_lang(lang)
+        path = path if isinstance(path, str) else "/wall"      # a hand-made request may send anything
         who = auth.current()
         label = "" if who is None else f"{who.display_name or who.username} · {i18n.role_name(who.role, lang)}"
         if who is not None:

@@ -82,6 +82,61 @@ PREFIXES: dict[str, str] = {
 
 CALLBACK_ROLES: dict[str, str] = {}
 """Dash callback key (its output spec, as in ``app.callback_map``) -> role needed."""
+CALLBACK_SHAPES: dict[str, dict[str, Any]] = {}
+"""Dash callback key -> the request shape its registration declares (checked before Dash runs it)."""
+
+
+def _record_shape(app, key: str, clientside: bool = False) -> None:
+    spec = app.callback_map.get(key, {})
+    dep = lambda items: [(i["id"], i["property"]) for i in items]  # noqa: E731
+    parts = key[2:-2].split("...") if key.startswith("..") else [key]
+    CALLBACK_SHAPES[key] = {"multi": key.startswith(".."), "outputs": [tuple(p.rsplit(".", 1)) for p in parts],
+                            "no_output": bool(spec.get("no_output")), "clientside": clientside,
+                            "inputs": dep(spec.get("inputs", [])), "state": dep(spec.get("state", []))}
+
+
+def malformed_callback(payload: Any, *, over_http: bool = True) -> str | None:
+    """Why a callback request does not have the shape its callback declares (None: it does).
+    Dash answers a mis-shaped request with a 500; this turns it into a 400 with the reason."""
+    if not isinstance(payload, dict):
+        return "the body is not a JSON object"
+    shape = CALLBACK_SHAPES.get(payload.get("output") or "")
+    if shape is None:
+        return None                                   # unknown callbacks are refused by role
+    if shape["clientside"]:
+        # over HTTP Dash would answer 500; over the socket it answers the request itself
+        return "this callback runs in the browser; the server has nothing to run" if over_http else None
+    outs = payload.get("outputs")
+    if not shape["no_output"]:
+        want = shape["outputs"]
+        if shape["multi"]:
+            if not isinstance(outs, list) or len(outs) != len(want):
+                return f"'outputs' must be a list of {len(want)}"
+        elif not isinstance(outs, dict):
+            return "'outputs' must be an object"
+        for (wid, wprop), o in zip(want, outs if shape["multi"] else [outs]):
+            if wid.startswith("{"):
+                items = o if isinstance(o, list) else [o]
+                if not all(isinstance(x, dict) and x.get("property") == wprop for x in items):
+                    return f"'outputs' entry for {wprop} must be its matches"
+            elif not isinstance(o, dict) or o.get("id") != wid or o.get("property") != wprop:
+                return f"'outputs' must name {wid}.{wprop} in its place"
+    for part in ("inputs", "state"):
+        want = shape[part]
+        got = payload.get(part, [] if not want else None)
+        if not isinstance(got, list) or len(got) != len(want):
+            return f"'{part}' must be a list of {len(want)}"
+        for (wid, wprop), g in zip(want, got):
+            if wid.startswith("{"):                    # a pattern-matching id: a list of matches (or one)
+                items = g if isinstance(g, list) else [g]
+                if not all(isinstance(x, dict) and x.get("property") == wprop for x in items):
+                    return f"'{part}' entry for {wprop} must be its matches"
+            elif not isinstance(g, dict) or g.get("id") != wid or g.get("property") != wprop:
+                return f"'{part}' must name {wid}.{wprop} in its place"
+    changed = payload.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "'changedPropIds' must be a list of strings"
+    return None
 
 
 def route_role(path: str) -> str | None:
@@ -138,6 +193,7 @@ def callback(app, role: str, *args, **kwargs) -> Callable:
         app.callback(*args, **kwargs)(wrapped)
         for key in set(app.callback_map) - before:
             CALLBACK_ROLES[key] = role
+            _record_shape(app, key)
         return wrapped
     return deco
 
@@ -154,6 +210,7 @@ def clientside_role(app, role: str, *args, **kwargs) -> None:
     app.clientside_callback(*args, **kwargs)
     for key in set(app.callback_map) - before:
         CALLBACK_ROLES[key] = role
+        _record_shape(app, key, clientside=True)
 
 
 # --------------------------------------------------------------------------- the middleware
@@ -243,6 +300,9 @@ class AccessMiddleware:
             if need is None or not who.can(need):
                 self._refuse(who, f"callback:{output}", f"role {who.role} lacks {need}")
                 return await _deny(scope, send, 403, "this action needs another role")
+            bad = malformed_callback(payload)
+            if bad:
+                return await _deny(scope, send, 400, f"malformed callback request: {bad}")
             return await self.app(scope, _replay(body), _with_headers(send, self.csp))
         return await self.app(scope, receive, _with_headers(send, self.csp))
 
@@ -292,12 +352,17 @@ def _ws_receive(receive, mw: AccessMiddleware, who: Identity, send):
                 mw._refuse(who, "websocket", "session ended")
                 await send({"type": "websocket.close", "code": 4001, "reason": "session ended"})
                 return {"type": "websocket.disconnect", "code": 4001}
-            output = (m.get("payload") or {}).get("output")
+            payload = m.get("payload") if isinstance(m.get("payload"), dict) else {}
+            output = payload.get("output")
             need = CALLBACK_ROLES.get(output or "")
             if need is None or not who.can(need):
                 mw._refuse(who, f"callback:{output}", f"role {who.role} lacks {need}")
                 await send({"type": "websocket.close", "code": 4003, "reason": "forbidden"})
                 return {"type": "websocket.disconnect", "code": 4003}
+            bad = malformed_callback(payload, over_http=False)
+            if bad:
+                await send({"type": "websocket.close", "code": 1007, "reason": f"malformed callback request: {bad}"[:120]})
+                return {"type": "websocket.disconnect", "code": 1007}
         return msg
     return checked
 

@@ -1017,7 +1017,9 @@ def register(app, service, names: Names) -> dict[str, Callable]:
         lang = i18n.pick_lang(lang)
         if service is None:
             return [], T("config.no_service", lang), "", 0, True, True
-        rows = service.threshold_search(family=family, zone=zone, feed=feed, level=level, side=side)
+        text_ = lambda v: v if isinstance(v, str) and v else None  # noqa: E731  (a hand-made request sends anything)
+        rows = service.threshold_search(family=text_(family), zone=text_(zone), feed=text_(feed), level=text_(level),
+                                        side=text_(side))
         hits = [r for r in rows if words.matches(r["id"], text if isinstance(text, str) else None)]
         page = page if isinstance(page, int) and page >= 0 else 0
         trig = ctx.triggered_id

@@ -166,3 +166,13 @@ def page(browser):
     pg.log = PageLog(pg)
     yield pg
     ctx.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzzer's case counts in the run's summary (issue 16: CI prints how many cases ran)."""
+    import sys
+    mod = sys.modules.get("test_fuzz_inputs")
+    counts = getattr(mod, "COUNTS", None)
+    if counts:
+        terminalreporter.write_line("fuzz cases run: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                                    + f" (total {sum(counts.values())}, 0 failures unless reported above)")
