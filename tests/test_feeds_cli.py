@@ -145,7 +145,11 @@ def test_ingest_cap_warning_and_a_cap_that_is_no_guangdong_signal(capsys, td, tm
 
 def test_ingest_sensorthings_and_ngsi_ld(capsys, td, tmp_path):
     code, r, _ = ingest(capsys, tmp_path, td / "iot/smart-data-models/CrowdFlowObserved/example-normalized.jsonld")
-    assert code == 0 and r["format"] == "ngsi-ld" and r["accepted"] == 1
+    # read, but its road segment is a Spanish city's, not a zone of the scenic area: a located
+    # error, not a silent new zone
+    assert code == 1 and r["format"] == "ngsi-ld" and r["accepted"] == 0
+    assert [x["code"] for x in r["rejected"]] == ["unknown_reference"]
+    assert "names nothing in the asset inventory" in r["rejected"][0]["reason"]
     assert any("CrowdFlowObserved" in n for n in r["notes"])
     code, r, _ = ingest(capsys, tmp_path, td / "iot/sensorthings/thing-complete-deep-insert.json")
     assert code == 1 and r["format"] == "sensorthings" and r["rejected_count"] == 4

@@ -236,7 +236,11 @@ def _cmd_ingest(args) -> int:
         return 2
     dead = DeadLetterStore(base / "dead-letters.sqlite")
     try:
-        ing = Ingestor(log, dead)
+        from twin_assets import inventory as inv
+
+        from .ingest import references_from_inventory
+        # the same reference check as the service: ids must name zones and assets the inventory has
+        ing = Ingestor(log, dead, references=references_from_inventory(inv.load()))
         source = args.source or f"file:{path.name}"
         receipt, notes = work(ing, source)
     finally:
