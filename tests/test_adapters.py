@@ -158,10 +158,11 @@ def test_trip_updates_text_format(td):
     assert any("without a vehicle descriptor" in n for n in parsed.notes)
 
 
-def test_alerts_become_a_note(td):
+def test_a_transit_service_alert_becomes_a_warning(td):
     parsed = load(td, "gtfs-rt/alerts.asciipb")
-    assert parsed.tables == {} and parsed.rejects == []
-    assert any(n.startswith("1 service alert not loaded") and "'0'" in n for n in parsed.notes)
+    assert parsed.rejects == [] and set(parsed.tables) == {"warning"}
+    w = parsed.tables["warning"].to_pylist()
+    assert len(w) == 1 and w[0]["signal"] == "other" and w[0]["headline"]
 
 
 def test_binary_and_text_format_give_the_same_rows(td):

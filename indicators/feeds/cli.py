@@ -8,6 +8,10 @@
   NGSI-LD, JSON lines, Arrow IPC, Parquet - e.g. a recording's
   ``<kind>.parquet``) into the feed log and dead-letter store under
   ``--data`` and says what was accepted and what was rejected, and why.
+* ``scenic-twin gtfs load FILE.zip`` reads a static GTFS, prints a summary and
+  stores its ids in ``<var>/feeds/gtfs_static.json``, where ``ingest`` finds
+  them to check the trip, route and stop ids of GTFS-Realtime files
+  (``ingest --gtfs FILE.zip`` uses a zip for one run instead).
 * ``scenic-twin bench ingest`` runs :func:`indicators.feeds.bench.run_ingest_bench`
   plus a GTFS-Realtime case.
 
@@ -190,11 +194,14 @@ def _format_of(path: Path, data: bytes, fmt: str) -> str:
     if data[:4] == b"PAR1":
         return "parquet"
     if data[:4] == b"PK\x03\x04":
-        raise _Unreadable("it is a ZIP archive (a static GTFS feed?), not a feed message; unpack it and ingest "
-                          "the feed files, or give a GTFS-Realtime .pb")
+        raise _Unreadable("it is a ZIP archive (a static GTFS feed?), not a feed message; load a static GTFS "
+                          "with `scenic-twin gtfs load FILE.zip` (or give it to ingest as --gtfs), or unpack "
+                          "it and ingest the feed files, or give a GTFS-Realtime .pb")
     if data[:6] == b"ARROW1":
         return "arrow"
-    from .adapters import detect_format
+    from .adapters import detect_format, gtfs_rt
+    if gtfs_rt.looks_like_json(data):
+        return "gtfs-rt"
     try:
         return detect_format(data, path.name)
     except ValueError as e:
@@ -221,13 +228,22 @@ def _cmd_ingest(args) -> int:
         print(f"scenic-twin ingest: --kind {args.kind!r} is not a feed kind ({', '.join(SCHEMAS)})", file=sys.stderr)
         return 2
     fmt = args.format
+    base = data_dir(args.data) / "feeds"
     try:
         fmt = _format_of(path, data, args.format)
-        work = _prepare(data, fmt, path, args.kind)
     except _Unreadable as e:
         print(f"scenic-twin ingest: cannot read {path}: {e}", file=sys.stderr)
         return 2
-    base = data_dir(args.data) / "feeds"
+    try:
+        static = _static_for(fmt, args.gtfs, base)
+    except ValueError as e:
+        print(f"scenic-twin ingest: {e}", file=sys.stderr)
+        return 2
+    try:
+        work = _prepare(data, fmt, path, args.kind, static)
+    except _Unreadable as e:
+        print(f"scenic-twin ingest: cannot read {path}: {e}", file=sys.stderr)
+        return 2
     try:
         log = FeedLog(base / "log")
     except LogLockedError as e:
@@ -277,7 +293,27 @@ def _cmd_ingest(args) -> int:
     return 0
 
 
-def _prepare(data: bytes, fmt: str, path: Path, kind: str | None):
+def _static_for(fmt: str, zip_arg: str | None, base: Path):
+    """The static GTFS the GTFS-RT ids are checked against: ``--gtfs``, else
+    the one ``gtfs load`` stored, else None.  ValueError when unusable."""
+    if fmt != "gtfs-rt":
+        return None
+    from .gtfs_static import GtfsError, load_static, read_stored
+    if zip_arg:
+        try:
+            return load_static(zip_arg)
+        except GtfsError as e:
+            raise ValueError(f"--gtfs: {e}") from None
+    stored = base / STATIC_FILE
+    if not stored.is_file():
+        return None
+    try:
+        return read_stored(stored)
+    except ValueError as e:
+        raise ValueError(f"{e}; load it again with `scenic-twin gtfs load FILE.zip` or remove it") from None
+
+
+def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None):
     """Parse the file now (so unreadable files fail before the log is opened);
     return ``work(ingestor, source) -> (receipt, notes)``."""
     if fmt == "jsonl":
@@ -291,8 +327,52 @@ def _prepare(data: bytes, fmt: str, path: Path, kind: str | None):
             notes.append(f"column(s) {', '.join(extra)} are not in the {k} schema and were ignored")
         return lambda ing, source: (ing.submit(k, table, source=source), notes)
     from .adapters import parse
-    parsed = parse(data, fmt, source=None)
+    parsed = parse(data, fmt, source=None) if static is None else _parse_gtfs_rt(data, static)
     return lambda ing, source: (ing.submit_parsed(parsed), list(parsed.notes))
+
+
+def _parse_gtfs_rt(data: bytes, static):
+    """The GTFS-RT adapter with id checks, guarded as :func:`adapters.parse` guards it."""
+    from .adapters import Parsed, Reject, gtfs_rt
+    from .adapters.base import raw_text
+    try:
+        return gtfs_rt.parse(data, None, static=static)
+    except Exception as exc:  # a bug must not stop the feed: report it as a reject
+        return Parsed(tables={}, notes=[], rejects=[Reject(
+            raw=raw_text(data), where="payload",
+            reason=f"the gtfs-rt adapter failed unexpectedly ({type(exc).__name__}: {exc}); "
+                   "this is a fault in scenic-twin, please report it with this payload")])
+
+
+# ---------------------------------------------------------------- gtfs
+
+STATIC_FILE = "gtfs_static.json"
+
+
+def _cmd_gtfs_load(args) -> int:
+    from .gtfs_static import GtfsError, load_static
+    try:
+        static = load_static(args.file)
+    except GtfsError as e:
+        print(f"scenic-twin gtfs load: {args.file} is not a usable static GTFS:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 2
+    store = data_dir(args.var) / "feeds" / STATIC_FILE
+    try:
+        static.save(store)
+    except OSError as e:
+        print(f"scenic-twin gtfs load: cannot write {store}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    out = {**static.summary(), "stored": str(store)}
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        span = f"{out['service_start']} to {out['service_end']}" if out["service_start"] else "none"
+        print(f"{args.file}: {', '.join(static.agencies) or 'no agency name'}: {out['routes']} routes, "
+              f"{out['trips']} trips, {out['stops']} stops; service {span}")
+        print(f"stored in {store}: `scenic-twin ingest` checks GTFS-Realtime ids against it")
+    return 0
 
 
 def _schema_names(kind: str) -> set[str]:
@@ -402,7 +482,27 @@ def register(sub, bench_sub) -> None:
     i.add_argument("--data", default=None, help="folder of the feed log and dead-letter store (default var/)")
     i.add_argument("--source", default=None, help="sending system recorded with the rows (default file:<name>)")
     i.add_argument("--json", action="store_true", help="print the receipt as JSON")
+    i.add_argument("--gtfs", default=None, metavar="FILE.zip",
+                   help="static GTFS to check GTFS-Realtime trip, route and stop ids against (default: the one "
+                        "`scenic-twin gtfs load` stored in --data, if any)")
     i.set_defaults(func=_cmd_ingest)
+
+    g = sub.add_parser("gtfs", help="static GTFS: load the schedule GTFS-Realtime ids are checked against",
+                       description="Static GTFS, the schedule GTFS-Realtime feeds refer to by id.")
+    gsub = g.add_subparsers(dest="gtfs_command", required=True, metavar="WHAT")
+    gl = gsub.add_parser(
+        "load", help="read a static GTFS zip, print a summary and store its ids for `ingest`",
+        description=("Read FILE.zip (agency, stops, routes, trips, stop_times and calendar or calendar_dates; "
+                     "at the top of the zip or together in one folder), print its agency, the number of routes, "
+                     "trips and stops and the service date range, and store the ids in "
+                     f"<var>/feeds/{STATIC_FILE}.  `scenic-twin ingest` then rejects GTFS-Realtime records that "
+                     "name a trip, route or stop the schedule does not have.  Exit 2, listing every problem, when "
+                     "the zip lacks a required file or column."))
+    gl.add_argument("file", metavar="FILE.zip")
+    gl.add_argument("--var", "--data", dest="var", default=None,
+                    help="state folder, the same as ingest's --data (default var/ or SCENIC_TWIN_VAR)")
+    gl.add_argument("--json", action="store_true", help="print the summary as JSON")
+    gl.set_defaults(func=_cmd_gtfs_load)
 
     b = bench_sub.add_parser(
         "ingest", help="ingest throughput: Arrow IPC, JSON lines and GTFS-RT against the pyarrow read floor",

@@ -37,10 +37,12 @@ Mapping
   language the alert has.
   The active period is the one that holds the feed timestamp, else the next
   to come, else the last one; an alert without active_period is active from
-  the feed timestamp on.  ``expires`` is the period's end; ``event_time`` is
-  its start, or the feed timestamp when the period began earlier (an alert
-  running for days is not stamped days ago: every re-fetch would be late).
-  An alert whose periods have all ended is loaded with ``status``
+  the feed timestamp on.  ``expires`` is the period's end.  ``event_time``
+  is the feed timestamp (the period's start only when the header has
+  none), as CAP rows take ``sent``, not ``onset``: a start days ago would
+  make every re-fetch "late" for the ingest, and one more than a day ahead
+  is refused as a future event; an alert not active yet is noted.  An
+  alert whose periods have all ended is loaded with ``status``
   "cancelled", the schema's ended state; others are "issued".
   ``event_id`` is ``alert/<entity id>@<period start>``: the same alert in
   the next fetch is a duplicate.
@@ -74,14 +76,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from google.protobuf import json_format, text_format
 from google.transit import gtfs_realtime_pb2 as rt
 
 from indicators.feeds.schemas import NO_COLOUR, OTHER_WARNING
+from indicators.feeds.validate import (BAD_TYPE, MISSING_FIELD, OUT_OF_RANGE, PARSE_ERROR,
+                                       UNKNOWN_REFERENCE)
 
-from .base import Collector, Parsed, epoch_seconds, plural
+from .base import Collector, Parsed, Reject, epoch_seconds, plural, raw_text
 
 TEXT_START = re.compile(r"\A\s*(?:#[^\n]*\n\s*)*(?:header|entity)\s*[{:<]")
 JSON_START = re.compile(r'\A\s*\{[\s\S]{0,65536}?"(?:gtfs_?[rR]ealtime_?[vV]ersion|entity)"\s*:')
@@ -102,10 +107,7 @@ def looks_like_json(data: bytes) -> bool:
     """Whether a payload is the JSON form of a FeedMessage (cheap: the
     first 64 KiB hold a ``gtfsRealtimeVersion`` or a top-level-looking
     ``entity`` key)."""
-    try:
-        head = bytes(data[:70_000]).decode("utf-8-sig", errors="ignore")
-    except Exception:  # pragma: no cover - bytes always decode with errors="ignore"
-        return False
+    head = bytes(data[:70_000]).decode("utf-8-sig", errors="ignore")
     return bool(JSON_START.match(head))
 
 
@@ -130,8 +132,7 @@ def parse(data: bytes, source: str | None = None, static=None) -> Parsed:
             continue
         problems = _problems(entity, where, static)
         if problems:
-            c.reject(_fragment(entity), f"{where}: " + "; ".join(text for _, text in problems),
-                     problems[0][0])
+            _reject(c, entity, where, problems)
             continue
         _entity(entity, where, header_time, static, c)
     if feed.entity and static is None:
@@ -169,7 +170,7 @@ def _decode(data: bytes, c: Collector) -> rt.FeedMessage | None:
     if not data:
         c.reject(data, "the payload is empty, not a GTFS-Realtime FeedMessage", "payload")
         return None
-    if text is not None and text.lstrip().startswith("{"):
+    if text is not None and text.lstrip().startswith(("{", "[")):
         return _decode_json(text, c)
     errors = []
     if text is None or not TEXT_START.match(text):
@@ -208,6 +209,10 @@ def _decode_json(text: str, c: Collector) -> rt.FeedMessage | None:
         return None
     except RecursionError:
         c.reject(text, "the JSON is nested too deeply to read", "payload")
+        return None
+    if not isinstance(doc, dict):
+        c.reject(text, f"the JSON is a {type(doc).__name__}, not a GTFS-Realtime FeedMessage "
+                 "(an object with header and entity)", "payload")
         return None
     msg = rt.FeedMessage()
     try:
@@ -335,9 +340,27 @@ def _first_delay(tu: rt.TripUpdate) -> tuple[int | None, str | None]:
 
 
 # --------------------------------------------------------------------------- checks
-def _problems(entity: rt.FeedEntity, where: str, static) -> list[tuple[str, str]]:
-    """(locator, sentence) of every defect of one entity; empty when sound."""
-    out: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class CodedReject(Reject):
+    """A Reject with the dead-letter reason code it belongs under (the
+    ingestor otherwise guesses one from the sentence)."""
+
+    code: str = PARSE_ERROR
+
+
+Problem = tuple[str, str, str]  # (locator, sentence, reason code)
+
+
+def _reject(c: Collector, entity: rt.FeedEntity, where: str, problems: list[Problem]) -> None:
+    """One Reject for the entity listing every problem, located at the first."""
+    reason = f"{where}: " + "; ".join(text for _, text, _ in problems)
+    c.rejects.append(CodedReject(raw=raw_text(_fragment(entity)), reason=reason, where=problems[0][0],
+                                 code=problems[0][2]))
+
+
+def _problems(entity: rt.FeedEntity, where: str, static) -> list[Problem]:
+    """(locator, sentence, code) of every defect of one entity; empty when sound."""
+    out: list[Problem] = []
     if entity.HasField("vehicle"):
         vp, at = entity.vehicle, where + ".vehicle"
         out += _position(vp, at)
@@ -354,7 +377,7 @@ def _problems(entity: rt.FeedEntity, where: str, static) -> list[tuple[str, str]
     return out
 
 
-def _position(vp: rt.VehiclePosition, at: str) -> list[tuple[str, str]]:
+def _position(vp: rt.VehiclePosition, at: str) -> list[Problem]:
     if not vp.HasField("position"):
         return []
     lat, lon = vp.position.latitude, vp.position.longitude
@@ -362,23 +385,23 @@ def _position(vp: rt.VehiclePosition, at: str) -> list[tuple[str, str]]:
         return []
     name = vp.vehicle.id or vp.vehicle.label
     return [(at + ".position", f"vehicle '{name}' position lat {lat:g}, lon {lon:g} is outside "
-                               "WGS 84 range (latitude -90..90, longitude -180..180)")]
+                               "WGS 84 range (latitude -90..90, longitude -180..180)", OUT_OF_RANGE)]
 
 
-def _timestamp(value: int, at: str) -> list[tuple[str, str]]:
+def _timestamp(value: int, at: str) -> list[Problem]:
     if value > MS_THRESHOLD:
         return [(at, f"{at.rpartition('.')[2]} {value} looks like milliseconds, "
-                     "GTFS-RT timestamps are POSIX seconds")]
+                     "GTFS-RT timestamps are POSIX seconds", OUT_OF_RANGE)]
     return []
 
 
-def _trip(trip: rt.TripDescriptor, at: str, static) -> list[tuple[str, str]]:
+def _trip(trip: rt.TripDescriptor, at: str, static) -> list[Problem]:
     out = []
     if trip.HasField("start_date") and not _is_date(trip.start_date):
         out.append((at + ".start_date", f"trip start_date '{trip.start_date}' is not a calendar date "
-                                        "written YYYYMMDD"))
+                                        "written YYYYMMDD", BAD_TYPE))
     if trip.HasField("start_time") and not _START_TIME.match(trip.start_time):
-        out.append((at + ".start_time", f"trip start_time '{trip.start_time}' is not HH:MM:SS"))
+        out.append((at + ".start_time", f"trip start_time '{trip.start_time}' is not HH:MM:SS", BAD_TYPE))
     new = trip.schedule_relationship in _NEW_TRIPS
     return out + _ids(static, at, trip_id=None if new else trip.trip_id, route_id=trip.route_id)
 
@@ -393,7 +416,7 @@ def _is_date(text: str) -> bool:
     return True
 
 
-def _ids(static, at: str, *, trip_id=None, route_id=None, stop_id=None) -> list[tuple[str, str]]:
+def _ids(static, at: str, *, trip_id=None, route_id=None, stop_id=None) -> list[Problem]:
     """Ids the static GTFS does not have (no check without one)."""
     if static is None:
         return []
@@ -402,11 +425,12 @@ def _ids(static, at: str, *, trip_id=None, route_id=None, stop_id=None) -> list[
                                      ("route_id", route_id, static.routes, "routes.txt"),
                                      ("stop_id", stop_id, static.stop_ids, "stops.txt")):
         if value and value not in known:
-            out.append((f"{at}.{name}", f"{name} '{value}' is not in the static GTFS ({file})"))
+            out.append((f"{at}.{name}", f"{name} '{value}' is not in the static GTFS ({file})",
+                        UNKNOWN_REFERENCE))
     return out
 
 
-def _stop_times(tu: rt.TripUpdate, at: str, static) -> list[tuple[str, str]]:
+def _stop_times(tu: rt.TripUpdate, at: str, static) -> list[Problem]:
     """Timestamps, ids and order of the stop-time updates."""
     out = []
     previous = None  # (label, latest time, which event) of the previous timed stop
@@ -418,7 +442,8 @@ def _stop_times(tu: rt.TripUpdate, at: str, static) -> list[tuple[str, str]]:
         if stu.HasField("stop_sequence"):
             if last_seq is not None and stu.stop_sequence < last_seq:
                 out.append((here + ".stop_sequence", f"stop-time updates are not sorted by stop_sequence: "
-                                                     f"{label} comes after stop_sequence {last_seq}"))
+                                                     f"{label} comes after stop_sequence {last_seq}",
+                            OUT_OF_RANGE))
                 return out
             last_seq = stu.stop_sequence
         times = _event_times(stu, here, out)
@@ -426,18 +451,19 @@ def _stop_times(tu: rt.TripUpdate, at: str, static) -> list[tuple[str, str]]:
             continue
         if len(times) == 2 and times[1][1] < times[0][1]:
             out.append((here + ".departure.time", f"at {label} the departure {_hms(times[1][1])} is "
-                                                  f"before the arrival {_hms(times[0][1])}"))
+                                                  f"before the arrival {_hms(times[0][1])}", OUT_OF_RANGE))
         first = times[0]
         if previous is not None and first[1] < previous[1]:
             out.append((f"{here}.{first[0]}.time",
                         f"stop times go backwards from {previous[2]} to {label}: {first[0]} "
-                        f"{_hms(first[1])} is before the {previous[0]} {_hms(previous[1])} at {previous[2]}"))
+                        f"{_hms(first[1])} is before the {previous[0]} {_hms(previous[1])} at {previous[2]}",
+                        OUT_OF_RANGE))
         latest = max(times, key=lambda t: t[1])
         previous = (latest[0], latest[1], label)
     return out
 
 
-def _event_times(stu, here: str, out: list) -> list[tuple[str, int]]:
+def _event_times(stu, here: str, out: list[Problem]) -> list[tuple[str, int]]:
     """[(arrival|departure, absolute time)] of one stop-time update; a time
     in milliseconds is reported into ``out`` and left out."""
     times = []
@@ -465,14 +491,14 @@ def _hms(t: int) -> str:
     return f"{text} ({t})"
 
 
-def _alert_problems(al: rt.Alert, at: str, static) -> list[tuple[str, str]]:
+def _alert_problems(al: rt.Alert, at: str, static) -> list[Problem]:
     out = []
     for k, period in enumerate(al.active_period):
         out += _timestamp(period.start, f"{at}.active_period[{k}].start")
         out += _timestamp(period.end, f"{at}.active_period[{k}].end")
         if period.start and period.end and period.end < period.start:
             out.append((f"{at}.active_period[{k}]", f"active_period ends ({_hms(period.end)}) before "
-                                                    f"it starts ({_hms(period.start)})"))
+                                                    f"it starts ({_hms(period.start)})", OUT_OF_RANGE))
     for k, sel in enumerate(al.informed_entity):
         here = f"{at}.informed_entity[{k}]"
         out += _ids(static, here, route_id=sel.route_id, stop_id=sel.stop_id)
@@ -480,7 +506,7 @@ def _alert_problems(al: rt.Alert, at: str, static) -> list[tuple[str, str]]:
             out += _trip(sel.trip, here + ".trip", static)
     if not any(t.text.strip() for t in al.header_text.translation):
         out.append((at + ".header_text", "the alert has no header_text (required by GTFS-Realtime): "
-                                         "there is nothing to show as its headline"))
+                                         "there is nothing to show as its headline", MISSING_FIELD))
     return out
 
 
@@ -488,7 +514,7 @@ def _alert_problems(al: rt.Alert, at: str, static) -> list[tuple[str, str]]:
 def _alert(entity: rt.FeedEntity, where: str, header_time, static, c: Collector) -> None:
     al = entity.alert
     start, end = _active_period(al, header_time)
-    t = max(x for x in (start, header_time) if x is not None) if (start or header_time) else None
+    t = header_time or start
     if t is None:
         c.reject(_fragment(entity), f"{where}: the alert has no active_period start and the feed "
                  "header has no timestamp, so it cannot be dated", where + ".alert.active_period")
@@ -522,6 +548,9 @@ def _alert(entity: rt.FeedEntity, where: str, header_time, static, c: Collector)
         texts=json.dumps(texts, ensure_ascii=False, sort_keys=True),
         severity=severity.lower() if severity else None,
     )
+    if start is not None and header_time is not None and start > header_time:
+        c.count("coming", lambda n: f"{plural(n, 'service alert')} not active yet loaded as issued from "
+                                    "the feed timestamp: the warning schema has no start time")
     if ended:
         c.count("ended", lambda n: f"{plural(n, 'service alert')} whose active period has ended "
                                    "loaded with status cancelled")
@@ -544,7 +573,7 @@ def _active_period(al: rt.Alert, now) -> tuple:
     return max(periods, key=lambda p: p[1] or now)
 
 
-def _translations(ts: rt.TranslatedString) -> list[tuple[str, str]]:
+def _translations(ts: rt.TranslatedString) -> list[Problem]:
     """(language, text) with Chinese first, then English, then the rest in
     feed order; one text per language."""
     seen: dict[str, str] = {}
