@@ -165,10 +165,13 @@ def test_an_assigned_case_moves_accept_arrive_handled_from_the_phone_and_the_con
     phone.locator("#tab-report").tap()
     phone.fill("#report-note", "测试：井盖松动")
     phone.select_option("#report-type", index=0)
+    before = phone.evaluate("window.scenicPatrol.results.length")
     phone.locator("#report-send").tap()
-    phone.wait_for_function("window.scenicPatrol.results.filter(r => r.kind === 'report' && r.ok).length >= 2",
+    # the answer to this report (not one to an earlier report of the module's phone)
+    phone.wait_for_function(f"window.scenicPatrol.results.slice({before}).some(r => r.kind === 'report' && r.ok)",
                             timeout=60_000)
-    case_id = phone.evaluate("window.scenicPatrol.results.filter(r => r.kind === 'report').pop().case")
+    case_id = phone.evaluate(f"window.scenicPatrol.results.slice({before}).find(r => r.kind === 'report' && r.ok)"
+                             ".case")
     row = f"#ops-cases tr[data-case=\"{case_id}\"]"
     ops.wait_for_selector(f"{row} select", timeout=60_000)
     ops.select_option(f"{row} select", patrol_account[0])
@@ -187,6 +190,9 @@ def test_an_assigned_case_moves_accept_arrive_handled_from_the_phone_and_the_con
     phone.locator(f"{item} button.st-step-handle").tap()               # without a note: asked for one
     assert phone.locator(f"{item} textarea").get_attribute("placeholder") == "请填写处置说明"
     phone.fill(f"{item} textarea", "已紧固井盖")
+    # a push redraws the list while the officer types: the note stays
+    phone.evaluate("window.scenicPatrol.apply({mine: Object.assign({}, window.scenicPatrol.mine)})")
+    assert phone.locator(f"{item} textarea").input_value() == "已紧固井盖"
     phone.locator(f"{item} button.st-step-handle").tap()
     ops.wait_for_function(f"document.querySelector('{row}').dataset.stage === 'verify'", timeout=60_000)
     phone.wait_for_function(f"!document.querySelector('{item} button')", timeout=60_000)

@@ -324,6 +324,13 @@
     if (!box) return;
     const m = P.mine || {};
     const items = m.items || [];
+    // what the officer is typing survives the redraw a push causes (every second or so)
+    const typed = {};
+    let focused = null;
+    for (const t of box.querySelectorAll("textarea[data-case]")) {
+      typed[t.dataset.case] = t.value;
+      if (document.activeElement === t) focused = { id: t.dataset.case, a: t.selectionStart, b: t.selectionEnd };
+    }
     if (!items.length) {
       box.replaceChildren(el("li", "st-hint", m.staff === false ? tr("notStaff") : tr("noCases")));
       return;
@@ -341,7 +348,9 @@
       const row = el("div", "st-my-actions");
       let note = null;
       if ((c.steps || []).includes("handle")) {
-        note = el("textarea", "st-my-notes", null, { placeholder: tr("notePh"), maxlength: "500", rows: "2" });
+        note = el("textarea", "st-my-notes", null, { placeholder: tr("notePh"), maxlength: "500", rows: "2",
+                                                     "data-case": c.id });
+        if (typed[c.id]) note.value = typed[c.id];
         li.appendChild(note);
       }
       for (const s of c.steps || []) {
@@ -359,6 +368,10 @@
       li.appendChild(row);
       return li;
     }));
+    if (focused) {
+      const t = box.querySelector(`textarea[data-case="${CSS.escape(focused.id)}"]`);
+      if (t) { t.focus(); try { t.setSelectionRange(focused.a, focused.b); } catch (e) { /* not a text field */ } }
+    }
   }
   function renderQueue() {
     const box = $("report-queue");
