@@ -1063,6 +1063,7 @@ def register(app, service, names: Names) -> dict[str, Callable]:
     def _cfg_load(selected, _reload, _s, _r, lang, profile, loaded):
         auth.require(sup)
         lang = i18n.pick_lang(lang)
+        profile = profile if isinstance(profile, str) else None  # a dropdown sends a name or nothing
         hidden = "st-cfg-editor st-cfg-hidden"
         if service is None:
             return no_service(lang), hidden, "", "", [], None, None, []
@@ -1102,6 +1103,7 @@ def register(app, service, names: Names) -> dict[str, Callable]:
         from the everyday tiers); clear old notes."""
         auth.require(sup)
         lang = i18n.pick_lang(lang)
+        profile = profile if isinstance(profile, str) else None
         if not isinstance(loaded, dict):
             return [""] * len(tier_ids) + ["", ""] + [""] * len(err_outputs) + ["", [], ["on"], [], "", None, [], ""]
         cals = loaded.get("calendars") or []
