@@ -119,7 +119,7 @@ class Service:
         self.ingestor = Ingestor(self.feed_log, self.dead, clock=self.clock,
                                  references=references_from_inventory(self.inventory))
 
-        self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick)
+        self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick, behind="next_tick")
         self.ckpt = cfg.var / "engine.ckpt"
         covered = None
         if self.ckpt.exists():
@@ -132,7 +132,7 @@ class Service:
                 log.warning("the engine checkpoint cannot be used (%s: %s); kept as %s, replaying the whole "
                             "feed log", type(e).__name__, e, aside.name)
                 self.ckpt.replace(aside)
-                self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick)
+                self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick, behind="next_tick")
                 self.recovery_notes.append(f"engine checkpoint unusable ({type(e).__name__}: {str(e)[:200]}); "
                                            f"kept as {aside.name}; state rebuilt from the feed log")
         replayed = 0

@@ -171,6 +171,26 @@ def test_late_events_are_counted_and_never_applied(catalog):
     assert by_t[26_000] == 300 and by_t[30_000] == 200 and 999 not in by_t.values()
 
 
+def test_behind_the_ticks_the_service_engine_applies_at_the_next_tick_what_the_ingestor_accepted(catalog):
+    """In the service the ingestor alone judges lateness (one rule, docs/feeds.md): an event it
+    accepted whose tick the engine has computed already is applied at the next tick and counted
+    ``behind`` - not dropped, as an offline replay's engine (its own judge) would."""
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    i = catalog.index("crowd.count:zone=west_plaza@now")
+    eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(seconds=5), behind="next_tick")
+    eng.ingest("crowd", _crowd(catalog, [("a", t0, "west_plaza", 100), ("b", t0 + 30_000, "west_plaza", 200)]))
+    tick = eng.advance(START + timedelta(minutes=1))
+    assert tick.time_ms == t0 + 25_000 and tick.values[i] == 100
+    r = eng.ingest("crowd", _crowd(catalog, [("c", t0 + 10_000, "west_plaza", 999),     # its tick is computed
+                                              ("d", t0 + 28_000, "west_plaza", 300)]))   # its tick is not
+    assert (r.accepted, r.late) == (2, 0) and eng.stats["crowd"]["behind"] == 1
+    eng.heartbeat(START + timedelta(minutes=2))
+    by_t = {t.time_ms - t0: t.values[i] for t in eng.ticks(START + timedelta(seconds=40))}
+    assert by_t[26_000] == 999 and by_t[28_000] == 300 and by_t[30_000] == 200   # 999: at the next tick
+    with pytest.raises(ValueError):
+        eng.ingest_many([("crowd", _crowd(catalog, [("e", t0 + 40_000, "west_plaza", 1)]))])
+
+
 def test_an_event_at_the_watermark_is_late_whether_or_not_advance_ran(catalog):
     t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
     i = catalog.index("crowd.count:zone=west_plaza@now")

@@ -48,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from indicators.catalog.expand import Catalog
-from indicators.feeds.schemas import SCHEMAS
+from indicators.feeds.schemas import ALLOWED_LATENESS, SCHEMAS
 from twin_assets.fsio import atomic_write
 
 from .encode import PRIMARY, Encoder
@@ -59,9 +59,9 @@ from .state import RowCache, TickCtx
 __all__ = ["Engine", "BatchRun", "Tick", "Changes", "IngestResult", "OK", "STALE", "NO_DATA", "IDLE", "QUALITY_NAMES",
            "DEFAULT_LATENESS", "CHECKPOINT_VERSION"]
 
-# Feeds arrive in minute batches (gateways, the simulator): a tick waits this long for its stragglers,
-# so values lag event time by it.  Lower it for sources that deliver as they measure.
-DEFAULT_LATENESS = timedelta(minutes=2)
+# A tick waits this long for its stragglers, so values lag event time by it: the feeds' one allowed
+# lateness (indicators.feeds.schemas.ALLOWED_LATENESS), which the ingestor judges records by.
+DEFAULT_LATENESS = ALLOWED_LATENESS
 CHECKPOINT_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_TICKS_PER_CHUNK = 3600
@@ -144,7 +144,16 @@ class Engine:
 
     def __init__(self, catalog: Catalog, inventory=None, *, tick: timedelta = timedelta(seconds=1),
                  allowed_lateness: timedelta = DEFAULT_LATENESS, forecaster: Forecaster | None = None,
-                 tz: str = "Asia/Shanghai", start: datetime | None = None) -> None:
+                 tz: str = "Asia/Shanghai", start: datetime | None = None, behind: str = "drop") -> None:
+        """``behind``: what to do with an event at or before the watermark.  ``"drop"`` (offline
+        replays of recordings: the engine is their only judge) counts it late and never applies it.
+        ``"next_tick"`` (the service, behind the ingestor, which already judged lateness and
+        duplicates once for every record of the feed log): an event whose tick is computed already
+        is applied at the next tick (counted ``behind``), any other at its own tick - nothing the
+        log holds is dropped here."""
+        if behind not in ("drop", "next_tick"):
+            raise ValueError("behind must be 'drop' or 'next_tick'")
+        self.behind = behind
         self.catalog = catalog
         if inventory is not None and set(inventory["asset_id"]) != set(catalog.dims.members["asset"]):
             raise ValueError("the inventory is not the one the catalog was expanded against")
@@ -264,11 +273,21 @@ class Engine:
         t = b["t"]
         late = np.zeros(len(t), dtype=bool)
         wm = self.watermark_ms
+        n_behind = 0
+        if self.behind == "next_tick":
+            # the ingestor judged lateness; a tick computed already cannot take the event, the next one does
+            lt = self.clock.last_tick
+            if lt is not None:
+                back = t <= lt
+                n_behind = int(back.sum())
+                if n_behind:
+                    t = b["t"] = np.where(back, lt + 1, t)
+            wm = None
         if wm is not None:
             # inclusive: a tick at the watermark may already be computed, so an
             # event there is late whether or not advance() ran in between
             late |= t <= wm
-        if self.clock.last_tick is not None:
+        if self.clock.last_tick is not None and self.behind == "drop":
             late |= t <= self.clock.last_tick
         on_time = np.flatnonzero(~late)
         new = self.seen.add(b["h"][on_time], t[on_time])
@@ -294,6 +313,8 @@ class Engine:
         st["duplicates"] += n_dup
         st["late"] += int(late.sum())
         st["unknown"] += unknown
+        if n_behind:
+            st["behind"] = st.get("behind", 0) + n_behind
         return IngestResult(len(keep), n_dup, int(late.sum()), unknown)
 
     def batch_run(self) -> "BatchRun":
@@ -312,6 +333,9 @@ class Engine:
         like :meth:`ingest` on a batch it cannot read; then nothing but the
         dynamic codecs changed (they learn ids in the order the batches would
         have taught them), so the batches can be ingested one by one."""
+        if self.behind != "drop":
+            raise ValueError("ingest_many serves offline replays (behind='drop'); feed the service's engine "
+                             "batch by batch with ingest()")
         if not items:
             return []
         order: dict[str, list[int]] = {}

@@ -16,7 +16,8 @@
   plus a GTFS-Realtime case.
 
 Exit codes of ``ingest``: 0 everything accepted (duplicates and late events
-are not errors), 1 some records rejected, 2 the file cannot be read at all.
+are not errors), 1 some records rejected or conflicting, 2 the file cannot be
+read at all.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _JSONL = (".jsonl", ".ndjson")
 _ARROW = (".arrow", ".arrows", ".feather", ".ipc")
 _PARQUET = (".parquet", ".pq")
-FORMAT_CHOICES = ("auto", "gtfs-rt", "cap", "sensorthings", "ngsi-ld", "jsonl", "arrow", "parquet")
+FORMAT_CHOICES = ("auto", "gtfs-rt", "cap", "sensorthings", "ngsi-ld", "counts-csv", "jsonl", "arrow", "parquet")
+_CSV = (".csv", ".tsv")
 
 
 class _Unreadable(Exception):
@@ -191,6 +193,8 @@ def _format_of(path: Path, data: bytes, fmt: str) -> str:
         return "arrow"
     if name.endswith(_PARQUET):
         return "parquet"
+    if name.endswith(_CSV):
+        return "counts-csv"
     if data[:4] == b"PAR1":
         return "parquet"
     if data[:4] == b"PK\x03\x04":
@@ -239,8 +243,26 @@ def _cmd_ingest(args) -> int:
     except ValueError as e:
         print(f"scenic-twin ingest: {e}", file=sys.stderr)
         return 2
+    source = args.source or f"file:{path.name}"
+    mapping = None
+    if fmt == "counts-csv":
+        from .adapters import counts_csv
+        if not args.mapping:
+            print(f"scenic-twin ingest: {path} is a CSV of counts: give --mapping FILE.toml saying its time zone, "
+                  f"date and hour columns and which columns are which gate's entries and exits (the format "
+                  f"is in docs/feeds.md, 'Counts exported as a wide CSV')", file=sys.stderr)
+            return 2
+        try:
+            mapping = counts_csv.load_mapping(args.mapping)
+        except ValueError as e:
+            print(f"scenic-twin ingest: --mapping: {e}", file=sys.stderr)
+            return 2
+    elif args.mapping and fmt != "sensorthings":
+        print(f"scenic-twin ingest: --mapping is for CSV counts and SensorThings Datastreams, not {fmt}",
+              file=sys.stderr)
+        return 2
     try:
-        work = _prepare(data, fmt, path, args.kind, static)
+        work = _prepare(data, fmt, path, args.kind, static, source, mapping)
     except _Unreadable as e:
         print(f"scenic-twin ingest: cannot read {path}: {e}", file=sys.stderr)
         return 2
@@ -257,7 +279,6 @@ def _cmd_ingest(args) -> int:
         from .ingest import references_from_inventory
         # the same reference check as the service: ids must name zones and assets the inventory has
         ing = Ingestor(log, dead, references=references_from_inventory(inv.load()))
-        source = args.source or f"file:{path.name}"
         receipt, notes = work(ing, source)
     finally:
         log.close()
@@ -277,8 +298,7 @@ def _cmd_ingest(args) -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        print(f"{path}: {fmt}: accepted {receipt.accepted}, duplicates {receipt.duplicates}, late {receipt.late}, "
-              f"rejected {len(receipt.rejected)}")
+        print(f"{path}: {fmt}: " + ", ".join(f"{k} {v}" for k, v in _counts(receipt)))
         for b in receipt.rejected[:50]:
             where = f" ({b.where})" if b.where else ""
             print(f"  rejected {b.kind}{where} [{b.code}]: {b.reason}")
@@ -291,6 +311,14 @@ def _cmd_ingest(args) -> int:
               f"{base / 'dead-letters.sqlite'} with the reasons above", file=sys.stderr)
         return 1
     return 0
+
+
+def _counts(receipt) -> list[tuple[str, int]]:
+    """What happened to the file's records, in the order the help explains them."""
+    conflicting = receipt.conflicting
+    return [("accepted", receipt.accepted), ("updated", receipt.updated), ("ended", receipt.ended),
+            ("duplicate", receipt.duplicates), ("conflicting", conflicting), ("late", receipt.late),
+            ("rejected", len(receipt.rejected) - conflicting)]
 
 
 def _static_for(fmt: str, zip_arg: str | None, base: Path):
@@ -313,9 +341,11 @@ def _static_for(fmt: str, zip_arg: str | None, base: Path):
         raise ValueError(f"{e}; load it again with `scenic-twin gtfs load FILE.zip` or remove it") from None
 
 
-def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None):
+def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None, source: str | None = None,
+             mapping=None):
     """Parse the file now (so unreadable files fail before the log is opened);
-    return ``work(ingestor, source) -> (receipt, notes)``."""
+    return ``work(ingestor, source) -> (receipt, notes)``.  ``source`` (the sender) goes on
+    every row and every dead letter."""
     if fmt == "jsonl":
         return lambda ing, source: (ing.submit_ndjson(data, kind=kind, source=source), [])
     if fmt in ("arrow", "parquet"):
@@ -326,17 +356,21 @@ def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None):
         if extra:
             notes.append(f"column(s) {', '.join(extra)} are not in the {k} schema and were ignored")
         return lambda ing, source: (ing.submit(k, table, source=source), notes)
+    if fmt == "counts-csv":
+        from .adapters import counts_csv
+        parsed = counts_csv.parse(data, mapping, source=source)
+        return lambda ing, source: (ing.submit_parsed(parsed, source=source), list(parsed.notes))
     from .adapters import parse
-    parsed = parse(data, fmt, source=None) if static is None else _parse_gtfs_rt(data, static)
-    return lambda ing, source: (ing.submit_parsed(parsed), list(parsed.notes))
+    parsed = parse(data, fmt, source=source) if static is None else _parse_gtfs_rt(data, static, source)
+    return lambda ing, source: (ing.submit_parsed(parsed, source=source), list(parsed.notes))
 
 
-def _parse_gtfs_rt(data: bytes, static):
+def _parse_gtfs_rt(data: bytes, static, source: str | None = None):
     """The GTFS-RT adapter with id checks, guarded as :func:`adapters.parse` guards it."""
     from .adapters import Parsed, Reject, gtfs_rt
     from .adapters.base import raw_text
     try:
-        return gtfs_rt.parse(data, None, static=static)
+        return gtfs_rt.parse(data, source, static=static)
     except Exception as exc:  # a bug must not stop the feed: report it as a reject
         return Parsed(tables={}, notes=[], rejects=[Reject(
             raw=raw_text(data), where="payload",
@@ -470,9 +504,16 @@ def register(sub, bench_sub) -> None:
     i = sub.add_parser(
         "ingest", help="ingest a feed file into the feed log (GTFS-RT, CAP, SensorThings, NGSI-LD, JSONL, Arrow, Parquet)",
         description=("Parse FILE and submit it to the ingestor whose durable log and dead-letter store live in "
-                     "--data (default var/ under the repository, or SCENIC_TWIN_VAR).  Prints what was accepted, "
-                     "duplicated, late and rejected (with reasons) and the adapters' notes.  Exit 0 when everything "
-                     "was accepted, 1 when some records were rejected, 2 when the file cannot be read at all."),
+                     "--data (default var/ under the repository, or SCENIC_TWIN_VAR).  Prints for the file: "
+                     "accepted (new records; of them, updated: records that update one sent before - a warning's "
+                     "Update, a case's next step - and ended: records that end one - a cancelled warning or "
+                     "all-clear, a closed case), duplicate (an event id already taken, same content: dropped), "
+                     "conflicting (an event id already taken with other content: the first is kept, this one "
+                     "kept aside with both payloads), late (older than the allowed lateness: kept aside, not "
+                     "merged) and rejected (with the reason and where), then the adapters' notes.  Exit codes: "
+                     "0 every record was taken or was a plain duplicate or late; 1 some records were rejected "
+                     "or conflicting (all kept in the dead-letter store with their reasons); 2 the file cannot "
+                     "be read at all (nothing ingested)."),
         epilog=("JSON lines need a 'kind' on every line unless --kind is given; Arrow IPC and Parquet files take "
                 "their kind from the schema metadata 'scenic_twin.kind', --kind, or a file name starting with the "
                 "kind (crowd.parquet, crowd-2026-10-01.parquet) - a recording's files work as they are."))
@@ -482,6 +523,10 @@ def register(sub, bench_sub) -> None:
     i.add_argument("--data", default=None, help="folder of the feed log and dead-letter store (default var/)")
     i.add_argument("--source", default=None, help="sending system recorded with the rows (default file:<name>)")
     i.add_argument("--json", action="store_true", help="print the receipt as JSON")
+    i.add_argument("--mapping", default=None, metavar="FILE.toml",
+                   help="how to read the file: for a CSV of counts (wide: date, hour, a column per sensor) its "
+                        "time zone, columns and gates (required); for SensorThings, Datastreams the messages only "
+                        "link to (docs/feeds.md)")
     i.add_argument("--gtfs", default=None, metavar="FILE.zip",
                    help="static GTFS to check GTFS-Realtime trip, route and stop ids against (default: the one "
                         "`scenic-twin gtfs load` stored in --data, if any)")

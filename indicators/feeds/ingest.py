@@ -58,9 +58,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from .deadletter import DeadLetterStore
-from .schemas import SCHEMAS
+from .schemas import ALLOWED_LATENESS, SCHEMAS
 from .validate import (
-    BAD_TYPE, MISSING_FIELD, PARSE_ERROR, UNKNOWN_KIND, UNKNOWN_REFERENCE, BadRecord, reason_code, to_raw,
+    BAD_TYPE, CONFLICTING_DUPLICATE, MISSING_FIELD, PARSE_ERROR, UNKNOWN_KIND, UNKNOWN_REFERENCE, BadRecord, reason_code, to_raw,
     validate,
 )
 
@@ -71,7 +71,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LATENESS = timedelta(minutes=5)
+DEFAULT_LATENESS = ALLOWED_LATENESS
 _MS = timedelta(milliseconds=1)
 
 
@@ -110,10 +110,17 @@ class Receipt:
     rejected: list[BadRecord]
     seq: int | None
     seqs: tuple[int, ...] = ()
+    updated: int = 0      # of the accepted: records that update one sent before (a warning's Update, a case step)
+    ended: int = 0        # of the accepted: records that end one (a cancelled warning or all-clear, a closed case)
 
     @property
     def received(self) -> int:
         return self.accepted + self.duplicates + self.late + len(self.rejected)
+
+    @property
+    def conflicting(self) -> int:
+        """Repeats of an accepted event id with other content (among :attr:`rejected`)."""
+        return sum(1 for b in self.rejected if b.code == CONFLICTING_DUPLICATE)
 
     @classmethod
     def merge(cls, receipts: Iterable["Receipt"], extra_rejected: Sequence[BadRecord] = ()) -> "Receipt":
@@ -121,7 +128,7 @@ class Receipt:
         seqs = tuple(s for r in rs for s in (r.seqs or ((r.seq,) if r.seq is not None else ())))
         rejected = sorted([*extra_rejected, *(b for r in rs for b in r.rejected)], key=lambda b: b.index)
         return cls(sum(r.accepted for r in rs), sum(r.duplicates for r in rs), sum(r.late for r in rs),
-                   rejected, seqs[-1] if seqs else None, seqs)
+                   rejected, seqs[-1] if seqs else None, seqs, sum(r.updated for r in rs), sum(r.ended for r in rs))
 
     def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
         """JSON-ready form (used by the HTTP front end)."""
@@ -132,8 +139,8 @@ class Receipt:
             if raw:
                 d["raw"] = b.raw
             return d
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "late": self.late,
-                "rejected_count": len(self.rejected), "seq": self.seq, "seqs": list(self.seqs),
+        return {"accepted": self.accepted, "updated": self.updated, "ended": self.ended,
+                "duplicates": self.duplicates, "late": self.late, "conflicting": self.conflicting, "rejected_count": len(self.rejected), "seq": self.seq, "seqs": list(self.seqs),
                 "rejected": [bad(b) for b in self.rejected]}
 
 
@@ -145,7 +152,7 @@ class _KindState:
     def __init__(self) -> None:
         self.max_ms: int | None = None           # max accepted event_time
         self.wm_ms: int | None = None            # watermark, never moves back
-        self.seen: set[str] = set()
+        self.seen: dict[str, int] = {}            # accepted event id -> the log seq that holds it
         self.heap: list[tuple[int, int, list[str]]] = []   # (batch max ms, n, ids)
         self.counter = 0
 
@@ -157,12 +164,12 @@ class _KindState:
             self.wm_ms = wm
         return self.wm_ms
 
-    def remember(self, ids: list[str], times_ms: np.ndarray) -> None:
+    def remember(self, ids: list[str], times_ms: np.ndarray, seq: int) -> None:
         if not ids:
             return
         hi = int(times_ms.max())
         self.max_ms = hi if self.max_ms is None else max(self.max_ms, hi)
-        self.seen.update(ids)
+        self.seen.update(dict.fromkeys(ids, seq))
         self.counter += 1
         heapq.heappush(self.heap, (hi, self.counter, ids))
 
@@ -173,7 +180,8 @@ class _KindState:
             return
         while self.heap and self.heap[0][0] < wm_ms:
             _, _, ids = heapq.heappop(self.heap)
-            self.seen.difference_update(ids)
+            for i in ids:
+                self.seen.pop(i, None)
 
 
 def _utc_now() -> datetime:
@@ -187,6 +195,12 @@ def _aware(dt: datetime) -> datetime:
 def _ms(dt: datetime) -> int:
     return (_aware(dt) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // _MS
 
+
+_STEPS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "warning": (frozenset({"updated"}), frozenset({"cancelled"})),
+    "case": (frozenset({"dispatched", "handling", "verifying"}), frozenset({"closed"})),
+}
+"""Per kind of records with a life cycle: the statuses that update an earlier record, and those that end it."""
 
 REFERENCE_COLUMNS: dict[str, dict[str, str]] = {
     "crowd": {"zone_id": "zone"}, "gate": {"gate_id": "asset", "zone_id": "zone"},
@@ -241,12 +255,12 @@ class Ingestor:
         """Rebuild seen ids and max event times from the log."""
         if not isinstance(self.log, Source):
             return
-        for _seq, kind, table in self.log.replay(0):
+        for seq, kind, table in self.log.replay(0):
             if "event_id" not in table.column_names or table.num_rows == 0:
                 continue
             ids = table.column("event_id").to_pylist()
             times = _times_ms(table)
-            self._state[kind].remember(ids, times)
+            self._state[kind].remember(ids, times, seq)
         now_ms = _ms(self.clock())
         for kind, st in self._state.items():
             st.forget_before(st.watermark(now_ms, self._lateness_ms(kind)))
@@ -304,24 +318,34 @@ class Ingestor:
 
             batch_ids = set(ids)
             keep = np.ones(n, dtype=bool)              # first occurrence in batch
+            again: list[tuple[int, int | None, int | None]] = []   # (row, first row in batch, seq of the first)
             if len(batch_ids) < n:
-                first: set[str] = set()
+                first: dict[str, int] = {}
                 for i, e in enumerate(ids):
                     if e in first:
                         keep[i] = False
+                        again.append((i, first[e], None))
                     else:
-                        first.add(e)
+                        first[e] = i
             wm = st.watermark(_ms(now), self._lateness_ms(kind))
             late = keep & (times < wm) if wm is not None else np.zeros(n, dtype=bool)
             accept = keep & ~late
-            if st.seen and not st.seen.isdisjoint(batch_ids):
+            if st.seen and not st.seen.keys().isdisjoint(batch_ids):
                 seen = st.seen
                 for i in np.flatnonzero(accept).tolist():
                     if ids[i] in seen:
                         accept[i] = False
+                        again.append((i, None, seen[ids[i]]))
+            if again and st.seen:
+                # a repeat within the batch of an id the log holds is compared with the logged one
+                again = [(i, None, st.seen[ids[i]]) if j is not None and ids[i] in st.seen else (i, j, q)
+                         for i, j, q in again]
+            conflicts = self._conflicts(kind, good, again) if again else []
+            if conflicts:
+                bad = bad + conflicts
             n_acc = int(accept.sum())
             n_late = int(late.sum())
-            n_dup = n - n_acc - n_late
+            n_dup = n - n_acc - n_late - len(conflicts)
 
             seq = None
             acc_table = None
@@ -329,7 +353,7 @@ class Ingestor:
                 acc_table = good if n_acc == n else good.filter(pa.array(accept))
                 seq = self.log.append(kind, acc_table)      # durable from here on
                 acc_ids = ids if n_acc == n else [ids[i] for i in np.flatnonzero(accept).tolist()]
-                st.remember(acc_ids, times[accept])
+                st.remember(acc_ids, times[accept], seq)
                 st.forget_before(st.watermark(_ms(now), self._lateness_ms(kind)))
             if n_late:
                 rows = good.filter(pa.array(late)).to_pylist()
@@ -343,7 +367,60 @@ class Ingestor:
             c["late"] += n_late
             if seq is not None and acc_table is not None:
                 self._publish(seq, kind, acc_table)
-            return Receipt(n_acc, n_dup, n_late, bad, seq, (seq,) if seq is not None else ())
+            n_upd = n_end = 0
+            if acc_table is not None and kind in _STEPS:
+                status = acc_table.column("status")
+                n_upd = int(pc.sum(pc.is_in(status, pa.array(sorted(_STEPS[kind][0])))).as_py() or 0)
+                n_end = int(pc.sum(pc.is_in(status, pa.array(sorted(_STEPS[kind][1])))).as_py() or 0)
+            return Receipt(n_acc, n_dup, n_late, bad, seq, (seq,) if seq is not None else (), n_upd, n_end)
+
+    def _conflicts(self, kind: str, good: pa.Table,
+                   again: list[tuple[int, int | None, int | None]]) -> list[BadRecord]:
+        """The repeats of an event id whose content differs from the first one (kept): each
+        becomes a ``conflicting_duplicate`` dead letter holding both payloads.  The first is read
+        from this batch or from the log frame that holds it; without a readable log (a bare
+        :class:`Sink`) a repeat counts as a plain duplicate."""
+        firsts: dict[str, dict[str, Any]] = {}
+        want: dict[int, set[str]] = defaultdict(set)
+        rows = good.to_pylist() if len(again) * 4 > good.num_rows else None
+        row = (lambda i: rows[i]) if rows is not None else (lambda i: good.slice(i, 1).to_pylist()[0])
+        for _i, j, seq in again:
+            if seq is not None:
+                want[seq].add(good.column("event_id")[_i].as_py())
+        if want and isinstance(self.log, Source):
+            for seq, ids in want.items():
+                try:
+                    got = next(iter(self.log.replay(seq)), None)
+                except Exception:                   # unreadable: judged as plain duplicates below
+                    log.exception("reading log frame %s to compare a repeated event id failed", seq)
+                    got = None
+                if got is None or got[0] != seq or got[1] != kind:
+                    continue
+                t = got[2]
+                eids = t.column("event_id").to_pylist()
+                for k, e in enumerate(eids):
+                    if e in ids:
+                        firsts[e] = t.slice(k, 1).to_pylist()[0]
+        out = []
+        for i, j, seq in again:
+            mine = row(i)
+            e = mine["event_id"]
+            kept = row(j) if j is not None else firsts.get(e)
+            if kept is None:
+                continue
+            diff = _content_diff(kept, mine)
+            if not diff:
+                continue
+            where = "sent earlier in this batch" if j is not None else f"accepted before (feed log seq {seq})"
+            shown = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in diff[:4])
+            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+            out.append(BadRecord(
+                kind=kind, raw=to_raw({"kept": _jsonable(kept), "refused": _jsonable(mine)}), index=-1,
+                code=CONFLICTING_DUPLICATE, where=f"event_id {e!r}",
+                reason=(f"event_id {e!r} was {where} with other content ({shown}{more}); the first "
+                        f"is kept and this one is set aside with both payloads: the sender must give a "
+                        f"corrected record a new event_id")))
+        return out
 
     def _check_references(self, kind: str, records: Any, good: pa.Table,
                           bad: list[BadRecord]) -> tuple[pa.Table, list[BadRecord]]:
@@ -506,6 +583,28 @@ class Ingestor:
         with self._lock:
             st = self._state.get(kind)
             return 0 if st is None else len(st.seen)
+
+
+def _content_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The fields in which two records of one event id differ (``source`` aside: the same
+    event re-sent through another channel is the same event)."""
+    out = []
+    for k in a.keys() | b.keys():
+        if k == "source":
+            continue
+        x, y = a.get(k), b.get(k)
+        if x != y and not (isinstance(x, float) and isinstance(y, float) and x != x and y != y):
+            out.append((k, x, y))
+    return sorted(out, key=lambda d: d[0])
+
+
+def _short(v: Any) -> str:
+    t = v.isoformat() if isinstance(v, datetime) else repr(v)
+    return t if len(t) <= 40 else t[:37] + "..."
+
+
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
 def _times_ms(table: pa.Table) -> np.ndarray:

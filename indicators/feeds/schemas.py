@@ -9,9 +9,17 @@ inventory's ids (``twin_assets``).
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pyarrow as pa
 
 TS = pa.timestamp("ms", tz="UTC")
+
+#: The one allowed lateness of every feed: an event may arrive this long after the newest event of
+#: its kind and still count.  Judged once, at ingestion (indicators.feeds.ingest); the engine uses
+#: the same horizon to wait for stragglers before it computes a tick.  Feeds arrive in minute batches
+#: (gateways, the simulator), hence 2 minutes.  See docs/feeds.md, "Lateness and duplicates".
+ALLOWED_LATENESS = timedelta(minutes=2)
 
 
 def _f(name: str, type_: pa.DataType, unit: str = "", doc: str = "", nullable: bool = True) -> pa.Field:

@@ -69,9 +69,11 @@ PARSE_ERROR = "parse_error"
 UNKNOWN_KIND = "unknown_kind"
 LATE = "late"
 UNKNOWN_REFERENCE = "unknown_reference"   # a zone, gate, camera, asset … id the inventory does not have
+CONFLICTING_DUPLICATE = "conflicting_duplicate"   # an event id accepted before, sent again with other content
+UNMAPPED = "unmapped"             # read well, but nothing says where in the twin it goes (configure a mapping)
 REASON_CODES: tuple[str, ...] = (
     MISSING_FIELD, BAD_TYPE, OUT_OF_RANGE, BAD_ENUM, BAD_ID, PARSE_ERROR,
-    UNKNOWN_KIND, LATE, UNKNOWN_REFERENCE,
+    UNKNOWN_KIND, LATE, UNKNOWN_REFERENCE, CONFLICTING_DUPLICATE, UNMAPPED,
 )
 
 RAW_LIMIT = 4096                      # bytes of raw JSON kept per bad record
@@ -817,6 +819,7 @@ def _finish(kind: str, typed: pa.Table, problems: _Problems,
 # reason codes for reasons written elsewhere (adapters' rejects)
 
 _CODE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"nowhere to go|is not in the Datastream mapping|not known from an earlier message", re.I), UNMAPPED),
     (re.compile(r"unknown (feed )?kind", re.I), UNKNOWN_KIND),
     (re.compile(r"watermark|\blate\b", re.I), LATE),
     (re.compile(r"'event_id'.*characters", re.I), BAD_ID),
