@@ -179,9 +179,10 @@ def _denied(lang: str):
 
 # --------------------------------------------------------------------------- the app
 def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, service=None, access=None,
-               hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]")) -> dash.Dash:
+               hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]"), limiter=None) -> dash.Dash:
     """The app; ``hub`` is where the service publishes snapshots; ``service`` takes the writes;
-    ``access`` is the account store (sessions, login, audit)."""
+    ``access`` is the account store (sessions, login, audit); ``limiter`` the per-client request
+    limits of the write routes (default: :mod:`dashboard.ratelimit`'s, or SCENIC_TWIN_RATE_*)."""
     data = data or TwinData(inv.load())
     hub = hub or SnapshotHub()
     case_cfg = getattr(getattr(service, "alerts", None), "case_cfg", None)
@@ -212,7 +213,11 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     audit = getattr(access, "record", None)
     csp: dict[str, str] = {}
     if access is not None:
-        server.add_middleware(auth.AccessMiddleware, access=access, hosts=hosts, audit=audit, csp=csp)
+        if limiter is None:
+            from .ratelimit import RateLimiter, limits_from_env
+            limiter = RateLimiter(limits_from_env())     # read now: a bad setting stops the start with its reason
+        server.add_middleware(auth.AccessMiddleware, access=access, hosts=hosts, audit=audit, csp=csp,
+                              limiter=limiter)
     cache = {"Cache-Control": "no-cache"}
 
     # ------------------------------------------------------------- plain HTTP routes

@@ -218,8 +218,10 @@ class AccessMiddleware:
     """Pure ASGI middleware: identity, host, origin, route and callback roles, body limit, headers."""
 
     def __init__(self, app, access, *, hosts: Iterable[str], audit: Callable[..., Any] | None = None,
-                 csp: dict[str, str] | None = None):
+                 csp: dict[str, str] | None = None, limiter=None):
+        from .ratelimit import RateLimiter, limits_from_env
         self.app = app
+        self.limiter = limiter if limiter is not None else RateLimiter(limits_from_env())
         self.access = access
         self.hosts = {h.lower() for h in hosts}
         self.audit = audit
@@ -255,6 +257,16 @@ class AccessMiddleware:
             except Exception:
                 log.exception("audit failed")
 
+    def _over_limit(self, cls: str, client: str, who: Identity | None, path: str) -> float:
+        """Seconds to wait when ``client`` is past its limit of ``cls`` requests (audited once a
+        minute per client), else 0."""
+        wait = self.limiter.take(cls, client)
+        if wait and self.limiter.should_audit(cls, client):
+            lim = self.limiter.limits[cls]
+            self._refuse(who, path, f"over the {cls} request limit ({lim.rate:g}/s, burst {lim.burst}) "
+                                    f"for {client}; later refusals in this minute are not audited")
+        return wait
+
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
@@ -278,6 +290,19 @@ class AccessMiddleware:
         if method not in ("GET", "HEAD", "OPTIONS") and not self._origin_ok(headers):
             self._refuse(who, path, "foreign origin")
             return await _deny(scope, send, 403, "cross-origin request refused")
+        if method == "POST":
+            from .ratelimit import client_key
+            cls = {"ingest": "ingest"}.get(role) or {"/login": "login", "/patrol/photo": "photo",
+                                                     "/_dash-update-component": "callback"}.get(path)
+            if cls is not None:
+                addr = CLIENT.get()
+                key = client_key(None if cls in ("ingest", "login") else (who.username if who else None), addr,
+                                 headers.get("authorization") if cls == "ingest" else None)
+                wait = self._over_limit(cls, key, who, path)
+                if wait:
+                    return await _deny(scope, send, 429, f"too many requests from this client: at most "
+                                       f"{self.limiter.limits[cls].rate:g} per second; retry after "
+                                       f"{max(1, round(wait))} s", retry_after=max(1, round(wait + 0.49)))
         if role == "ingest" or role == PUBLIC:
             return await self.app(scope, receive, _with_headers(send, self.csp))
         if who is None:
@@ -347,6 +372,10 @@ def _ws_receive(receive, mw: AccessMiddleware, who: Identity, send):
         if not isinstance(m, dict):
             return {"type": "websocket.disconnect", "code": 1007}
         if m.get("type") == "callback_request":
+            from .ratelimit import client_key
+            if mw._over_limit("callback", client_key(who.username, CLIENT.get()), who, "websocket"):
+                await send({"type": "websocket.close", "code": 1013, "reason": "too many requests: try again later"})
+                return {"type": "websocket.disconnect", "code": 1013}
             s = mw.access.session_by_id(who.token_id) if who.token_id else None
             if s is None:
                 mw._refuse(who, "websocket", "session ended")
@@ -450,14 +479,15 @@ def _replay(body: bytes):
     return receive
 
 
-async def _deny(scope, send, status: int, reason: str) -> None:
+async def _deny(scope, send, status: int, reason: str, retry_after: int | None = None) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": status if status >= 4000 else 4003, "reason": reason})
         return
     body = json.dumps({"error": reason}).encode()
+    extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                + SECURITY_HEADERS})
+                + extra + SECURITY_HEADERS})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -176,3 +176,10 @@ def pytest_terminal_summary(terminalreporter):
     if counts:
         terminalreporter.write_line("fuzz cases run: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                                     + f" (total {sum(counts.values())}, 0 failures unless reported above)")
+
+
+def unlimited():
+    """A request limiter no test client reaches: for tests that call every route as fast as they
+    can to check something else (roles, malformed bodies); tests/test_rate_limits.py checks the limits."""
+    from dashboard.ratelimit import DEFAULT_LIMITS, Limit, RateLimiter
+    return RateLimiter({k: Limit(1e9, 10**9) for k in DEFAULT_LIMITS})

@@ -42,6 +42,8 @@ from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from conftest import unlimited
+
 from dashboard import auth
 from dashboard.app import create_app
 from dashboard.live import SnapshotHub
@@ -144,7 +146,7 @@ def world(tmp_path_factory):
     fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)   # the hashing is not under test
     store = AccessStore(tmp_path_factory.mktemp("access") / "access.sqlite", clock=clock, hasher=fast)
     hub = SnapshotHub()
-    app = create_app(hub=hub, service=None, access=store)
+    app = create_app(hub=hub, service=None, access=store, limiter=unlimited())
     with TestClient(app.server, base_url=BASE, raise_server_exceptions=False) as client:   # runs the lifespan
         yield {"app": app, "store": store, "clock": clock, "hub": hub, "client": client,
                "tokens": mint(store, clock, "a")}

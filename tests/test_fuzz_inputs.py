@@ -16,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import unlimited
+
 EXAMPLES = int(os.environ.get("SCENIC_TWIN_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -127,7 +129,7 @@ def app_client(tmp_path_factory):
     store = AccessStore(d / "access.sqlite", hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     from indicators.service import Service, ServiceConfig
     service = Service(ServiceConfig(var=d / "var", scenario="normal-weekday", speed=60, simulate=False))
-    app = create_app(service=service, access=store)
+    app = create_app(service=service, access=store, limiter=unlimited())
     cookies = {}
     for role in ("supervisor", "patrol"):
         store.add_user(f"fz-{role}", role, by="test", password="correct horse battery staple 42")
