@@ -258,6 +258,13 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "escalator_running": ("扶梯运行", "Escalator running", "onoff"),
     "toilet_occupancy": ("厕位占用", "Toilet occupancy", "ratio"),
     "bin_fill": ("垃圾桶满溢度", "Bin fill", "ratio"),
+    "parking_free_spaces": ("停车场余位", "Free parking spaces", "spaces"),
+    "parking_occupancy": ("停车场占用率", "Parking occupancy", "ratio"),
+    "water_temperature_c": ("水温", "Water temperature", "°C"),
+    "water_ph": ("pH值", "pH", ""),
+    "dissolved_oxygen_mg_l": ("溶解氧", "Dissolved oxygen", "mg/L"),
+    "turbidity_ntu": ("浊度", "Turbidity", "NTU"),
+    "water_conductivity_us_cm": ("电导率", "Conductivity", "µS/cm"),
 }
 ON_OFF = {"zh": ("是", "否"), "en": ("yes", "no")}
 

@@ -403,17 +403,14 @@ def test_internal_entity_declarations_are_refused():
 # --- SensorThings --------------------------------------------------------------
 
 def test_deep_insert_thing(td):
+    # Luminous flux is neither weather nor a facility metric: each Observation is
+    # rejected (the facility table only takes FACILITY_METRICS), none "loaded".
     parsed = load(td, "iot/sensorthings/thing-complete-deep-insert.json")
-    assert parsed.rejects == []
-    facility = rows(parsed, "facility")
-    assert [r["value"] for r in facility] == [10.0, 11.0, 12.0, 13.0]
-    assert {r["asset_id"] for r in facility} == {"Office Building"}
-    assert {r["metric"] for r in facility} == {"luminous_flux"}
-    assert [r["event_time"] for r in facility] == [
-        utc(2015, 3, 1, 0, 10), utc(2015, 3, 1, 0, 40), utc(2015, 3, 1, 1, 10),
-        utc(2015, 3, 1, 1, 40)]
-    assert any("not one of FACILITY_METRICS" in n and "'lm'" in n for n in parsed.notes)
-    assert any("description 'Office Building'" in n for n in parsed.notes)
+    assert parsed.tables == {}
+    assert [r.where for r in parsed.rejects] == [f"Datastreams[0].Observations[{k}]" for k in range(4)]
+    assert all("'Luminous Flux' in 'lm'" in r.reason and "FACILITY_METRICS" in r.reason
+               for r in parsed.rejects)
+    assert not any("description 'Office Building'" in n for n in parsed.notes)  # no row used it
 
 
 def test_feature_of_interest_carries_nothing(td):
@@ -456,13 +453,14 @@ def test_observation_collection_to_weather_and_facility():
     assert facility["hydrant-3"]["metric"] == "hydrant_pressure_mpa"
     assert facility["hydrant-3"]["value"] == pytest.approx(0.35)
     assert facility["lamp-9"]["metric"] == "lamp_on" and facility["lamp-9"]["value"] == 1.0
-    assert facility["ticket-hall"]["metric"] == "room_temperature"  # indoor: not weather
+    assert "ticket-hall" not in facility  # indoor: not weather, and no facility metric
     assert facility["bin-17"]["event_id"] == "observation/4"
     reasons = " | ".join(r.reason for r in parsed.rejects)
-    assert len(parsed.rejects) == 3
+    assert len(parsed.rejects) == 4
     assert "'furlongs/fortnight'" in reasons
     assert "result 'full'" in reasons and "is not a number" in reasons
-    assert "no expanded Datastream" in reasons
+    assert "'Room temperature' in '°C', which is neither a weather quantity" in reasons
+    assert "names no Datastream" in reasons
 
 
 # --- NGSI-LD smart data models ---------------------------------------------------
@@ -521,16 +519,12 @@ def test_streetlight(td, name):
     assert row["event_time"] == utc(2021, 1, 11, 10, 21, 2)  # 15:51:02+05:30
 
 
-@pytest.mark.parametrize("rel, type_name", [
-    ("WaterQualityObserved/example.json", "WaterQualityObserved"),
-    ("WaterQualityObserved/example-normalized-ld.jsonld", "WaterQualityObserved"),
-    ("OffStreetParking/example.json", "OffStreetParking"),
-    ("OffStreetParking/example-normalized.jsonld", "OffStreetParking"),
-])
-def test_unsupported_types_are_noted(td, rel, type_name):
-    parsed = load(td, f"iot/smart-data-models/{rel}")
+def test_unsupported_types_are_noted():
+    import json
+    doc = {"id": "urn:ngsi-ld:Beehive:b1", "type": "Beehive", "temperature": 30}
+    parsed = checked(parse(json.dumps(doc).encode(), "ngsi-ld"))
     assert parsed.tables == {} and parsed.rejects == []
-    assert f"1 entity of unsupported type '{type_name}' skipped" in parsed.notes[0]
+    assert "1 entity of unsupported type 'Beehive' skipped" in parsed.notes[0]
 
 
 def test_array_with_a_bad_entity(td):
@@ -543,7 +537,8 @@ def test_array_with_a_bad_entity(td):
     light = json.loads((td / base / "Streetlight/example.json").read_text())
     lit = dict(light, id="lamp-on", powerState="on")
     booting = dict(light, id="lamp-boot", powerState="bootingUp")
-    payload = [parking, parking, crowd, bad, parking, lit, booting]
+    beehive = {"id": "hive-1", "type": "Beehive"}
+    payload = [beehive, beehive, crowd, bad, beehive, lit, booting]
     parsed = checked(parse(json.dumps(payload).encode(), "ngsi-ld"))
     assert rows(parsed, "crowd")[0]["count"] == 100
     assert [(r["asset_id"], r["value"]) for r in rows(parsed, "facility")] == [("lamp-on", 1.0)]
@@ -553,7 +548,8 @@ def test_array_with_a_bad_entity(td):
     assert first.where == "entity[3].peopleCount"
     assert second.where == "entity[6].powerState"
     assert "'bootingUp' does not say whether the lamp is lit" in second.reason
-    assert "3 entities of unsupported type 'OffStreetParking' skipped" in " ".join(parsed.notes)
+    assert "3 entities of unsupported type 'Beehive' skipped" in " ".join(parsed.notes)
+    assert parking["type"] == "OffStreetParking"  # parking now has rows: see test_iot_adapters
 
 
 def test_crowd_with_only_occupancy_is_rejected_with_why():

@@ -153,7 +153,9 @@ def test_ingest_sensorthings_and_ngsi_ld(capsys, td, tmp_path):
     assert any("CrowdFlowObserved" in n for n in r["notes"])
     code, r, _ = ingest(capsys, tmp_path, td / "iot/sensorthings/thing-complete-deep-insert.json")
     assert code == 1 and r["format"] == "sensorthings" and r["rejected_count"] == 4
-    assert all(x["code"] == "bad_enum" and "luminous_flux" in x["reason"] for x in r["rejected"])
+    # read well, but luminous flux is no quantity of the twin: located, and says what to map
+    assert all(x["code"] == "unmapped" and "Luminous Flux" in x["reason"] and "Datastream mapping" in x["reason"]
+               for x in r["rejected"])
 
 
 # ------------------------------------------------------------------ ingest: bad files

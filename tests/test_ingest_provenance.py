@@ -207,3 +207,32 @@ def test_a_wide_csv_of_counts_is_ingested_with_its_mapping_and_refused_without(c
     bad.write_text('timezone = "Mars/Olympus"\n', encoding="utf-8")
     code, out, err = _ingest_cli(capsys, csv, "--data", tmp_path / "d", "--mapping", bad)
     assert code == 2 and "--mapping" in err and "timezone" in err
+
+
+def test_sensorthings_observations_that_only_link_their_datastream(capsys, tmp_path):
+    """Unknown link: a located reject saying what to configure; with --mapping: taken, in the
+    mapping's unit converted; the sender on the rows."""
+    t = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    obs = tmp_path / "obs.json"
+    obs.write_text(json.dumps({"value": [{"@iot.id": 901, "phenomenonTime": t, "result": 312,
+                                          "Datastream@iot.navigationLink": "Datastreams(5)"}]}), encoding="utf-8")
+    code, out, err = _ingest_cli(capsys, obs, "--data", tmp_path / "d", "--format", "sensorthings", "--json")
+    got = json.loads(out)
+    assert code == 1 and got["accepted"] == 0
+    [reject] = got["rejected"]
+    assert '[datastreams."5"]' in reject["reason"] and reject["code"] == "unmapped"
+    mapping = tmp_path / "streams.toml"
+    mapping.write_text('[datastreams."5"]\nasset = "fire_hydrant-road_yuejiang_west-0001"\n'
+                       'metric = "hydrant_pressure_mpa"\nunit = "kPa"\n', encoding="utf-8")
+    obs.write_text(obs.read_text().replace('"@iot.id": 901', '"@iot.id": 902'), encoding="utf-8")
+    code, out, err = _ingest_cli(capsys, obs, "--data", tmp_path / "d", "--format", "sensorthings",
+                                 "--mapping", mapping, "--json")
+    got = json.loads(out)
+    assert code == 0 and got["accepted"] == 1, (out, err)
+    log = FeedLog(tmp_path / "d" / "feeds" / "log")
+    try:
+        [row] = [r for _, k, tb in log.replay() for r in tb.to_pylist() if k == "facility"]
+    finally:
+        log.close()
+    assert row["asset_id"] == "fire_hydrant-road_yuejiang_west-0001" and row["metric"] == "hydrant_pressure_mpa"
+    assert row["value"] == pytest.approx(0.312) and row["source"] == "file:obs.json"

@@ -257,7 +257,17 @@ def _cmd_ingest(args) -> int:
         except ValueError as e:
             print(f"scenic-twin ingest: --mapping: {e}", file=sys.stderr)
             return 2
-    elif args.mapping and fmt != "sensorthings":
+    elif fmt == "sensorthings":
+        from .adapters import sensorthings
+        try:
+            registry = sensorthings.DatastreamRegistry(base / DATASTREAMS_FILE)
+            registry.get_all()
+            configured = sensorthings.load_datastream_mapping(args.mapping) if args.mapping else {}
+        except ValueError as e:
+            print(f"scenic-twin ingest: {'--mapping: ' if args.mapping else ''}{e}", file=sys.stderr)
+            return 2
+        mapping = (registry, configured)
+    elif args.mapping:
         print(f"scenic-twin ingest: --mapping is for CSV counts and SensorThings Datastreams, not {fmt}",
               file=sys.stderr)
         return 2
@@ -360,9 +370,39 @@ def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None, s
         from .adapters import counts_csv
         parsed = counts_csv.parse(data, mapping, source=source)
         return lambda ing, source: (ing.submit_parsed(parsed, source=source), list(parsed.notes))
+    if fmt == "sensorthings":
+        return _prepare_sensorthings(data, source, mapping)
     from .adapters import parse
     parsed = parse(data, fmt, source=source) if static is None else _parse_gtfs_rt(data, static, source)
     return lambda ing, source: (ing.submit_parsed(parsed, source=source), list(parsed.notes))
+
+
+DATASTREAMS_FILE = "sensorthings-datastreams.json"
+
+
+def _prepare_sensorthings(data: bytes, source: str | None, mapping):
+    """SensorThings with the Datastreams known so far: ``mapping`` = (registry, configured
+    entries); what this message teaches is stored after it was ingested."""
+    from .adapters import Parsed, Reject, sensorthings
+    from .adapters.base import raw_text
+    registry, configured = mapping
+    try:
+        parsed = sensorthings.parse(data, source, datastreams={**registry.get_all(), **configured})
+    except Exception as exc:  # a bug must not stop the feed: report it as a reject
+        parsed = Parsed(tables={}, notes=[], rejects=[Reject(
+            raw=raw_text(data), where="payload",
+            reason=f"the sensorthings adapter failed unexpectedly ({type(exc).__name__}: {exc}); "
+                   "this is a fault in scenic-twin, please report it with this payload")])
+
+    def work(ing, source):
+        receipt = ing.submit_parsed(parsed, source=source)
+        notes = list(parsed.notes)
+        if parsed.learned_datastreams:
+            registry.update(parsed.learned_datastreams)
+            notes.append(f"{len(parsed.learned_datastreams)} Datastream(s) remembered in {registry.path}: later "
+                         "messages that only link to them can be read")
+        return receipt, notes
+    return work
 
 
 def _parse_gtfs_rt(data: bytes, static, source: str | None = None):

@@ -77,6 +77,15 @@ FACILITY_METRICS: dict[str, str] = {
     "escalator_running": "bool",
     "toilet_occupancy": "ratio 0-1",
     "bin_fill": "ratio 0-1",
+    # parking (Smart Data Models OffStreetParking / OnStreetParking / ParkingSpot)
+    "parking_free_spaces": "spaces",
+    "parking_occupancy": "ratio 0-1",
+    # river water quality (Smart Data Models WaterQualityObserved)
+    "water_temperature_c": "°C",
+    "water_ph": "pH",
+    "dissolved_oxygen_mg_l": "mg/L",
+    "turbidity_ntu": "NTU",
+    "water_conductivity_us_cm": "µS/cm",
 }
 
 CASE_CATEGORIES: tuple[str, ...] = (

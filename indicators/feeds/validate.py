@@ -151,6 +151,12 @@ FACILITY_VALUE_RANGES.update({
     "hydrant_pressure_mpa": (0, None),
     "cover_tilt_deg": (0, 90),
     "cover_displacement_mm": (0, None),
+    "parking_free_spaces": (0, None),
+    "water_temperature_c": (-5, 50),
+    "water_ph": (0, 14),
+    "dissolved_oxygen_mg_l": (0, 30),
+    "turbidity_ntu": (0, None),
+    "water_conductivity_us_cm": (0, 200_000),
 })
 _BOOL_METRICS = frozenset(m for m, u in FACILITY_METRICS.items() if u.startswith("bool"))
 
@@ -819,7 +825,7 @@ def _finish(kind: str, typed: pa.Table, problems: _Problems,
 # reason codes for reasons written elsewhere (adapters' rejects)
 
 _CODE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"nowhere to go|is not in the Datastream mapping|not known from an earlier message", re.I), UNMAPPED),
+    (re.compile(r"nowhere to go|Datastream mapping", re.I), UNMAPPED),
     (re.compile(r"unknown (feed )?kind", re.I), UNKNOWN_KIND),
     (re.compile(r"watermark|\blate\b", re.I), LATE),
     (re.compile(r"'event_id'.*characters", re.I), BAD_ID),

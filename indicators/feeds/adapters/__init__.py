@@ -32,7 +32,8 @@ FORMATS: tuple[str, ...] = tuple(_ADAPTERS)
 
 _STA_KEYS = {"result", "phenomenonTime", "resultTime", "Datastreams", "Datastream", "Observations",
              "ObservedProperty", "unitOfMeasurement", "Locations", "HistoricalLocations",
-             "feature", "encodingType", "Thing", "Sensor", "FeatureOfInterest"}
+             "feature", "encodingType", "Thing", "Sensor", "FeatureOfInterest",
+             "properties", "definition", "metadata", "observationType"}
 _STA_TEXT = re.compile(r'"(?:@iot\.\w+|Datastreams?|Observations|ObservedProperty|phenomenonTime|'
                        r'unitOfMeasurement|encodingType)"')
 _NGSI_TEXT = re.compile(r'"urn:ngsi-ld:|"@context"|"type"\s*:\s*"(?:Property|GeoProperty|Relationship)"'

@@ -20,7 +20,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -45,11 +45,15 @@ class Parsed:
 
     ``tables`` holds one table per feed kind that received at least one row;
     a kind with no rows is absent rather than present and empty.
+    ``learned_datastreams`` is filled by the SensorThings adapter only: what
+    it learned from Datastreams expanded in this payload, for the caller to
+    keep and pass back with later payloads (see ``sensorthings``).
     """
 
     tables: dict[str, pa.Table]
     rejects: list[Reject]
     notes: list[str]
+    learned_datastreams: dict[str, dict] = field(default_factory=dict)
 
 
 def raw_text(raw: bytes | str | None) -> str:
