@@ -145,6 +145,7 @@ def test_json_form_is_detected_and_ingested_as_gtfs_rt(capsys, td, tmp_path):
     path = tmp_path / "vehicle-positions.json"
     path.write_bytes(encode(msg, "json-camel"))
     assert gtfs_rt.looks_like_json(path.read_bytes())
+    assert detect_format(path.read_bytes()) == detect_format(path.read_bytes(), "feed.json") == "gtfs-rt"
     code, out = cli(capsys, "ingest", str(path), "--data", str(tmp_path / "var"), "--json")
     assert code == 0 and out["format"] == "gtfs-rt" and out["accepted"] == 10 and out["rejected_count"] == 0
     snake = tmp_path / "snake.json"

@@ -68,7 +68,8 @@ def detect_format(data: bytes, filename: str | None = None) -> str:
     The file name decides when its extension is specific (``.pb``,
     ``.asciipb``, ``.cap``/``.cap.xml``); otherwise the content: CAP XML,
     JSON told apart by SensorThings keys (``result``, ``Datastreams``,
-    ``@iot.id``…) versus NGSI ``id``/``type`` entities, protobuf text format,
+    ``@iot.id``…) versus NGSI ``id``/``type`` entities versus a GTFS-Realtime
+    FeedMessage in its JSON form, protobuf text format,
     and finally binary protobuf — the only binary format, so bytes that are
     not text are taken as GTFS-Realtime.  Raises ``ValueError`` when the
     content matches none.
@@ -88,6 +89,8 @@ def detect_format(data: bytes, filename: str | None = None) -> str:
             return "cap"
         raise ValueError("XML that is not a CAP alert")
     if head.startswith(("{", "[")):
+        if gtfs_rt.looks_like_json(bytes(data)):      # GTFS-Realtime as JSON (header + entity)
+            return "gtfs-rt"
         kind = _json_kind(text)
         if kind:
             return kind
