@@ -178,6 +178,27 @@ def _denied(lang: str):
 
 
 # --------------------------------------------------------------------------- the app
+PUSH_BACKLOG = 2
+"""Pushes a screen may have queued and not yet taken; past it, pushes to it are skipped (drop to
+the latest state): Dash's per-socket outbound queue has no bound, and one slow screen must not
+hold memory or time for the others."""
+
+
+def _backlog(ws) -> int:
+    """Messages queued on this socket and not yet sent (Dash keeps them in a janus queue)."""
+    q = getattr(ws, "_outbound_queue", None)
+    try:
+        return q.sync_q.qsize() if q is not None else 0
+    except Exception:                      # another Dash version: no backlog known, push as before
+        return 0
+
+
+def _now_ms() -> int:
+    """When a push leaves (epoch ms): the page, and the load bench, see how late it arrives."""
+    import time
+    return int(time.time() * 1000)
+
+
 def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, service=None, access=None,
                hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]"), limiter=None) -> dash.Dash:
     """The app; ``hub`` is where the service publishes snapshots; ``service`` takes the writes;
@@ -341,8 +362,13 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         want_patrol = who is not None and who.can("patrol")
         while ws is not None and not ws.is_shutdown:
             seq, snap = await hub.wait_newer(seq, timeout=10.0)
+            if _backlog(ws) >= PUSH_BACKLOG:
+                # this screen has not taken the last pushes (a slow link, a frozen tab): queue nothing
+                # more; the next push sends what changed since the last one queued - the latest state
+                hub.skipped += 1
+                continue
             if snap.version == 0:
-                set_props(ids.LIVE, {"data": {"beat": seq}})
+                set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms()}})
                 continue
             model = {"wall": views.get("wall", snap)}
             if want_ops:
@@ -359,7 +385,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                     patch[view] = changed
                     sent[view] = m
             # a beat every push keeps the page's watchdog quiet even when nothing changed
-            set_props(ids.LIVE, {"data": {"beat": seq, **patch}})
+            set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms(), **patch}})
 
     @auth.callback(app, "viewer", Output(ids.PONG, "data"), Input(ids.PING, "data"), prevent_initial_call=True)
     def _ping(n):

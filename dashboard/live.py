@@ -26,6 +26,7 @@ class SnapshotHub:
         self._snap: Snapshot = EMPTY
         self._seq = 0
         self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.skipped = 0     # pushes not queued because that screen had not taken the previous ones yet
 
     @property
     def version(self) -> int:
