@@ -45,7 +45,7 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "callback": Limit(20.0, 80),     # Dash callbacks over HTTP and WebSocket messages, per account
     "ingest": Limit(50.0, 200),      # POST /ingest/*, per address + token
     "photo": Limit(0.5, 6),          # POST /patrol/photo, per account
-    "login": Limit(0.5, 10),         # POST /login, per address (the store also locks an account out)
+    "login": Limit(1.0, 20),         # POST /login, per address (the store also locks an account out)
 }
 
 

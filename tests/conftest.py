@@ -77,6 +77,7 @@ class Base(str):
     user: str
     password: str
     var: Path
+    pid: int
 
 
 def login(page, base: Base, path: str = "/wall") -> None:
@@ -106,6 +107,7 @@ def server(tmp_path_factory):
     proc.log_path = log
     base = Base(f"http://127.0.0.1:{port}")
     base.user, base.password, base.var = "op1", password, var
+    base.pid = proc.pid
     try:
         wait_http(base + "/healthz", proc)
         yield base
