@@ -269,6 +269,42 @@ def test_history_persists_queries_and_prunes(catalog, in_order, tmp_path):
     assert h.query(ids, ticks[0].time, ticks[20].time).num_rows == 0
 
 
+def test_history_stores_changes_only_and_gives_every_tick_back_exactly(catalog, in_order, tmp_path):
+    """A part holds its first tick whole and then only what changed; read back, every tick of
+    every indicator is what the engine computed (NaN as NaN), and parts in the older every-tick
+    form still read."""
+    from indicators.engine.history import ticks_table
+    ticks, _ = in_order
+    ids = pa.array(catalog.ids, pa.string())
+    h = History(tmp_path / "hist", catalog.ids, flush_ticks=60)
+    h.extend(ticks)
+    h.flush()
+
+    def canon(t):
+        t = t.select(["indicator", "tick_time", "value", "quality"])
+        t = pa.table({"indicator": t.column("indicator").cast(pa.string()), "tick_time": t.column("tick_time"),
+                      "value": t.column("value"), "quality": t.column("quality").cast(pa.string())})
+        return t.sort_by([("tick_time", "ascending"), ("indicator", "ascending")])
+
+    want = canon(ticks_table(ticks, ids))
+    got = canon(h.query(None, ticks[0].time, ticks[-1].time))
+    assert got.num_rows == want.num_rows == len(ticks) * len(catalog.ids)
+    for col in ("indicator", "tick_time", "quality"):
+        assert got.column(col).equals(want.column(col)), col
+    np.testing.assert_array_equal(got.column("value").to_numpy(zero_copy_only=False),
+                                  want.column("value").to_numpy(zero_copy_only=False))
+    stored = sum(pq.read_metadata(f).num_rows for f in (tmp_path / "hist").rglob("*.parquet"))
+    assert stored < want.num_rows / 3, (stored, want.num_rows)      # most values do not change each tick
+    # an every-tick part written before this format
+    old = tmp_path / "old" / "date=2025-10-01" / "hour=23"
+    old.mkdir(parents=True)
+    few = [t for t in ticks if t.time_ms < ticks[0].time_ms + 20_000]
+    pq.write_table(ticks_table(few, ids), old / f"part-{few[0].time_ms}-{few[-1].time_ms}.parquet")
+    back = History(tmp_path / "old", catalog.ids).query(None, few[0].time, few[-1].time)
+    np.testing.assert_array_equal(canon(back).column("value").to_numpy(zero_copy_only=False),
+                                  canon(ticks_table(few, ids)).column("value").to_numpy(zero_copy_only=False))
+
+
 def test_replay_writes_every_tick(catalog, feeds, in_order, tmp_path):
     from indicators.engine.replay import replay
     rec = tmp_path / "rec"

@@ -12,9 +12,21 @@ written ``flush_ticks`` at a time (and at each hour boundary); a file is
 written to a temporary name, fsync-ed and renamed, so a reader never sees
 half a file.  :meth:`History.prune` deletes hours older than the retention
 (``now`` is a parameter).  :meth:`History.query` reads ids over a time range.
+
+Changes only
+------------
+Most of the 1,373 values do not change from one 1-second tick to the next,
+so a part stores its first tick whole (a key frame: every file stands alone,
+and pruning or dropping files never loses the state a later file needs) and
+after it only the values whose value or quality changed.  The tick times of
+the part are in its schema metadata (``scenic_twin.ticks``, JSON), so a tick
+in which nothing changed is still a tick.  :func:`part_matrix` reads a part
+back into one row per tick - exactly the values stored, NaN for no data - and
+also reads the older parts that stored every tick (no metadata).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,7 +44,10 @@ from twin_assets.fsio import atomic_write
 
 from .plan import QUALITY_NAMES
 
-__all__ = ["History", "ticks_table", "SCHEMA"]
+__all__ = ["History", "ticks_table", "changes_table", "part_matrix", "SCHEMA"]
+
+FORMAT_KEY = b"scenic_twin.history"
+TICKS_KEY = b"scenic_twin.ticks"
 
 SCHEMA = pa.schema([
     pa.field("indicator", pa.dictionary(pa.int16(), pa.string()), nullable=False),
@@ -60,6 +75,67 @@ def ticks_table(ticks: Sequence, ids: pa.Array) -> pa.Table:
         pa.array(values, pa.float64(), mask=np.isnan(values)),
         pa.DictionaryArray.from_arrays(pa.array(quality, pa.int8()), pa.array(QUALITY_NAMES)),
     ], schema=SCHEMA)
+
+
+def changes_table(ticks: Sequence, ids: pa.Array) -> pa.Table:
+    """The ticks as a key frame (the first tick, every indicator) plus the changes after it
+    (value or quality differs from the tick before; NaN equals NaN), with the tick times in the
+    schema metadata.  :func:`part_matrix` gives the ticks back."""
+    if not ticks:
+        return SCHEMA.empty_table()
+    values = np.stack([t.values for t in ticks])                     # K x N
+    quality = np.stack([t.quality for t in ticks]).astype(np.int8)
+    keep = np.ones_like(quality, dtype=bool)
+    if len(ticks) > 1:
+        a, b = values[1:], values[:-1]
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        keep[1:] = ~same | (quality[1:] != quality[:-1])
+    rows, cols = np.nonzero(keep)                                    # tick-major: time order
+    times = np.array([t.time_ms for t in ticks], dtype=np.int64)
+    vals = values[rows, cols]
+    table = pa.Table.from_arrays([
+        pa.DictionaryArray.from_arrays(pa.array(cols.astype(np.int16), pa.int16()), ids),
+        pa.array(times[rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        pa.array(vals, pa.float64(), mask=np.isnan(vals)),
+        pa.DictionaryArray.from_arrays(pa.array(quality[rows, cols], pa.int8()), pa.array(QUALITY_NAMES)),
+    ], schema=SCHEMA)
+    return table.replace_schema_metadata({FORMAT_KEY: b"changes", TICKS_KEY: json.dumps(times.tolist()).encode()})
+
+
+def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One part file as ``(tick times ms [K], values [K, n], quality codes [K, n])`` with the
+    indicators placed by ``pos`` (id -> column; ids not in it are skipped, columns no stored
+    id fills are no data).  Reads the changes-only parts and the older every-tick parts."""
+    t = pq.read_table(path)
+    meta = t.schema.metadata or {}
+    ind = t.column("indicator").combine_chunks()
+    where = np.array([pos.get(x, -1) for x in ind.dictionary.to_pylist()] or [-1], np.int64)[ind.indices.to_numpy()]
+    q = t.column("quality").combine_chunks()
+    qmap = np.array([QUALITY_NAMES.index(x) if x in QUALITY_NAMES else no_data
+                     for x in q.dictionary.to_pylist()] or [no_data], np.int8)
+    qual = qmap[q.indices.to_numpy()]
+    val = t.column("value").to_numpy(zero_copy_only=False).astype(np.float64)      # nulls -> nan
+    ms = t.column("tick_time").cast(pa.int64()).to_numpy()
+    changes = meta.get(FORMAT_KEY) == b"changes"
+    times = np.array(json.loads(meta[TICKS_KEY]), np.int64) if changes else np.unique(ms)
+    row = np.searchsorted(times, ms)
+    values = np.full((len(times), n), np.nan)
+    quality = np.full((len(times), n), no_data, np.int8)
+    ok = where >= 0
+    if not changes:
+        values[row[ok], where[ok]] = val[ok]
+        quality[row[ok], where[ok]] = qual[ok]
+        return times, values, quality
+    # changes: mark the row each stored value comes from, then carry it forward to the next change
+    stamp = np.full((len(times), n), -1, np.int64)
+    src = np.flatnonzero(ok)
+    stamp[row[src], where[src]] = src
+    np.maximum.accumulate(stamp, axis=0, out=stamp)
+    have = stamp >= 0
+    values[have] = val[stamp[have]]
+    quality[have] = qual[stamp[have]]
+    return times, values, quality
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
@@ -102,7 +178,7 @@ class History:
         first, last = self._buf[0].time_ms, self._buf[-1].time_ms
         date, hour = self._partition(first)
         path = self.root / date / hour / f"part-{first}-{last}.parquet"
-        _atomic_parquet(ticks_table(self._buf, self.ids), path)
+        _atomic_parquet(changes_table(self._buf, self.ids), path)
         self._buf = []
         return path
 
@@ -156,17 +232,28 @@ class History:
                 m = _PART.match(f.name)
                 if m and int(m.group(2)) >= lo and int(m.group(1)) <= hi:
                     files.append(f)
-        if not files:
-            return pa.table({"indicator": pa.array([], pa.string()),
-                             "tick_time": pa.array([], pa.timestamp("ms", tz="UTC")),
-                             "value": pa.array([], pa.float64()), "quality": pa.array([], pa.string())})
-        t = pa.concat_tables([pq.read_table(f) for f in files]).unify_dictionaries() \
-            if len(files) > 1 else pq.read_table(files[0])
-        ms = pc.cast(t.column("tick_time"), pa.int64())
-        keep = pc.and_(pc.greater_equal(ms, lo), pc.less_equal(ms, hi))
-        ind = t.column("indicator").cast(pa.string())
-        if ids is not None:
-            keep = pc.and_(keep, pc.is_in(ind, value_set=pa.array(list(ids), pa.string())))
-        out = pa.table({"indicator": ind, "tick_time": t.column("tick_time"), "value": t.column("value"),
-                        "quality": t.column("quality").cast(pa.string())}).filter(keep)
-        return out.sort_by([("tick_time", "ascending"), ("indicator", "ascending")])
+        empty = pa.table({"indicator": pa.array([], pa.string()),
+                          "tick_time": pa.array([], pa.timestamp("ms", tz="UTC")),
+                          "value": pa.array([], pa.float64()), "quality": pa.array([], pa.string())})
+        stored = self.ids.to_pylist()
+        known = set(stored)
+        want = stored if ids is None else [i for i in dict.fromkeys(ids) if i in known]
+        pos = {i: k for k, i in enumerate(want)}
+        no_data = QUALITY_NAMES.index("no_data")
+        parts = []
+        for f in files:
+            times, values, quality = part_matrix(f, pos, len(want), no_data)
+            sel = (times >= lo) & (times <= hi)
+            if not sel.any():
+                continue
+            times, values, quality = times[sel], values[sel], quality[sel]
+            k, n = values.shape
+            vals = values.reshape(-1)
+            parts.append(pa.table({
+                "indicator": pa.array(np.tile(np.array(want, dtype=object), k), pa.string()),
+                "tick_time": pa.array(np.repeat(times, n), pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+                "value": pa.array(vals, pa.float64(), mask=np.isnan(vals)),
+                "quality": pa.array(np.array(QUALITY_NAMES, dtype=object)[quality.reshape(-1)], pa.string())}))
+        if not parts:
+            return empty
+        return pa.concat_tables(parts).sort_by([("tick_time", "ascending"), ("indicator", "ascending")])

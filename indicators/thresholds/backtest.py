@@ -88,27 +88,15 @@ def history_ticks(root: str | Path, ids: Sequence[str], start_ms: int | None = N
     """The ticks stored under ``root`` from ``start_ms`` on, in time order, with
     values and quality codes in the order of ``ids`` (an id the history does
     not hold is no data)."""
+    from indicators.engine.history import part_matrix
     from indicators.engine.plan import QUALITY_NAMES
     pos = {i: k for k, i in enumerate(ids)}
-    qcode = {q: k for k, q in enumerate(QUALITY_NAMES)}
-    no_data = qcode["no_data"]
+    no_data = QUALITY_NAMES.index("no_data")
     n = len(ids)
     for first, last, f in _parts(Path(root)):
         if start_ms is not None and last < start_ms:
             continue
-        t = pq.read_table(f)
-        ind = t.column("indicator").combine_chunks()
-        where = np.array([pos.get(x, -1) for x in ind.dictionary.to_pylist()], np.int64)[ind.indices.to_numpy()]
-        q = t.column("quality").combine_chunks()
-        qual = np.array([qcode.get(x, no_data) for x in q.dictionary.to_pylist()], np.int8)[q.indices.to_numpy()]
-        val = t.column("value").to_numpy(zero_copy_only=False).astype(np.float64)   # nulls -> nan
-        ms = t.column("tick_time").cast(pa.int64()).to_numpy()
-        times, row = np.unique(ms, return_inverse=True)
-        values = np.full((len(times), n), np.nan)
-        quality = np.full((len(times), n), no_data, np.int8)
-        ok = where >= 0
-        values[row[ok], where[ok]] = val[ok]
-        quality[row[ok], where[ok]] = qual[ok]
+        times, values, quality = part_matrix(f, pos, n, no_data)
         for k, tm in enumerate(times.tolist()):
             if start_ms is None or tm >= start_ms:
                 yield _Tick(tm, values[k], quality[k])
