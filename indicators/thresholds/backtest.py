@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from indicators.alerts import RANK
 from indicators.replay_alerts import Collector, drive, feed_ticks, force_last
