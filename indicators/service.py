@@ -146,7 +146,7 @@ class Service:
         self.history.drop_after(None if last_tick is None else int(last_tick.timestamp() * 1000))
 
         self.alert_store = ast.open_store(cfg.var / "alerts.sqlite")
-        self.notifier = ListNotifier()
+        self.notifier = ListNotifier(keep=1000)
         self.pipeline = Pipeline(self.catalog, self.inventory, self.alert_store, self.clock, self.notifier,
                                  cadence=Cadence(cfg.alerts_every, cfg.alerts_warmup))
         self.alerts = self.pipeline.runtime

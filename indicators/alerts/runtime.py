@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import tomllib
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -85,13 +86,17 @@ class Notifier(Protocol):
 
 
 class ListNotifier:
-    """Keeps what it was given (tests, the dashboard's in-process feed)."""
+    """Keeps what it was given (tests, the dashboard's in-process feed).  ``keep``: only the
+    newest that many (a service running for months must not hold every message it ever sent:
+    the alert store's outbox is the record); ``count`` is how many were sent in all."""
 
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
+    def __init__(self, keep: int | None = None) -> None:
+        self.sent: list[Message] | deque[Message] = [] if keep is None else deque(maxlen=keep)
+        self.count = 0
 
     def send(self, message: Message) -> None:
         self.sent.append(message)
+        self.count += 1
 
 
 # --------------------------------------------------------------------------- configuration
