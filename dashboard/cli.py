@@ -173,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     register_thresholds(sub)
     from dashboard.bench_wall import register as register_bench_wall
     register_bench_wall(bench_sub)
+    from dashboard.bench_load import register as register_bench_load
+    register_bench_load(bench_sub)
     return p
 
 
