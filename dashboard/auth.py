@@ -41,6 +41,7 @@ log = logging.getLogger("scenic_twin.auth")
 COOKIE = "st_session"
 CSRF_COOKIE = "st_csrf"
 MAX_CALLBACK_BODY = 1 << 20          # 1 MiB: the largest callback body the pages send is a few KB
+MAX_FORM_BODY = 64 << 10             # 64 KiB: the login and password forms (the other writes have their own)
 PUBLIC = "public"
 ANY = "viewer"                       # every role holds viewer
 
@@ -303,6 +304,14 @@ class AccessMiddleware:
                     return await _deny(scope, send, 429, f"too many requests from this client: at most "
                                        f"{self.limiter.limits[cls].rate:g} per second; retry after "
                                        f"{max(1, round(wait))} s", retry_after=max(1, round(wait + 0.49)))
+        if method in ("POST", "PUT", "PATCH", "DELETE") and role != "ingest" and \
+                path not in ("/_dash-update-component", "/patrol/photo"):
+            # every other door with a body (login, password, logout) reads at most a form's worth;
+            # ingest (32 MiB), photos (8 MB) and callbacks (1 MiB) bound their own
+            body, err = await _read_body(receive, MAX_FORM_BODY)
+            if err:
+                return await _deny(scope, send, err[0], err[1])
+            receive = _replay(body)
         if role == "ingest" or role == PUBLIC:
             return await self.app(scope, receive, _with_headers(send, self.csp))
         if who is None:
@@ -461,7 +470,7 @@ async def _read_body(receive, limit: int) -> tuple[bytes, tuple[int, str] | None
         chunk = msg.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return b"", (413, f"callback body over {limit} bytes")
+            return b"", (413, f"request body over {limit} bytes")
         chunks.append(chunk)
         if not msg.get("more_body"):
             return b"".join(chunks), None

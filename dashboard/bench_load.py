@@ -7,7 +7,7 @@ with plain clients, no browser:
 * a **wall client** speaks Dash's WebSocket protocol as the page does: it
   opens ``/_dash-ws-callback`` with its own session cookie (a device token,
   one per client, as unattended screens log in) and the page's Origin, sends
-  the ``callback_request`` that starts the persistent push callback (its key
+  the ``callback_request`` that starts the persistent push (the key of its callback
   is read from ``/_dash-dependencies``) and reads the ``set_props`` messages
   it pushes.  Every push carries ``at``, the server's clock when it queued
   the push; *push latency* = arrival − ``at`` (same machine, same clock).

@@ -30,12 +30,12 @@ def _session(base) -> str:
         return c.cookies[auth.COOKIE]
 
 
-def _huge_post(base, cookie: str, size_mb: int, out: list) -> None:
+def _huge_post(base, cookie: str, size_mb: int, out: list, path: str = "/_dash-update-component") -> None:
     """Send a ``size_mb`` MB body the way an attacker would: declared up front, streamed; record
     the status the server answered (it may stop reading and close early)."""
     u = urllib.parse.urlsplit(base)
     s = socket.create_connection((u.hostname, u.port), timeout=60)
-    head = (f"POST /_dash-update-component HTTP/1.1\r\nHost: {u.netloc}\r\nOrigin: {base}\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {u.netloc}\r\nOrigin: {base}\r\n"
             f"Cookie: {auth.COOKIE}={cookie}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {size_mb << 20}\r\nConnection: close\r\n\r\n").encode()
     try:
@@ -73,3 +73,13 @@ def test_five_200_mb_callback_bodies_get_413_and_the_memory_stays(server):
     assert statuses == [413] * 5, statuses
     assert peak - before < 50, f"server RSS {before:.0f} -> {peak:.0f} MB"
     assert answered >= 1                        # others were answered while it went on
+
+
+def test_a_huge_login_form_is_refused_unread(server):
+    """The login, password and logout forms read at most 64 KiB (no session needed to send one)."""
+    before = _rss_mb(server.pid)
+    statuses: list = []
+    for path in ("/login", "/password", "/logout"):
+        _huge_post(server, "none", 100, statuses, path)
+    assert statuses == [413] * 3, statuses
+    assert _rss_mb(server.pid) - before < 50
