@@ -105,8 +105,8 @@ def malformed_callback(payload: Any, *, over_http: bool = True) -> str | None:
     if shape is None:
         return None                                   # unknown callbacks are refused by role
     if shape["clientside"]:
-        # over HTTP Dash would answer 500; over the socket it answers the request itself
-        return "this callback runs in the browser; the server has nothing to run" if over_http else None
+        # Dash has no server function for it: over HTTP it answers 500, over the socket it raises
+        return "this callback runs in the browser; the server has nothing to run"
     outs = payload.get("outputs")
     if not shape["no_output"]:
         want = shape["outputs"]

@@ -221,7 +221,9 @@ def refused_http(status: int) -> bool:
 
 
 def refused_ws(outcome: str) -> bool:
-    return outcome.startswith("refused")
+    """Refused for who the caller is (4001 session ended, 4003 forbidden; a handshake refused the
+    same way) - not a close for a malformed request (1007), which an allowed caller also gets."""
+    return outcome in ("refused 4001", "refused 4003")
 
 
 def label(key: str, spec: dict) -> str:

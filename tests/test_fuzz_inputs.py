@@ -175,6 +175,60 @@ def test_the_callback_route_answers_any_body_without_a_5xx(app_client, data):
 
 
 @FUZZ
+@given(data=st.data())
+def test_websocket_messages_get_an_answer_or_a_close_never_a_server_error(app_client, data):
+    """Any message on the callback socket: a callback's answer, a close with a code, or nothing -
+    never a server error in the answer, and the server goes on answering."""
+    import anyio
+    from starlette.websockets import WebSocketDisconnect
+    client, app, cookies, base = app_client
+    keys = sorted(app.callback_map)
+    shape = data.draw(st.sampled_from(["callback", "callback", "any-json", "text", "bytes"]))
+    if shape == "callback":
+        key = data.draw(st.sampled_from(keys))
+        spec = app.callback_map[key]
+        vals = lambda items: [{"id": i["id"], "property": i["property"],  # noqa: E731
+                               "value": data.draw(json_values)} for i in items]
+        msg = json.dumps({"type": "callback_request", "requestId": data.draw(st.text(max_size=8)),
+                          "rendererId": data.draw(st.text(max_size=8)),
+                          "payload": data.draw(st.sampled_from([
+                              {"output": key, "outputs": [], "inputs": vals(spec.get("inputs", [])),
+                               "state": vals(spec.get("state", [])), "changedPropIds": []},
+                              {"output": key, "inputs": data.draw(json_values)}]))}, default=str)
+    elif shape == "any-json":
+        msg = json.dumps(data.draw(json_values), default=str)
+    elif shape == "text":
+        msg = data.draw(st.text(max_size=300))
+    else:
+        msg = data.draw(st.binary(max_size=300))
+    who = data.draw(st.sampled_from(["supervisor", "patrol"]))
+    headers = {"origin": base, "cookie": cookies[who]}
+    client.cookies.clear()
+    try:
+        with client.websocket_connect("ws://127.0.0.1:8050/_dash-ws-callback", headers=headers) as ws:
+            ws.send_bytes(msg) if isinstance(msg, bytes) else ws.send_text(msg)
+
+            async def get():
+                with anyio.fail_after(1.0):
+                    return await ws._send_rx.receive()
+            try:
+                got = ws.portal.call(get)
+            except TimeoutError:
+                got = None
+            if got and got.get("type") == "websocket.send":
+                answer = json.loads(got.get("text") or got.get("bytes") or "null")
+                for m in answer if isinstance(answer, list) else [answer]:
+                    status = (m.get("payload") or {}).get("status") if isinstance(m, dict) and \
+                        isinstance(m.get("payload"), dict) else None
+                    # Dash's answer to a callback that raised is status "error" (over HTTP: a 500)
+                    assert status is None or (str(status).isdigit() and int(status) < 500), (shape, msg[:300], m)
+    except WebSocketDisconnect:
+        pass
+    _count("websocket")
+    assert client.get("/healthz").status_code == 200
+
+
+@FUZZ
 @given(action=json_values, body=st.binary(max_size=2000))
 def test_the_patrol_action_and_the_photo_upload_refuse_junk_without_a_5xx(app_client, action, body):
     from dashboard.auth import Identity
