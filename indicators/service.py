@@ -236,8 +236,9 @@ class Service:
         with self.lock:
             wm = self.engine.watermark
             ticks = list(self.engine.ticks(wm)) if wm is not None else []
+            if ticks:
+                self.history.extend(ticks)      # under the lock: a checkpoint (stop) flushes it too
         if ticks:
-            self.history.extend(ticks)
             self.latest = ticks[-1]
             for t in ticks:
                 res = self.pipeline.on_tick(t)
@@ -949,7 +950,11 @@ class Service:
         self._last_ckpt = time.monotonic()
 
     def stop(self) -> None:
+        """Stop the threads (each finishes its step), then take the last checkpoint."""
         self.stop_event.set()
+        for th in self._threads.values():
+            if th is not threading.current_thread():
+                th.join(timeout=15)
         self.checkpoint()
 
 
