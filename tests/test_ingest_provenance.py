@@ -236,3 +236,41 @@ def test_sensorthings_observations_that_only_link_their_datastream(capsys, tmp_p
         log.close()
     assert row["asset_id"] == "fire_hydrant-road_yuejiang_west-0001" and row["metric"] == "hydrant_pressure_mpa"
     assert row["value"] == pytest.approx(0.312) and row["source"] == "file:obs.json"
+
+
+def test_a_service_alert_a_full_feed_no_longer_carries_ends_its_warning(capsys, tmp_path):
+    """GTFS-Realtime lists every alert in force in a full dataset: the one that vanished has ended,
+    even without an active period end; the one still there stays."""
+    from google.transit import gtfs_realtime_pb2 as rt
+
+    from indicators.alerts.compound import fold_warnings
+
+    def message(at: datetime, alerts: list[str]) -> bytes:
+        m = rt.FeedMessage()
+        m.header.gtfs_realtime_version = "2.0"
+        m.header.incrementality = rt.FeedHeader.FULL_DATASET
+        m.header.timestamp = int(at.timestamp())
+        for a in alerts:
+            e = m.entity.add()
+            e.id = a
+            e.alert.header_text.translation.add(text=f"{a}: detour", language="en")
+            e.alert.informed_entity.add(route_id="262")
+        return m.SerializeToString()
+
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+    first, second = tmp_path / "alerts-1.pb", tmp_path / "alerts-2.pb"
+    first.write_bytes(message(t0, ["detour-a", "detour-b"]))
+    second.write_bytes(message(t0 + timedelta(seconds=20), ["detour-a"]))
+    data = tmp_path / "d"
+    code, out, err = _ingest_cli(capsys, first, "--data", data, "--source", "gz-bus", "--json")
+    assert code == 0 and json.loads(out)["accepted"] == 2, err
+    code, out, err = _ingest_cli(capsys, second, "--data", data, "--source", "gz-bus", "--json")
+    got = json.loads(out)
+    assert code == 0 and (got["accepted"], got["ended"], got["duplicates"]) == (2, 1, 0), got   # a restated, b ended
+    log = FeedLog(data / "feeds" / "log")
+    try:
+        rows = [r for _, k, t in log.replay() for r in t.to_pylist() if k == "warning"]
+    finally:
+        log.close()
+    active = fold_warnings({}, rows, t0 + timedelta(minutes=1))
+    assert sorted(w.headline for w in active.values()) == ["detour-a: detour"]

@@ -272,7 +272,7 @@ def _cmd_ingest(args) -> int:
               file=sys.stderr)
         return 2
     try:
-        work = _prepare(data, fmt, path, args.kind, static, source, mapping)
+        work = _prepare(data, fmt, path, args.kind, static, source, mapping, base / ALERTS_FILE)
     except _Unreadable as e:
         print(f"scenic-twin ingest: cannot read {path}: {e}", file=sys.stderr)
         return 2
@@ -352,7 +352,7 @@ def _static_for(fmt: str, zip_arg: str | None, base: Path):
 
 
 def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None, source: str | None = None,
-             mapping=None):
+             mapping=None, alerts_file: Path | None = None):
     """Parse the file now (so unreadable files fail before the log is opened);
     return ``work(ingestor, source) -> (receipt, notes)``.  ``source`` (the sender) goes on
     every row and every dead letter."""
@@ -374,10 +374,50 @@ def _prepare(data: bytes, fmt: str, path: Path, kind: str | None, static=None, s
         return _prepare_sensorthings(data, source, mapping)
     from .adapters import parse
     parsed = parse(data, fmt, source=source) if static is None else _parse_gtfs_rt(data, static, source)
+    if fmt == "gtfs-rt" and alerts_file is not None:
+        return _with_vanished_alerts(data, parsed, source, alerts_file)
     return lambda ing, source: (ing.submit_parsed(parsed, source=source), list(parsed.notes))
 
 
 DATASTREAMS_FILE = "sensorthings-datastreams.json"
+ALERTS_FILE = "gtfs-rt-alerts.json"
+
+
+def _with_vanished_alerts(data: bytes, parsed, source: str, alerts_file: Path):
+    """GTFS-Realtime service alerts with their life: a full-dataset message that no longer
+    carries an alert the previous one of the same source had ends its warning (a cancelled
+    row referring to it).  The alerts in force per source are kept in ``alerts_file``."""
+    import pyarrow as pa
+
+    from twin_assets.fsio import atomic_write
+
+    from .adapters import gtfs_rt
+    from .schemas import SCHEMAS
+    full, header_time = gtfs_rt.header(data)
+    try:
+        known = json.loads(alerts_file.read_text(encoding="utf-8")) if alerts_file.is_file() else {}
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    gone, now = gtfs_rt.ended_alerts(source, known.get(source, {}) if full else {}, parsed, header_time)
+
+    def work(ing, source):
+        receipt = ing.submit_parsed(parsed, source=source)
+        notes = list(parsed.notes)
+        if gone:
+            r2 = ing.submit("warning", pa.Table.from_pylist(gone, schema=SCHEMAS["warning"]), source=source)
+            from .ingest import Receipt
+            receipt = Receipt.merge([receipt, r2])
+            notes.append(f"{len(gone)} service alert(s) of the previous message are no longer in this full "
+                         "feed: their warnings end")
+        if full and header_time is not None:
+            known[source] = now
+            alerts_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(alerts_file, lambda tmp: Path(tmp).write_text(json.dumps(known, ensure_ascii=False),
+                                                                      encoding="utf-8"))
+        return receipt, notes
+    return work
 
 
 def _prepare_sensorthings(data: bytes, source: str | None, mapping):

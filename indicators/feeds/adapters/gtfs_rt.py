@@ -44,8 +44,15 @@ Mapping
   is refused as a future event; an alert not active yet is noted.  An
   alert whose periods have all ended is loaded with ``status``
   "cancelled", the schema's ended state; others are "issued".
-  ``event_id`` is ``alert/<entity id>@<period start>``: the same alert in
-  the next fetch is a duplicate.
+  ``event_id`` is ``alert/<entity id>@<period start>/<feed timestamp>``:
+  each fetch restates the alerts in force (the same file twice is a
+  duplicate), and every row carries the alert's identity in
+  ``cap_message`` (``gtfs-rt:<source>,alert/<entity id>,<period start>``),
+  so the warnings fold a restated alert into one.  An alert that has ended
+  refers to it (``references``); one that a full-dataset message no longer
+  carries has ended too: ``scenic-twin ingest`` remembers the alerts in
+  force per source and adds the rows that end the vanished ones
+  (:func:`ended_alerts`).
 * ``event_time`` of bus rows is the entity's own timestamp, else the header
   timestamp; a record with neither is rejected.  ``event_id`` is
   ``vehicle/<entity id>@<epoch s>`` or ``trip_update/<entity id>@<epoch s>``
@@ -78,6 +85,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from google.protobuf import json_format, text_format
 from google.transit import gtfs_realtime_pb2 as rt
@@ -530,13 +538,19 @@ def _alert(entity: rt.FeedEntity, where: str, header_time, static, c: Collector)
         texts.setdefault(lg or "und", {"headline": None, "description": d})
     area = _area(al, static)
     event, event_en = _event(al)
+    since = int(start.timestamp()) if start else 0
+    # the alert's identity as the warnings fold it (CAP's "sender,identifier,sent"): an alert that
+    # ended, or that a later full feed no longer carries, ends the warning it started
+    message = alert_message(c.source, entity.id, since)
     c.row(
         "warning",
-        event_id=f"alert/{entity.id}@{int(start.timestamp()) if start else 0}",
+        event_id=f"alert/{entity.id}@{since}/{int(t.timestamp())}",
         event_time=t,
         signal=OTHER_WARNING,
         colour=SEVERITY_COLOUR.get(severity or "", NO_COLOUR),
         status="cancelled" if ended else "issued",
+        cap_message=None if ended else message,
+        references=[message] if ended else None,
         area=area,
         headline=headline,
         expires=end,
@@ -554,6 +568,44 @@ def _alert(entity: rt.FeedEntity, where: str, header_time, static, c: Collector)
     if ended:
         c.count("ended", lambda n: f"{plural(n, 'service alert')} whose active period has ended "
                                    "loaded with status cancelled")
+
+
+def alert_message(source: str, entity_id: str, since: int) -> str:
+    """A service alert's identity in CAP's reference form: sender ``gtfs-rt:<source>``, identifier
+    ``alert/<entity id>``, sent = its period's start (epoch s)."""
+    return f"gtfs-rt:{source.replace(',', ' ')},alert/{entity_id.replace(',', ' ')},{since}"
+
+
+def header(data: bytes) -> tuple[bool, Any]:
+    """(whether the message is a full dataset, its header time or None) - None, None when
+    the payload is no FeedMessage."""
+    feed = _decode(data, Collector("header"))
+    if feed is None or feed.header.timestamp > MS_THRESHOLD:
+        return False, None
+    full = feed.header.incrementality == rt.FeedHeader.FULL_DATASET
+    return full, epoch_seconds(feed.header.timestamp) if feed.header.timestamp else None
+
+
+def ended_alerts(source: str, before: dict[str, str], parsed: Parsed, header_time) -> tuple[list[dict], dict[str, str]]:
+    """Service alerts a FULL_DATASET feed no longer carries have ended (GTFS-Realtime: a full
+    dataset lists every alert in force).  ``before``: alert message -> event id of the alerts in
+    force after the previous message of ``source``.  Returns the ``cancelled`` warning rows that
+    end the vanished ones, and the alerts in force now."""
+    table = parsed.tables.get("warning")
+    now: dict[str, str] = {}
+    if table is not None:
+        for r in table.select(["event_id", "status", "cap_message"]).to_pylist():
+            if r["status"] != "cancelled" and (r["cap_message"] or "").startswith("gtfs-rt:"):
+                now[r["cap_message"]] = r["event_id"]
+    rows = []
+    if header_time is not None:
+        for message, eid in before.items():
+            if message not in now:
+                rows.append({"event_id": f"{eid}/gone@{int(header_time.timestamp())}", "event_time": header_time,
+                             "source": source, "signal": OTHER_WARNING, "colour": NO_COLOUR,
+                             "status": "cancelled", "references": [message],
+                             "headline": "no longer in the feed"})
+    return rows, now
 
 
 def _active_period(al: rt.Alert, now) -> tuple:
