@@ -244,32 +244,10 @@ def _cmd_ingest(args) -> int:
         print(f"scenic-twin ingest: {e}", file=sys.stderr)
         return 2
     source = args.source or f"file:{path.name}"
-    mapping = None
-    if fmt == "counts-csv":
-        from .adapters import counts_csv
-        if not args.mapping:
-            print(f"scenic-twin ingest: {path} is a CSV of counts: give --mapping FILE.toml saying its time zone, "
-                  f"date and hour columns and which columns are which gate's entries and exits (the format "
-                  f"is in docs/feeds.md, 'Counts exported as a wide CSV')", file=sys.stderr)
-            return 2
-        try:
-            mapping = counts_csv.load_mapping(args.mapping)
-        except ValueError as e:
-            print(f"scenic-twin ingest: --mapping: {e}", file=sys.stderr)
-            return 2
-    elif fmt == "sensorthings":
-        from .adapters import sensorthings
-        try:
-            registry = sensorthings.DatastreamRegistry(base / DATASTREAMS_FILE)
-            registry.get_all()
-            configured = sensorthings.load_datastream_mapping(args.mapping) if args.mapping else {}
-        except ValueError as e:
-            print(f"scenic-twin ingest: {'--mapping: ' if args.mapping else ''}{e}", file=sys.stderr)
-            return 2
-        mapping = (registry, configured)
-    elif args.mapping:
-        print(f"scenic-twin ingest: --mapping is for CSV counts and SensorThings Datastreams, not {fmt}",
-              file=sys.stderr)
+    try:
+        mapping = _mapping_for(fmt, args.mapping, path, base)
+    except ValueError as e:
+        print(f"scenic-twin ingest: {e}", file=sys.stderr)
         return 2
     try:
         work = _prepare(data, fmt, path, args.kind, static, source, mapping, base / ALERTS_FILE)
@@ -321,6 +299,33 @@ def _cmd_ingest(args) -> int:
               f"{base / 'dead-letters.sqlite'} with the reasons above", file=sys.stderr)
         return 1
     return 0
+
+
+def _mapping_for(fmt: str, mapping: str | None, path: Path, base: Path):
+    """What ``--mapping`` gives the format: a CSV of counts needs one (its columns and gates);
+    SensorThings takes one (Datastreams only linked) beside what earlier messages taught;
+    other formats none.  ValueError with what to do."""
+    if fmt == "counts-csv":
+        from .adapters import counts_csv
+        if not mapping:
+            raise ValueError(f"{path} is a CSV of counts: give --mapping FILE.toml saying its time zone, date and "
+                             f"hour columns and which columns are which gate's entries and exits (the format is "
+                             f"in docs/feeds.md, 'Counts exported as a wide CSV')")
+        try:
+            return counts_csv.load_mapping(mapping)
+        except ValueError as e:
+            raise ValueError(f"--mapping: {e}") from None
+    if fmt == "sensorthings":
+        from .adapters import sensorthings
+        registry = sensorthings.DatastreamRegistry(base / DATASTREAMS_FILE)
+        registry.get_all()                                  # a corrupt registry says so now
+        try:
+            return registry, sensorthings.load_datastream_mapping(mapping) if mapping else {}
+        except ValueError as e:
+            raise ValueError(f"--mapping: {e}") from None
+    if mapping:
+        raise ValueError(f"--mapping is for CSV counts and SensorThings Datastreams, not {fmt}")
+    return None
 
 
 def _counts(receipt) -> list[tuple[str, int]]:
