@@ -98,9 +98,14 @@
       const moved = Math.hypot(e.clientX - down.x, e.clientY - down.y);
       const long = e.timeStamp - down.t;
       down = null;
+      // what each release was taken for (kept short): tests and a puzzled operator's console can read it
+      const taken = { moved: Math.round(moved), ms: Math.round(long), picked: null };
+      state.taps = [...(state.taps || []).slice(-4), taken];
       if (moved > 8 || long > (state.tapMaxMs || 1500)) return;      // the patrol page: a long press reports
       const r = el.getBoundingClientRect();
-      selectInfo(pickAt(e.clientX - r.left, e.clientY - r.top));
+      const info = pickAt(e.clientX - r.left, e.clientY - r.top);
+      taken.picked = info && [info.layer.id, info.index];
+      selectInfo(info);
     }, true);
   }
   state.pickAt = pickAt;
