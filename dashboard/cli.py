@@ -175,6 +175,8 @@ def parser() -> argparse.ArgumentParser:
     register_bench_wall(bench_sub)
     from dashboard.bench_load import register as register_bench_load
     register_bench_load(bench_sub)
+    from indicators.bus.cli import register as register_bus
+    register_bus(sub)
     return p
 
 

@@ -36,6 +36,7 @@ arguments.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -608,10 +609,19 @@ class Engine:
         atomic_write(path, write)
         return self.clock.covered_seq
 
-    def restore(self, path: str | os.PathLike) -> int | None:
-        """Load a checkpoint into this (freshly built) engine; return the feed sequence
-        number it covers - replay the feed log after it."""
-        with np.load(Path(path), allow_pickle=False) as z:
+    def to_bytes(self) -> bytes:
+        """The checkpoint as bytes (for a store that is not a local file: a JetStream object)."""
+        arrays = self._state_arrays()
+        arrays["meta"] = np.array(json.dumps(self._meta()))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    def restore(self, path: "str | os.PathLike | bytes") -> int | None:
+        """Load a checkpoint (a file, or what :meth:`to_bytes` gave) into this (freshly built)
+        engine; return the feed sequence number it covers - replay the feed log after it."""
+        src = io.BytesIO(path) if isinstance(path, (bytes, bytearray, memoryview)) else Path(path)
+        with np.load(src, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
         meta = json.loads(str(data.pop("meta")))
         return self._load(data, meta)

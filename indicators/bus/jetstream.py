@@ -1,0 +1,255 @@
+"""JetStream behind the feed seams: :class:`JetStreamSink` (what the ingestor makes durable) and
+:class:`JetStreamSource` (ordered replay), over one synchronous :class:`Bus` connection.
+
+The ingestor is synchronous (HTTP handlers, the simulator thread); nats-py is asyncio.  A
+:class:`Bus` owns one event loop in a daemon thread and runs every request there, so callers
+block exactly as they do on the local feed log: ``append`` returns once JetStream has stored the
+batch (its PubAck) - on every replica the stream has, JetStream answers only after the quorum
+stored it.
+
+One stream per scenic area holds all its feed kinds (a subject per kind): an engine worker needs
+one order over every kind of its area to give the same values on every run, and a stream's
+sequence is that order.  Each batch carries a ``Nats-Msg-Id`` of its content, so a publish retried
+after a lost acknowledgement is stored once (JetStream's duplicate window).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from typing import Any, Coroutine, Iterator, TypeVar
+
+import pyarrow as pa
+
+from . import names
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DUPLICATE_WINDOW_S = 600.0          # a retried publish within this is stored once
+FEED_MAX_AGE_S = 7 * 86400.0        # feeds are kept a week on the bus (the engine checkpoints long before)
+VALUES_MAX_AGE_S = 86400.0          # tick values a day (history has them for longer)
+MAX_MESSAGE = 4 * 1024 * 1024       # the servers' max_payload (see server.py); larger batches are split
+PUBLISH_TRIES = 5
+
+
+class BusUnavailable(RuntimeError):
+    """The NATS servers cannot be reached; the message says which and what to do."""
+
+
+class Bus:
+    """One NATS connection with JetStream, usable from any thread."""
+
+    def __init__(self, servers: str | list[str], *, timeout: float = 10.0, name: str = "scenic-twin") -> None:
+        import nats
+        self.servers = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else list(servers)
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nats-bus", daemon=True)
+        self._thread.start()
+
+        connected = threading.Event()
+
+        async def connect():
+            async def quiet(e):                     # reconnects are normal in a cluster: logged, not raised
+                (log.warning if connected.is_set() else log.debug)("NATS: %s", e)
+            # reconnect for ever once up (a node restarts, a leader moves); the first connection
+            # gets ``timeout`` seconds
+            return await asyncio.wait_for(nats.connect(
+                servers=self.servers, name=name, connect_timeout=min(timeout, 5), max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5, allow_reconnect=True, error_cb=quiet), timeout)
+        try:
+            self.nc = self.call(connect(), timeout=timeout + 5)
+            connected.set()
+        except Exception as e:
+            self._stop_loop()
+            why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+            raise BusUnavailable(f"cannot reach NATS at {', '.join(self.servers)} ({why}); "
+                                 f"start one (`scenic-twin bus serve`) or pass the right --bus / "
+                                 f"{names.ENV_BUS}") from None
+        self.js = self.nc.jetstream(timeout=timeout)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the bus's loop and wait for it."""
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result(self.timeout * 3 if timeout is None else timeout)
+
+    def _stop_loop(self) -> None:
+        async def cancel_rest():
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+        try:
+            self.call(cancel_rest(), timeout=5)
+        except Exception:
+            log.debug("cancelling the bus's tasks failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def close(self) -> None:
+        """Close the connection (every publish was awaited: nothing is in flight to drain)."""
+        try:
+            self.call(self.nc.close(), timeout=10)
+        except Exception:  # closing a broken connection: nothing left to save
+            log.debug("NATS close failed", exc_info=True)
+        self._stop_loop()
+
+    def __enter__(self) -> "Bus":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- streams
+    def ensure_area(self, area: str, *, replicas: int | None = None) -> None:
+        """Create (or bring up to date) ``area``'s feed and values streams and the shared buckets."""
+        from nats.js import api
+        from nats.js.errors import BadRequestError, NotFoundError
+        replicas = replicas or int(os.environ.get(names.ENV_REPLICAS, "1"))
+        configs = [
+            api.StreamConfig(name=names.feed_stream(area), subjects=[names.feed_subject(area, ">")],
+                             storage=api.StorageType.FILE, num_replicas=replicas,
+                             duplicate_window=DUPLICATE_WINDOW_S, max_age=FEED_MAX_AGE_S,
+                             max_msg_size=MAX_MESSAGE, discard=api.DiscardPolicy.OLD,
+                             description=f"accepted feed batches of scenic area {area}"),
+            api.StreamConfig(name=names.values_stream(area), subjects=[names.values_subject(area)],
+                             storage=api.StorageType.FILE, num_replicas=replicas,
+                             duplicate_window=DUPLICATE_WINDOW_S, max_age=VALUES_MAX_AGE_S,
+                             description=f"indicator values of scenic area {area}, one message per tick"),
+        ]
+
+        async def ensure():
+            for cfg in configs:
+                try:
+                    await self.js.stream_info(cfg.name)
+                    await self.js.update_stream(cfg)
+                except NotFoundError:
+                    await self.js.add_stream(cfg)
+            for bucket, kv in ((names.CKPT_BUCKET, False), (names.LIVE_BUCKET, True)):
+                try:
+                    await (self.js.key_value(bucket) if kv else self.js.object_store(bucket))
+                except (NotFoundError, BadRequestError, Exception):
+                    if kv:
+                        await self.js.create_key_value(api.KeyValueConfig(
+                            bucket=bucket, history=1, replicas=replicas, storage=api.StorageType.FILE))
+                    else:
+                        await self.js.create_object_store(bucket, config=api.ObjectStoreConfig(
+                            bucket=bucket, replicas=replicas, storage=api.StorageType.FILE))
+        self.call(ensure())
+
+    def last_seq(self, stream: str) -> int:
+        info = self.call(self.js.stream_info(stream))
+        return int(info.state.last_seq or 0)
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def table_of(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def _parts(table: pa.Table, limit: int) -> Iterator[bytes]:
+    """The table as IPC messages of at most ``limit`` bytes (row slices; one row never splits)."""
+    data = table_bytes(table)
+    if len(data) <= limit or table.num_rows <= 1:
+        yield data
+        return
+    half = table.num_rows // 2
+    yield from _parts(table.slice(0, half), limit)
+    yield from _parts(table.slice(half), limit)
+
+
+class JetStreamSink:
+    """The ingestor's durable log as ``area``'s JetStream stream (see the module docstring).
+
+    ``append`` returns the stream sequence of the batch's last message once JetStream stored it;
+    it raises when JetStream did not confirm (the ingestor then answers an error and the sender
+    retries: nothing is acknowledged that is not stored)."""
+
+    def __init__(self, bus: Bus, area: str, *, max_message: int = MAX_MESSAGE // 2) -> None:
+        self.bus = bus
+        self.area = names.check_area(area)
+        self.stream = names.feed_stream(area)
+        self.max_message = max_message
+        self.published = 0
+
+    def append(self, kind: str, table: pa.Table) -> int:
+        seq = 0
+        for payload in _parts(table, self.max_message):
+            seq = self._publish(names.feed_subject(self.area, kind), payload)
+        return seq
+
+    def _publish(self, subject: str, payload: bytes) -> int:
+        headers = {"Nats-Msg-Id": hashlib.sha256(payload).hexdigest()}
+        last: Exception | None = None
+        for _ in range(PUBLISH_TRIES):
+            try:
+                ack = self.bus.call(self.bus.js.publish(subject, payload, stream=self.stream, headers=headers))
+                self.published += 0 if ack.duplicate else 1
+                return int(ack.seq)
+            except Exception as e:          # a timeout or a leader election: the same id again is safe
+                last = e
+                log.warning("JetStream publish to %s not confirmed (%s: %s); retrying", subject,
+                            type(e).__name__, e)
+        raise RuntimeError(f"JetStream did not store the batch on {subject} after {PUBLISH_TRIES} tries "
+                           f"({type(last).__name__}: {last}); the sender should retry") from last
+
+    # The ingestor rebuilds its de-duplication state from what its sink holds.
+    def replay(self, from_seq: int = 0) -> Iterator[tuple[int, str, pa.Table]]:
+        return JetStreamSource(self.bus, self.area).replay(from_seq)
+
+    @property
+    def last_seq(self) -> int:
+        return self.bus.last_seq(self.stream)
+
+
+class JetStreamSource:
+    """Ordered replay of ``area``'s feed stream from a sequence to its end at the time of the call."""
+
+    def __init__(self, bus: Bus, area: str, *, batch: int = 256) -> None:
+        self.bus = bus
+        self.area = names.check_area(area)
+        self.stream = names.feed_stream(area)
+        self.batch = batch
+
+    def replay(self, from_seq: int = 0) -> Iterator[tuple[int, str, pa.Table]]:
+        import nats.errors
+        from nats.js import api
+        end = self.bus.last_seq(self.stream)
+        start = max(1, int(from_seq))
+        if end < start:
+            return
+        cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                                 ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0)
+        sub = self.bus.call(self.bus.js.pull_subscribe(names.feed_subject(self.area, ">"), durable=None,
+                                                       stream=self.stream, config=cfg))
+        try:
+            seq = start - 1
+            while seq < end:
+                try:
+                    msgs = self.bus.call(sub.fetch(self.batch, timeout=5))
+                except nats.errors.TimeoutError:     # the rest aged out of the stream meanwhile
+                    log.warning("%s: replay ended at seq %d, before %d (messages no longer kept)",
+                                self.stream, seq, end)
+                    return
+                for m in msgs:
+                    seq = m.metadata.sequence.stream
+                    if seq > end:
+                        return
+                    yield seq, m.subject.rsplit(".", 1)[1], table_of(m.data)
+        finally:
+            try:
+                self.bus.call(sub.unsubscribe(), timeout=5)
+            except Exception:  # the ephemeral consumer expires on its own (inactive_threshold)
+                log.debug("unsubscribe failed", exc_info=True)

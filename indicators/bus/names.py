@@ -1,0 +1,74 @@
+"""Names and settings of the platform: subjects, streams, buckets and the environment variables
+the code reads.  ``deploy/`` (Compose and Kubernetes) must use exactly these; a test checks it."""
+from __future__ import annotations
+
+import re
+
+# ------------------------------------------------------------------ settings (environment)
+ENV_BUS = "SCENIC_TWIN_BUS"                  # nats://host:4222[,nats://…]: the JetStream cluster
+ENV_AREAS = "SCENIC_TWIN_AREAS"              # areas this engine worker owns: "canton-tower,…"
+ENV_AREA_GROUPS = "SCENIC_TWIN_AREA_GROUPS"  # areas by worker ordinal: "a,b;c" (worker 0: a,b; 1: c)
+ENV_WORKER_ORDINAL = "SCENIC_TWIN_WORKER_ORDINAL"  # this worker's ordinal (else from the host name)
+ENV_REPLICAS = "SCENIC_TWIN_STREAM_REPLICAS" # JetStream replicas of every stream and bucket (3 in a cluster)
+ENV_VAR = "SCENIC_TWIN_VAR"                  # the state folder
+
+SETTINGS = (ENV_BUS, ENV_AREAS, ENV_AREA_GROUPS, ENV_WORKER_ORDINAL, ENV_REPLICAS, ENV_VAR)
+
+HOME_AREA = "canton-tower"
+_AREA = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+CKPT_BUCKET = "scenic-engine"
+LIVE_BUCKET = "scenic-live"
+
+
+def check_area(area: str) -> str:
+    """An area id names subjects, streams and objects: lower-case letters, digits and '-'."""
+    if not isinstance(area, str) or not _AREA.match(area):
+        raise ValueError(f"area id {area!r}: use 1-40 lower-case letters, digits and '-', starting with a letter "
+                         f"(e.g. {HOME_AREA})")
+    return area
+
+
+def feed_stream(area: str) -> str:
+    return f"FEEDS-{check_area(area)}"
+
+
+def feed_subject(area: str, kind: str = "*") -> str:
+    return f"scenic.{check_area(area)}.feed.{kind}"
+
+
+def values_stream(area: str) -> str:
+    return f"VALUES-{check_area(area)}"
+
+
+def values_subject(area: str) -> str:
+    return f"scenic.{check_area(area)}.values"
+
+
+def engine_consumer(area: str) -> str:
+    """The durable consumer an engine worker reads ``area``'s feeds with."""
+    return f"engine-{check_area(area)}"
+
+
+def ckpt_object(area: str) -> str:
+    return f"{check_area(area)}.ckpt"
+
+
+def areas_for_ordinal(groups: str, ordinal: int) -> list[str]:
+    """The areas worker ``ordinal`` owns under ``groups`` ("a,b;c": worker 0 owns a and b, worker 1
+    owns c) - the orchestrator gives each worker its ordinal (a StatefulSet pod's name ends in it,
+    a systemd template unit passes it); nothing is elected."""
+    parts = [p for p in (groups or "").split(";")]
+    if not 0 <= ordinal < len(parts):
+        raise ValueError(f"worker ordinal {ordinal} has no areas in {ENV_AREA_GROUPS}={groups!r} "
+                         f"({len(parts)} group(s)): add a group or run fewer workers")
+    areas = [check_area(a.strip()) for a in parts[ordinal].split(",") if a.strip()]
+    if not areas:
+        raise ValueError(f"worker ordinal {ordinal}: its group in {ENV_AREA_GROUPS} is empty")
+    return areas
+
+
+def ordinal_from_hostname(hostname: str) -> int | None:
+    """``engine-2`` -> 2 (a Kubernetes StatefulSet pod's host name ends in its ordinal)."""
+    m = re.search(r"-(\d+)$", hostname or "")
+    return int(m.group(1)) if m else None
