@@ -225,6 +225,15 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
             return f; }""", [a.geometry.x, a.geometry.y])
         phone.wait_for_function(f"window.scenicTwin.frames > {before}", timeout=60_000)
         picked = _tap_world(phone, a.geometry.x, a.geometry.y, float(a.base_elevation_m) + 0.3)
+        for _ in range(2):
+            # Under a loaded CI machine Chromium once reported our 60 ms tap as held 1.6 s (the page
+            # then rightly took it for a long press).  Only that case is tapped again, and only after
+            # going back to the scene; a wrong pick or no selection still fails below.
+            last = phone.evaluate("(window.scenicTwin.taps || []).slice(-1)[0] || null")
+            if not last or last["ms"] <= phone.evaluate("window.scenicTwin.tapMaxMs || 1500"):
+                break
+            phone.locator("#tab-roam").tap()
+            picked = _tap_world(phone, a.geometry.x, a.geometry.y, float(a.base_elevation_m) + 0.3)
         try:
             phone.wait_for_function(f"document.querySelector('#twin-details').innerText.includes('{a.name_zh}')",
                                     timeout=30_000)
