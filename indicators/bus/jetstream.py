@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from typing import Any, Coroutine, Iterator, TypeVar
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ DUPLICATE_WINDOW_S = 600.0          # a retried publish within this is stored on
 FEED_MAX_AGE_S = 7 * 86400.0        # feeds are kept a week on the bus (the engine checkpoints long before)
 VALUES_MAX_AGE_S = 86400.0          # tick values a day (history has them for longer)
 MAX_MESSAGE = 4 * 1024 * 1024       # the servers' max_payload (see server.py); larger batches are split
-PUBLISH_TRIES = 5
+PUBLISH_TRIES = 7                   # with back-off: ~16 s, more than a leader election
 
 
 class BusUnavailable(RuntimeError):
@@ -193,7 +194,9 @@ class JetStreamSink:
     def _publish(self, subject: str, payload: bytes) -> int:
         headers = {"Nats-Msg-Id": hashlib.sha256(payload).hexdigest()}
         last: Exception | None = None
-        for _ in range(PUBLISH_TRIES):
+        for attempt in range(PUBLISH_TRIES):
+            if attempt:
+                time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))   # a leader election takes seconds
             try:
                 ack = self.bus.call(self.bus.js.publish(subject, payload, stream=self.stream, headers=headers))
                 self.published += 0 if ack.duplicate else 1
@@ -204,6 +207,15 @@ class JetStreamSink:
                             type(e).__name__, e)
         raise RuntimeError(f"JetStream did not store the batch on {subject} after {PUBLISH_TRIES} tries "
                            f"({type(last).__name__}: {last}); the sender should retry") from last
+
+    def read(self, seq: int) -> tuple[int, str, pa.Table] | None:
+        """One stored batch by its sequence (the ingestor compares a repeated event id with it)."""
+        from nats.js.errors import NotFoundError
+        try:
+            m = self.bus.call(self.bus.js.get_msg(self.stream, seq))
+        except NotFoundError:
+            return None
+        return seq, m.subject.rsplit(".", 1)[1], table_of(m.data)
 
     # The ingestor rebuilds its de-duplication state from what its sink holds.
     def replay(self, from_seq: int = 0) -> Iterator[tuple[int, str, pa.Table]]:

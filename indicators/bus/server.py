@@ -79,7 +79,8 @@ class NatsServer:
     def ready(self, timeout: float = 30.0) -> "NatsServer":
         """Wait until the server answers and its JetStream is current (in a cluster: has a leader)."""
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        # alone: JetStream on is enough; in a cluster, /healthz also waits for a meta leader
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz" + ("" if self.cluster else "?js-enabled-only=true")
         last = ""
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -101,9 +102,9 @@ class NatsServer:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(10)
+                self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.kill()
         if getattr(self, "log", None):

@@ -161,7 +161,6 @@ class AreaWorker:
         self.ticks_published = 0
         self.duplicates_published = 0
         self.messages = 0
-        self._last_msg = None
         self._sub = self._consumer(self.applied + 1)
 
     # -------------------------------------------------------------- start-up
@@ -208,15 +207,30 @@ class AreaWorker:
         returns how many new messages were applied."""
         import nats.errors
         from indicators.feeds.schemas import SCHEMAS
+        import asyncio
         try:
-            msgs = self.bus.call(self._sub.fetch(self.fetch_n, timeout=timeout))
+            msgs = self.bus.call(asyncio.wait_for(self._sub.fetch(self.fetch_n, timeout=timeout), timeout + 10))
         except nats.errors.TimeoutError:
             return 0
+        except (asyncio.TimeoutError, TimeoutError):
+            # a pull that never came back (seen under load): what it may have delivered is not
+            # processed, so read again from the next sequence instead of waiting for redelivery
+            log.warning("%s: a fetch hung; reading again from seq %d", self.area.id, self.applied + 1)
+            self._sub = self._consumer(self.applied + 1)
+            return 0
         new = 0
+        done = None
         for m in msgs:
             seq = m.metadata.sequence.stream
             if seq <= self.applied:              # redelivered, or covered by the checkpoint
                 continue
+            if seq != self.applied + 1 and self._missing(self.applied + 1, seq):
+                # order is the whole point: a message before this one is still to come (a
+                # delivery the consumer holds back for redelivery) - read again from it
+                log.warning("%s: got seq %d while %d is next; reading again from %d", self.area.id, seq,
+                            self.applied + 1, self.applied + 1)
+                self._sub = self._consumer(self.applied + 1)
+                break
             kind = m.subject.rsplit(".", 1)[1]
             if kind in SCHEMAS:
                 self.engine.ingest(kind, table_of(m.data), feed_seq=seq)
@@ -225,11 +239,16 @@ class AreaWorker:
             self.applied = seq
             new += 1
             self._advance()
-        if msgs:
-            self._last_msg = msgs[-1]
-            self.bus.call(msgs[-1].ack())        # AckPolicy.ALL: everything up to it
+            done = m
+        if done is not None:
+            self.bus.call(done.ack())            # AckPolicy.ALL: everything up to it
         self.messages += new
         return new
+
+    def _missing(self, want: int, got: int) -> bool:
+        """Whether the stream still holds a message in [want, got) (not aged out or deleted)."""
+        info = self.bus.call(self.bus.js.stream_info(names.feed_stream(self.area.id)))
+        return want >= int(info.state.first_seq or 0) and got - want > int(info.state.num_deleted or 0)
 
     def _advance(self) -> None:
         wm = self.engine.watermark

@@ -390,7 +390,8 @@ class Ingestor:
         if want and isinstance(self.log, Source):
             for seq, ids in want.items():
                 try:
-                    got = next(iter(self.log.replay(seq)), None)
+                    read = getattr(self.log, "read", None)       # a bus reads one message directly
+                    got = read(seq) if read is not None else next(iter(self.log.replay(seq)), None)
                 except Exception:                   # unreadable: judged as plain duplicates below
                     log.exception("reading log frame %s to compare a repeated event id failed", seq)
                     got = None
