@@ -10,7 +10,7 @@ Layers, lowest first (a module may import its own layer and any lower one):
     indicators.pipeline                             engine -> alert runtime wiring
     indicators.service, replay_alerts, cli,         the application layer and its commands
       bench_replay,
-      thresholds
+      thresholds, bus (JetStream sink, engine workers)
     dashboard                                       the views
 
 The test reads every module's import statements (also the ones inside
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("indicators.access",),
     ("indicators.pipeline",),
     ("indicators.service", "indicators.replay_alerts", "indicators.bench_replay", "indicators.cli",
-     "indicators.thresholds"),
+     "indicators.thresholds", "indicators.bus"),
     ("dashboard",),
 ]
 
