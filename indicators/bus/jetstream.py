@@ -111,7 +111,7 @@ class Bus:
     def ensure_area(self, area: str, *, replicas: int | None = None) -> None:
         """Create (or bring up to date) ``area``'s feed and values streams and the shared buckets."""
         from nats.js import api
-        from nats.js.errors import BadRequestError, NotFoundError
+        from nats.js.errors import NotFoundError
         replicas = replicas or int(os.environ.get(names.ENV_REPLICAS, "1"))
         configs = [
             api.StreamConfig(name=names.feed_stream(area), subjects=[names.feed_subject(area, ">")],
@@ -135,7 +135,7 @@ class Bus:
             for bucket, kv in ((names.CKPT_BUCKET, False), (names.LIVE_BUCKET, True)):
                 try:
                     await (self.js.key_value(bucket) if kv else self.js.object_store(bucket))
-                except (NotFoundError, BadRequestError, Exception):
+                except NotFoundError:                  # BucketNotFoundError is one
                     if kv:
                         await self.js.create_key_value(api.KeyValueConfig(
                             bucket=bucket, history=1, replicas=replicas, storage=api.StorageType.FILE))
