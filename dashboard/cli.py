@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     from dashboard.bench_load import register as register_bench_load
     register_bench_load(bench_sub)
     from indicators.bus.cli import register as register_bus
-    register_bus(sub)
+    register_bus(sub, bench_sub)
     return p
 
 

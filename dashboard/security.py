@@ -8,7 +8,9 @@ import os
 
 from fastapi import Depends, HTTPException, Request
 
-INGEST_TOKEN_ENV = "SCENIC_TWIN_INGEST_TOKEN"
+from indicators.bus import names
+
+INGEST_TOKEN_ENV = names.ENV_INGEST_TOKEN
 
 
 def ingest_guard() -> list:

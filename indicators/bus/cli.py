@@ -36,7 +36,7 @@ def _cmd_bus_serve(args) -> int:
             s.stop()
 
 
-def register(sub) -> None:
+def register(sub, bench_sub=None) -> None:
     w = sub.add_parser(
         "worker", help="an engine worker: consumes its scenic areas' feed streams from NATS JetStream",
         description=("Run the indicator engine of some scenic areas from their JetStream feed streams and "

@@ -11,8 +11,13 @@ ENV_AREA_GROUPS = "SCENIC_TWIN_AREA_GROUPS"  # areas by worker ordinal: "a,b;c" 
 ENV_WORKER_ORDINAL = "SCENIC_TWIN_WORKER_ORDINAL"  # this worker's ordinal (else from the host name)
 ENV_REPLICAS = "SCENIC_TWIN_STREAM_REPLICAS" # JetStream replicas of every stream and bucket (3 in a cluster)
 ENV_VAR = "SCENIC_TWIN_VAR"                  # the state folder
+ENV_STORE = "SCENIC_TWIN_STORE"              # postgresql://… for alerts, cases, plans, thresholds, users, audit
+ENV_AREA = "SCENIC_TWIN_AREA"                # the area a front (`scenic-twin run --bus`) serves
+ENV_INGEST_TOKEN = "SCENIC_TWIN_INGEST_TOKEN"  # bearer token feeds send to /ingest (required off loopback)
+ENV_HOSTS = "SCENIC_TWIN_HOSTS"              # host names screens use (Host header allow-list)
 
-SETTINGS = (ENV_BUS, ENV_AREAS, ENV_AREA_GROUPS, ENV_WORKER_ORDINAL, ENV_REPLICAS, ENV_VAR)
+SETTINGS = (ENV_BUS, ENV_AREAS, ENV_AREA_GROUPS, ENV_WORKER_ORDINAL, ENV_REPLICAS, ENV_VAR, ENV_STORE,
+            ENV_AREA, ENV_INGEST_TOKEN, ENV_HOSTS)
 
 HOME_AREA = "canton-tower"
 _AREA = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
