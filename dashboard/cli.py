@@ -91,14 +91,33 @@ def _cmd_run(args) -> int:
         return 2
     if args.var:
         cfg.var = Path(args.var)
-    access = AccessStore.open(cfg.var / "access.sqlite")
+    from indicators.bus import names
+    cfg.bus = args.bus or os.environ.get(names.ENV_BUS) or None
+    cfg.store = args.store or os.environ.get(names.ENV_STORE) or None
+    try:
+        cfg.area = names.check_area(args.area or os.environ.get(names.ENV_AREA) or names.HOME_AREA)
+    except ValueError as e:
+        print(f"scenic-twin: {e}", file=sys.stderr)
+        return 2
+    if cfg.store and not cfg.store.startswith(("postgresql://", "postgres://")):
+        print(f"scenic-twin: --store {cfg.store!r}: give a postgresql://USER:PASSWORD@HOST:5432/DB URL "
+              "(without --store the state folder's SQLite files are used)", file=sys.stderr)
+        return 2
+    access = AccessStore.open(cfg.store or cfg.var / "access.sqlite")
     first = access.bootstrap_admin()
     if first:
         print("\nFirst start: created the account 'admin' (role admin).  Its one-time password, shown only "
               f"now:\n\n    {first}\n\nLog in at /login and add operators with `scenic-twin users add`.\n",
               file=sys.stderr)
-    print(f"starting the engine (state in {cfg.var}) …", file=sys.stderr)
-    service = Service(cfg, publish=hub.publish, audit=access.record)
+    where = f"state in {cfg.var}" + (f", feeds on {cfg.bus} (area {cfg.area})" if cfg.bus else "") + \
+        (", store in PostgreSQL" if cfg.store else "")
+    print(f"starting the engine ({where}) …", file=sys.stderr)
+    from indicators.bus.jetstream import BusUnavailable
+    try:
+        service = Service(cfg, publish=hub.publish, audit=access.record)
+    except BusUnavailable as e:
+        print(f"scenic-twin: {e}", file=sys.stderr)
+        return 3
     hosts = set(LOOPBACK) | {"[::1]"}
     if args.host not in ("0.0.0.0", "::"):
         hosts.add(args.host)
@@ -133,6 +152,14 @@ def parser() -> argparse.ArgumentParser:
                      help="simulated start time, ISO with zone (default: now), e.g. 2026-10-01T19:00+08:00")
     run.add_argument("--no-simulate", action="store_true", help="no simulator: feeds come only over HTTP or files")
     run.add_argument("--var", default=None, help="state folder (default var/ or SCENIC_TWIN_VAR)")
+    run.add_argument("--bus", default=None, metavar="URL",
+                     help="NATS JetStream server URL(s), comma-separated: the feed log becomes the area's stream "
+                          "(default SCENIC_TWIN_BUS; none: a local log in the state folder)")
+    run.add_argument("--area", default=None,
+                     help="the scenic area this front serves (default SCENIC_TWIN_AREA or canton-tower)")
+    run.add_argument("--store", default=None, metavar="URL",
+                     help="postgresql://… for alerts, cases, plans, thresholds, users and audit "
+                          "(default SCENIC_TWIN_STORE; none: SQLite files in the state folder)")
     run.set_defaults(func=_cmd_run)
 
     assets = sub.add_parser("assets", help="the asset inventory: build, summary, import",

@@ -7,7 +7,9 @@
 State lives under one folder (``var/`` by default, ``SCENIC_TWIN_VAR``):
 ``feeds/`` (the durable feed log), ``deadletter.sqlite``, ``engine.ckpt``
 (checkpoint with the feed-log sequence it covers), ``history/`` and
-``alerts.sqlite``.  A restart restores the engine checkpoint and replays the
+``alerts.sqlite``.  On the platform (``ServiceConfig.bus``/``store``, issue 12) the feed log is
+the area's JetStream stream and the alert store a PostgreSQL schema; the rest is the same.
+A restart restores the engine checkpoint and replays the
 log after it, so no value is double-counted or missed; the alert runtime
 rebuilds itself from its store.
 
@@ -65,6 +67,10 @@ class ServiceConfig:
     checkpoint_every_s: float = 30.0
     history_retention: timedelta = timedelta(days=30)
     quiet_after_s: float = 5.0       # wall seconds without any batch before the clock moves the watermark
+    # the platform's shared parts (issue 12); None = the embedded default (local files)
+    bus: str | None = None           # nats://… : the feed log is the area's JetStream stream
+    area: str = "canton-tower"       # the scenic area this front serves (its stream, its store schema)
+    store: str | None = None         # postgresql://… : alerts, cases, plans, thresholds in PostgreSQL
 
     @property
     def simulated_time(self) -> bool:
@@ -106,7 +112,16 @@ class Service:
         self.stop_event = threading.Event()
 
         self.live_objects = LiveObjects()
-        self.feed_log = FeedLog(cfg.var / "feeds")
+        self.bus = None
+        if cfg.bus:
+            # the durable feed log is the area's JetStream stream: an ingest is acknowledged only once
+            # JetStream stored it (on a quorum of replicas); engine workers and this front read it
+            from indicators.bus.jetstream import Bus, JetStreamSink
+            self.bus = Bus(cfg.bus)
+            self.bus.ensure_area(cfg.area)
+            self.feed_log = JetStreamSink(self.bus, cfg.area)
+        else:
+            self.feed_log = FeedLog(cfg.var / "feeds")
         self.dead = DeadLetterStore(cfg.var / "deadletter.sqlite")
         last = self._last_event_time()
         now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -120,7 +135,9 @@ class Service:
                                  references=references_from_inventory(self.inventory))
 
         self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick, behind="next_tick")
-        self.ckpt = cfg.var / "engine.ckpt"
+        # a checkpoint names the log position it covers: one of a local log and one of a stream
+        # are not interchangeable (switching a state folder between them replays instead)
+        self.ckpt = cfg.var / (f"engine.{cfg.area}.bus.ckpt" if cfg.bus else "engine.ckpt")
         covered = None
         if self.ckpt.exists():
             try:
@@ -135,6 +152,16 @@ class Service:
                 self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick, behind="next_tick")
                 self.recovery_notes.append(f"engine checkpoint unusable ({type(e).__name__}: {str(e)[:200]}); "
                                            f"kept as {aside.name}; state rebuilt from the feed log")
+        end = self.feed_log.last_seq or 0
+        if covered is not None and covered > end:
+            # the log is shorter than the checkpoint says (a new stream, a restored older log): the
+            # checkpoint summarises events the log no longer has - rebuild from what the log holds
+            log.warning("the engine checkpoint covers feed seq %d but the log ends at %d; replaying the log",
+                        covered, end)
+            self.recovery_notes.append(f"engine checkpoint ahead of the feed log ({covered} > {end}); "
+                                       "state rebuilt from the feed log")
+            self.engine = Engine(self.catalog, self.inventory, tick=cfg.tick, behind="next_tick")
+            covered = None
         replayed = 0
         for seq, kind, table in self.feed_log.replay((covered or 0) + 1):
             self.engine.ingest(kind, table, feed_seq=seq)
@@ -145,7 +172,8 @@ class Service:
         last_tick = self.engine.last_tick
         self.history.drop_after(None if last_tick is None else int(last_tick.timestamp() * 1000))
 
-        self.alert_store = ast.open_store(cfg.var / "alerts.sqlite")
+        self.alert_store = (ast.open_store(cfg.store, area=cfg.area) if cfg.store
+                            else ast.open_store(cfg.var / "alerts.sqlite"))
         self.notifier = ListNotifier(keep=1000)
         self.pipeline = Pipeline(self.catalog, self.inventory, self.alert_store, self.clock, self.notifier,
                                  cadence=Cadence(cfg.alerts_every, cfg.alerts_warmup))
@@ -338,6 +366,13 @@ class Service:
             comps["alert_store"] = {"ok": True, "reason": ""}
         except Exception as e:
             comps["alert_store"] = {"ok": False, "reason": f"the alert store does not answer: {e}"}
+        if self.bus is not None:
+            try:
+                self.feed_log.last_seq           # a stream-info round trip to the JetStream cluster
+                comps["bus"] = {"ok": True, "reason": ""}
+            except Exception as e:
+                comps["bus"] = {"ok": False, "reason": f"NATS JetStream does not answer ({type(e).__name__}: {e}); "
+                                                      "feeds cannot be acknowledged: check the NATS cluster"}
         age = time.monotonic() - self._last_step_mono if self._last_step_mono else None
         for name, h in self.health().items():
             comps[name] = dict(h)
@@ -956,6 +991,8 @@ class Service:
             if th is not threading.current_thread():
                 th.join(timeout=15)
         self.checkpoint()
+        if self.bus is not None:
+            self.bus.close()
 
 
 def _in_force(rules, path: str) -> float | None:

@@ -123,6 +123,12 @@ class Bus:
                              storage=api.StorageType.FILE, num_replicas=replicas,
                              duplicate_window=DUPLICATE_WINDOW_S, max_age=VALUES_MAX_AGE_S,
                              description=f"indicator values of scenic area {area}, one message per tick"),
+            api.StreamConfig(name=names.dead_stream(area), subjects=[names.dead_subject(area)],
+                             storage=api.StorageType.FILE, num_replicas=replicas,
+                             duplicate_window=DUPLICATE_WINDOW_S, max_age=FEED_MAX_AGE_S,
+                             max_msg_size=MAX_MESSAGE + 64 * 1024, discard=api.DiscardPolicy.OLD,
+                             description=f"feed messages of scenic area {area} no worker could read, "
+                                         "with the reason (Scenic-Reason header)"),
         ]
 
         async def ensure():

@@ -50,6 +50,16 @@ def values_subject(area: str) -> str:
     return f"scenic.{check_area(area)}.values"
 
 
+def dead_stream(area: str) -> str:
+    """Messages of ``area``'s feed stream a worker could not read (published there by something
+    else than the ingest front: a gateway writing straight to the subject), kept with the reason."""
+    return f"DEAD-{check_area(area)}"
+
+
+def dead_subject(area: str) -> str:
+    return f"scenic.{check_area(area)}.dead"
+
+
 def engine_consumer(area: str) -> str:
     """The durable consumer an engine worker reads ``area``'s feeds with."""
     return f"engine-{check_area(area)}"

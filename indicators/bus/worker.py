@@ -161,6 +161,7 @@ class AreaWorker:
         self.ticks_published = 0
         self.duplicates_published = 0
         self.messages = 0
+        self.dead_lettered = 0
         self._sub = self._consumer(self.applied + 1)
 
     # -------------------------------------------------------------- start-up
@@ -232,10 +233,21 @@ class AreaWorker:
                 self._sub = self._consumer(self.applied + 1)
                 break
             kind = m.subject.rsplit(".", 1)[1]
-            if kind in SCHEMAS:
-                self.engine.ingest(kind, table_of(m.data), feed_seq=seq)
+            if kind not in SCHEMAS:
+                self._dead_letter(m, seq, f"{m.subject} names no feed kind (known: {', '.join(sorted(SCHEMAS))})")
             else:
-                log.warning("%s: message %d on %s is no feed kind; skipped", self.area.id, seq, m.subject)
+                try:
+                    table = table_of(m.data)
+                except Exception as e:
+                    table = None
+                    self._dead_letter(m, seq, f"not an Arrow IPC feed batch ({type(e).__name__}: {str(e)[:200]}): "
+                                              "feeds are published through the ingest front, which validates them")
+                if table is not None:
+                    try:
+                        self.engine.ingest(kind, table, feed_seq=seq)
+                    except Exception as e:
+                        self._dead_letter(m, seq, f"the engine cannot take this {kind} batch "
+                                                  f"({type(e).__name__}: {str(e)[:200]})")
             self.applied = seq
             new += 1
             self._advance()
@@ -244,6 +256,16 @@ class AreaWorker:
             self.bus.call(done.ack())            # AckPolicy.ALL: everything up to it
         self.messages += new
         return new
+
+    def _dead_letter(self, m, seq: int, reason: str) -> None:
+        """Keep an unreadable message aside with its reason (never a crash, never silent loss: a
+        worker that raised here would stop at the same message after every restart)."""
+        log.error("%s: feed message %d on %s put aside: %s", self.area.id, seq, m.subject, reason)
+        headers = {"Nats-Msg-Id": f"dead:{self.area.id}:{seq}", "Scenic-Reason": reason[:1000],
+                   "Scenic-Subject": m.subject, "Scenic-Seq": str(seq)}
+        self.bus.call(self.bus.js.publish(names.dead_subject(self.area.id), m.data or b"",
+                                          stream=names.dead_stream(self.area.id), headers=headers))
+        self.dead_lettered += 1
 
     def _missing(self, want: int, got: int) -> bool:
         """Whether the stream still holds a message in [want, got) (not aged out or deleted)."""
@@ -286,7 +308,7 @@ class AreaWorker:
     def status(self) -> dict[str, Any]:
         return {"area": self.area.id, "applied_seq": self.applied, "checkpoint_seq": self.covered,
                 "messages": self.messages, "ticks_published": self.ticks_published,
-                "ticks_republished": self.duplicates_published,
+                "ticks_republished": self.duplicates_published, "dead_lettered": self.dead_lettered,
                 "last_tick": None if self.engine.last_tick is None else self.engine.last_tick.isoformat()}
 
 
