@@ -113,6 +113,7 @@ class Service:
 
         self.live_objects = LiveObjects()
         self.bus = None
+        self.stop_event_hooks: list[Callable[[], Any]] = []
         if cfg.bus:
             # the durable feed log is the area's JetStream stream: an ingest is acknowledged only once
             # JetStream stored it (on a quorum of replicas); engine workers and this front read it
@@ -903,6 +904,11 @@ class Service:
             self._threads["simulator"] = threading.Thread(target=self._supervise, args=("simulator", self._simulate),
                                                           name="simulator", daemon=True)
         self._threads["engine"] = threading.Thread(target=self._loop, name="engine", daemon=True)
+        if self.bus is not None:
+            from indicators.bus.gateway import RawIntake
+            self.raw_intake = RawIntake(self.bus, self.cfg.area, self.ingestor)
+            self.stop_event_hooks.append(self.raw_intake.stop)
+            self._threads["gateways"] = threading.Thread(target=self.raw_intake.run, name="gateways", daemon=True)
         for th in self._threads.values():
             th.start()
 
@@ -987,6 +993,8 @@ class Service:
     def stop(self) -> None:
         """Stop the threads (each finishes its step), then take the last checkpoint."""
         self.stop_event.set()
+        for hook in self.stop_event_hooks:
+            hook()
         for th in self._threads.values():
             if th is not threading.current_thread():
                 th.join(timeout=15)

@@ -122,3 +122,34 @@ def test_the_front_keeps_its_feed_log_in_the_stream_and_computes_what_a_worker_c
 
 def held_seq(bus: Bus, area: str) -> int:
     return max(s for s, _, _ in JetStreamSource(bus, area).replay(0))
+
+
+def test_raw_records_from_gateways_are_validated_by_the_front_and_acknowledged_once_stored(bus, tmp_path):
+    import json
+    from indicators.bus.gateway import RawIntake
+    area = "canton-tower-copy-161"
+    bus.ensure_area(area)
+    now = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
+    dead = DeadLetterStore(tmp_path / "dead.sqlite")
+    ing = Ingestor(JetStreamSink(bus, area), dead, clock=lambda: now)
+
+    def rec(i, **kw):
+        r = {"event_id": f"g{i}", "event_time": "2025-05-01T11:58:00Z", "zone_id": "z-plaza", "count": i}
+        r.update(kw)
+        return json.dumps(r)
+    good = "\n".join(rec(i) for i in range(5)).encode()
+    mixed = (rec(5) + "\n" + rec(6, count="many") + "\n").encode()
+    for subject, body in ((names.raw_subject(area, "crowd"), good), (names.raw_subject(area, "crowd"), mixed),
+                          (names.raw_subject(area, "crowd"), good),          # a gateway re-sending
+                          (names.raw_subject(area, "gossip"), b"not json")):
+        bus.call(bus.js.publish(subject, body, stream=names.raw_stream(area)))
+    intake = RawIntake(bus, area, ing)
+    while intake.poll(timeout=1.0):
+        pass
+    assert intake.status() == {"messages": 4, "accepted": 6, "rejected": 2}
+    ids = [e for _, _, t in JetStreamSource(bus, area).replay(0) for e in t.column("event_id").to_pylist()]
+    assert sorted(ids) == [f"g{i}" for i in range(6)]                 # stored once, validated
+    reasons = {(k, c) for (k, c) in dead.counts()}
+    assert len(reasons) == 2                                          # the bad count and the unparsable line
+    # all acknowledged: a new reader of the durable consumer finds nothing left
+    assert RawIntake(bus, area, ing).poll(timeout=1.0) == 0

@@ -123,6 +123,12 @@ class Bus:
                              storage=api.StorageType.FILE, num_replicas=replicas,
                              duplicate_window=DUPLICATE_WINDOW_S, max_age=VALUES_MAX_AGE_S,
                              description=f"indicator values of scenic area {area}, one message per tick"),
+            api.StreamConfig(name=names.raw_stream(area), subjects=[names.raw_subject(area, ">")],
+                             storage=api.StorageType.FILE, num_replicas=replicas,
+                             duplicate_window=DUPLICATE_WINDOW_S, max_age=FEED_MAX_AGE_S,
+                             max_msg_size=MAX_MESSAGE, discard=api.DiscardPolicy.OLD,
+                             description=f"raw records from gateways of scenic area {area} (MQTT "
+                                         f"scenic/{area}/raw/<kind>), read by the area's front"),
             api.StreamConfig(name=names.dead_stream(area), subjects=[names.dead_subject(area)],
                              storage=api.StorageType.FILE, num_replicas=replicas,
                              duplicate_window=DUPLICATE_WINDOW_S, max_age=FEED_MAX_AGE_S,

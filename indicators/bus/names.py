@@ -50,6 +50,20 @@ def values_subject(area: str) -> str:
     return f"scenic.{check_area(area)}.values"
 
 
+def raw_stream(area: str) -> str:
+    """Raw records from gateways (MQTT topic scenic/<area>/raw/<kind>), before validation."""
+    return f"RAW-{check_area(area)}"
+
+
+def raw_subject(area: str, kind: str = "*") -> str:
+    return f"scenic.{check_area(area)}.raw.{kind}"
+
+
+def intake_consumer(area: str) -> str:
+    """The durable consumer the area's front reads its raw stream with."""
+    return f"front-{check_area(area)}"
+
+
 def dead_stream(area: str) -> str:
     """Messages of ``area``'s feed stream a worker could not read (published there by something
     else than the ingest front: a gateway writing straight to the subject), kept with the reason."""
