@@ -118,11 +118,13 @@ def _cmd_run(args) -> int:
     except BusUnavailable as e:
         print(f"scenic-twin: {e}", file=sys.stderr)
         return 3
-    hosts = set(LOOPBACK) | {"[::1]"}
-    if args.host not in ("0.0.0.0", "::"):
-        hosts.add(args.host)
-    hosts |= {h.strip().lower() for h in os.environ.get("SCENIC_TWIN_HOSTS", "").split(",") if h.strip()}
-    app = create_app(hub=hub, service=service, access=access, hosts=tuple(sorted(hosts)))
+    host_on_bus = None
+    if service.bus is not None:
+        # web workers of this area (`scenic-twin web`) get every snapshot and forward their writes here
+        from indicators.bus.remote import ServiceHost
+        host_on_bus = ServiceHost(service, service.bus, cfg.area)
+        service.publish = lambda snap: (hub.publish(snap), host_on_bus.publish(snap))
+    app = create_app(hub=hub, service=service, access=access, hosts=_allowed_hosts(args.host))
     app.server.include_router(make_ingest_router(service.ingestor), dependencies=ingest_guard())
     service.start()
     feeds = f"simulated feeds: {cfg.scenario} at {cfg.speed:g}x" if cfg.simulate else "no simulator"
@@ -131,7 +133,63 @@ def _cmd_run(args) -> int:
     try:
         uvicorn.run(app.server, host=args.host, port=args.port, log_level="warning")
     finally:
+        if host_on_bus is not None:
+            host_on_bus.close()
         service.stop()
+    return 0
+
+
+def _allowed_hosts(listen: str) -> tuple[str, ...]:
+    import os
+
+    from indicators.bus import names
+    hosts = set(LOOPBACK) | {"[::1]"}
+    if listen not in ("0.0.0.0", "::"):
+        hosts.add(listen)
+    hosts |= {h.strip().lower() for h in os.environ.get(names.ENV_HOSTS, "").split(",") if h.strip()}
+    return tuple(sorted(hosts))
+
+
+def _cmd_web(args) -> int:
+    """A web worker: the dashboard of one area, fed by the area's front over NATS."""
+    import os
+
+    import uvicorn
+    from dashboard.app import create_app
+    from dashboard.live import SnapshotHub
+    from indicators.access.store import AccessStore
+    from indicators.bus import names
+    from indicators.bus.jetstream import Bus, BusUnavailable
+    from indicators.bus.remote import RemoteService
+    bus_url = args.bus or os.environ.get(names.ENV_BUS)
+    store = args.store or os.environ.get(names.ENV_STORE)
+    try:
+        area = names.check_area(args.area or os.environ.get(names.ENV_AREA) or names.HOME_AREA)
+    except ValueError as e:
+        print(f"scenic-twin web: {e}", file=sys.stderr)
+        return 2
+    if not bus_url or not store:
+        print(f"scenic-twin web: a web worker needs the bus and the shared store: pass --bus nats://… and "
+              f"--store postgresql://… (or set {names.ENV_BUS} and {names.ENV_STORE}); one machine needs no "
+              "web worker: `scenic-twin run` serves the dashboard itself", file=sys.stderr)
+        return 2
+    try:
+        bus = Bus(bus_url)
+    except BusUnavailable as e:
+        print(f"scenic-twin web: {e}", file=sys.stderr)
+        return 3
+    hub = SnapshotHub()
+    access = AccessStore.open(store)          # sessions and accounts shared by every worker
+    remote = RemoteService(bus, area, hub.publish)
+    remote.start()
+    app = create_app(hub=hub, service=remote, access=access, hosts=_allowed_hosts(args.host))
+    print(f"scenic-twin web worker on http://{args.host}:{args.port} (area {area}, live state from its front "
+          f"over {bus_url})", file=sys.stderr)
+    try:
+        uvicorn.run(app.server, host=args.host, port=args.port, log_level="warning")
+    finally:
+        remote.stop()
+        bus.close()
     return 0
 
 
@@ -161,6 +219,19 @@ def parser() -> argparse.ArgumentParser:
                      help="postgresql://… for alerts, cases, plans, thresholds, users and audit "
                           "(default SCENIC_TWIN_STORE; none: SQLite files in the state folder)")
     run.set_defaults(func=_cmd_run)
+
+    web = sub.add_parser("web", help="a web worker: serves the dashboard of an area whose front runs elsewhere",
+                         description=("Serve the dashboard of one scenic area from its front's live state over NATS "
+                                      "(several web workers behind a load balancer; the front is "
+                                      "`scenic-twin run --bus … --store …`).  Writes are forwarded to the front; "
+                                      "sessions live in the shared PostgreSQL store."))
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8050)
+    web.add_argument("--bus", default=None, metavar="URL", help="NATS server URL(s) (default SCENIC_TWIN_BUS)")
+    web.add_argument("--area", default=None, help="the scenic area (default SCENIC_TWIN_AREA or canton-tower)")
+    web.add_argument("--store", default=None, metavar="URL",
+                     help="the shared store, postgresql://… (default SCENIC_TWIN_STORE)")
+    web.set_defaults(func=_cmd_web)
 
     assets = sub.add_parser("assets", help="the asset inventory: build, summary, import",
                             description="The asset inventory (data/inventory.parquet).")

@@ -64,6 +64,21 @@ def intake_consumer(area: str) -> str:
     return f"front-{check_area(area)}"
 
 
+def snapshot_subject(area: str) -> str:
+    """Every snapshot the area's front publishes (core NATS: the newest supersedes the rest)."""
+    return f"scenic.{check_area(area)}.snapshot"
+
+
+def snapshot_get_subject(area: str) -> str:
+    """Request/reply: the front's current snapshot (a web worker starting)."""
+    return f"scenic.{check_area(area)}.snapshot.get"
+
+
+def service_subject(area: str) -> str:
+    """Request/reply: a web worker's forwarded write or read, answered by the area's front."""
+    return f"scenic.{check_area(area)}.service"
+
+
 def dead_stream(area: str) -> str:
     """Messages of ``area``'s feed stream a worker could not read (published there by something
     else than the ingest front: a gateway writing straight to the subject), kept with the reason."""
