@@ -385,7 +385,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                     patch[view] = changed
                     sent[view] = m
             # a beat every push keeps the page's watchdog quiet even when nothing changed
-            set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms(), **patch}})
+            set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms(), "built": snap.built_ms, **patch}})
 
     @auth.callback(app, "viewer", Output(ids.PONG, "data"), Input(ids.PING, "data"), prevent_initial_call=True)
     def _ping(n):

@@ -330,7 +330,8 @@ class Service:
                 feeds=feeds, health=self.health(), trends={k: tuple(v) for k, v in self._trends.items()},
                 buses=self.live_objects.buses(now), video_events=self.live_objects.video(now),
                 thresholds_version=self.pipeline.thresholds_version,
-                incidents={a.alert_id: k for a in alerts if (k := rt.incident_of(a.rule_id)) is not None})
+                incidents={a.alert_id: k for a in alerts if (k := rt.incident_of(a.rule_id)) is not None},
+                built_ms=int(time.time() * 1000))
 
     DEGRADED_ONLY = frozenset({"inventory"})
     MIN_FREE_BYTES = 200 * 1024 * 1024       # below this the state folder's disk is "nearly full"

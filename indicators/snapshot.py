@@ -72,6 +72,8 @@ class Snapshot:
     buses: tuple = ()                              # BusPosition, newest per vehicle
     video_events: tuple = ()                       # VideoEvent of the last 15 minutes
     incidents: Mapping[str, str] = field(default_factory=dict)  # alert id -> incident (zone/cause) it belongs to
+    built_ms: int = 0                              # wall clock (epoch ms) when the service built it: the
+                                                   # start of its way to every screen, through any web worker
 
     def value(self, indicator_id: str) -> float | None:
         v = self.values.get(indicator_id)
