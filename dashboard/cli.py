@@ -168,10 +168,11 @@ def _cmd_web(args) -> int:
     except ValueError as e:
         print(f"scenic-twin web: {e}", file=sys.stderr)
         return 2
-    if not bus_url or not store:
+    if not bus_url or not (store or args.var):
         print(f"scenic-twin web: a web worker needs the bus and the shared store: pass --bus nats://… and "
-              f"--store postgresql://… (or set {names.ENV_BUS} and {names.ENV_STORE}); one machine needs no "
-              "web worker: `scenic-twin run` serves the dashboard itself", file=sys.stderr)
+              f"--store postgresql://… (or set {names.ENV_BUS} and {names.ENV_STORE}; on the front's own machine "
+              "--var FRONT_STATE_FOLDER shares its SQLite accounts instead); one machine needs no web worker: "
+              "`scenic-twin run` serves the dashboard itself", file=sys.stderr)
         return 2
     try:
         bus = Bus(bus_url)
@@ -179,7 +180,8 @@ def _cmd_web(args) -> int:
         print(f"scenic-twin web: {e}", file=sys.stderr)
         return 3
     hub = SnapshotHub()
-    access = AccessStore.open(store)          # sessions and accounts shared by every worker
+    # sessions and accounts shared by every worker (and the front)
+    access = AccessStore.open(store or Path(args.var) / "access.sqlite")
     remote = RemoteService(bus, area, hub.publish)
     remote.start()
     app = create_app(hub=hub, service=remote, access=access, hosts=_allowed_hosts(args.host))
@@ -231,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     web.add_argument("--area", default=None, help="the scenic area (default SCENIC_TWIN_AREA or canton-tower)")
     web.add_argument("--store", default=None, metavar="URL",
                      help="the shared store, postgresql://… (default SCENIC_TWIN_STORE)")
+    web.add_argument("--var", default=None,
+                     help="instead of --store, on the front's machine: its state folder (shares its SQLite accounts)")
     web.set_defaults(func=_cmd_web)
 
     assets = sub.add_parser("assets", help="the asset inventory: build, summary, import",
@@ -273,6 +277,8 @@ def parser() -> argparse.ArgumentParser:
     register_bench_wall(bench_sub)
     from dashboard.bench_load import register as register_bench_load
     register_bench_load(bench_sub)
+    from dashboard.bench_fanout import register as register_bench_fanout
+    register_bench_fanout(bench_sub)
     from indicators.bus.cli import register as register_bus
     register_bus(sub, bench_sub)
     return p
