@@ -114,3 +114,40 @@ def test_a_message_that_would_run_code_is_refused(front, nats, tmp_path):
     assert not os.path.exists("/tmp/scenic-twin-pwned")
     assert not svc.stop_event.is_set()
     assert loads(dumps(svc.snapshot)).version == svc.snapshot.version   # a real snapshot goes through
+
+
+def test_a_login_on_one_worker_holds_on_the_others_and_a_logout_ends_it_everywhere(front, nats, tmp_path):
+    """Sessions are rows in the shared store: a screen moved to another worker by the load balancer
+    stays logged in; logging out anywhere ends the session on every worker."""
+    import re
+
+    from argon2 import PasswordHasher
+    from starlette.testclient import TestClient
+
+    from conftest import unlimited
+    from dashboard import auth
+    from dashboard.app import create_app
+    from indicators.access.store import AccessStore
+    svc, _, _ = front
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    shared = tmp_path / "access.sqlite"               # PostgreSQL in a deployment; one file here
+    stores = [AccessStore(shared, hasher=fast), AccessStore(shared, hasher=fast)]
+    stores[0].add_user("op.shared", "operator", by="test", password="correct horse battery staple 42")
+    with Bus(nats.url) as bus:
+        hubs = [SnapshotHub(), SnapshotHub()]
+        workers = [RemoteService(bus, svc.cfg.area, hubs[i].publish, inventory=svc.inventory) for i in (0, 1)]
+        apps = [create_app(hub=hubs[i], service=workers[i], access=stores[i], limiter=unlimited()) for i in (0, 1)]
+        base = "http://127.0.0.1:8050"
+        with TestClient(apps[0].server, base_url=base) as one, TestClient(apps[1].server, base_url=base) as two:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', one.get("/login").text).group(1)
+            r = one.post("/login", data={"username": "op.shared", "password": "correct horse battery staple 42",
+                                         "csrf": csrf, "next": "/ops"},
+                         headers={"origin": base, "cookie": f"{auth.CSRF_COOKIE}={csrf}"}, follow_redirects=False)
+            assert r.status_code == 303
+            token = r.cookies.get(auth.COOKIE) or re.search(f"{auth.COOKIE}=([^;]+)", r.headers["set-cookie"]).group(1)
+            cookie = {"cookie": f"{auth.COOKIE}={token}"}
+            two.cookies.clear()
+            assert two.get("/ops", headers=cookie, follow_redirects=False).status_code == 200   # the other worker
+            one.get("/logout", headers=cookie, follow_redirects=False)
+            r = two.get("/ops", headers=cookie, follow_redirects=False)
+            assert r.status_code in (302, 303, 307) and r.headers["location"].startswith("/login")
