@@ -785,3 +785,16 @@ def test_compose_app_containers_have_no_way_out():
 def test_pyyaml_is_a_declared_test_dependency():
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["test"]
     assert any(re.match(r"pyyaml\b", d, re.I) for d in extra)
+
+
+def test_every_setting_the_code_reads_is_listed_in_one_place():
+    """A variable read somewhere in the code but missing from names.SETTINGS would be invisible to
+    this file's checks of the deployment (and to an operator reading the list)."""
+    import re
+    root = Path(__file__).resolve().parents[1]
+    found = set()
+    for pkg in ("indicators", "dashboard", "twin_assets"):
+        for f in (root / pkg).rglob("*.py"):
+            found |= set(re.findall(r"SCENIC_TWIN_[A-Z_]*[A-Z]", f.read_text(encoding="utf-8")))
+    found = {v for v in found if not (v + "_").startswith(names.ENV_RATE_PREFIX)}
+    assert found and found <= set(names.SETTINGS), sorted(found - set(names.SETTINGS))

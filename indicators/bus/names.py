@@ -16,8 +16,15 @@ ENV_AREA = "SCENIC_TWIN_AREA"                # the area a front (`scenic-twin ru
 ENV_INGEST_TOKEN = "SCENIC_TWIN_INGEST_TOKEN"  # bearer token feeds send to /ingest (required off loopback)
 ENV_HOSTS = "SCENIC_TWIN_HOSTS"              # host names screens use (Host header allow-list)
 
+ENV_DATA = "SCENIC_TWIN_DATA"                # where inventory.parquet and scenarios.toml are read from
+ENV_CAP_TRUST = "SCENIC_TWIN_CAP_TRUST"      # folder of PEM certificates CAP signatures are checked against
+ENV_CAP_SIGNED_ONLY = "SCENIC_TWIN_CAP_SIGNED_ONLY"  # CAP sources taken only when signed
+ENV_FRAME_ANCESTORS = "SCENIC_TWIN_FRAME_ANCESTORS"  # CSP frame-ancestors (a kiosk wrapper)
+ENV_RATE_PREFIX = "SCENIC_TWIN_RATE_"        # SCENIC_TWIN_RATE_<CLASS>=rate/burst (dashboard.ratelimit)
+
 SETTINGS = (ENV_BUS, ENV_AREAS, ENV_AREA_GROUPS, ENV_WORKER_ORDINAL, ENV_REPLICAS, ENV_VAR, ENV_STORE,
-            ENV_AREA, ENV_INGEST_TOKEN, ENV_HOSTS)
+            ENV_AREA, ENV_INGEST_TOKEN, ENV_HOSTS, ENV_DATA, ENV_CAP_TRUST, ENV_CAP_SIGNED_ONLY, ENV_FRAME_ANCESTORS)
+"""Every environment variable the code reads (besides the SCENIC_TWIN_RATE_* family)."""
 
 HOME_AREA = "canton-tower"
 _AREA = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
