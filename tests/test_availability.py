@@ -110,6 +110,23 @@ def test_a_lamp_dark_at_night_is_a_fault(catalog):
     assert q == OK and v == pytest.approx(100.0 * (len(lamps) - 1) / len(lamps))
 
 
+def test_a_dark_lamp_under_a_work_order_is_not_a_fault_and_counts_again_once_back_in_service(catalog):
+    lamps = assets(catalog, "lamp", "haixin_bridge")
+    dark, rest = lamps[0], lamps[1:]
+    lit = [(a, "lamp_on", 1.0, local(20, 57)) for a in rest]
+    # the work order opened at 19:30 (the crew switched the lamp off to replace its driver)
+    t = tick_at(catalog, lit + [(dark, "maintenance", 1.0, local(19, 30)), (dark, "lamp_on", 0.0, local(20, 57))],
+                local(21, 0))
+    assert read(catalog, t, anomalies("haixin_bridge", "lamp")) == (0.0, OK)
+    assert read(catalog, t, avail("haixin_bridge", "lamp")) == (100.0, OK)      # of the lamps expected to work
+    # closed at 20:40: the dark reading from before does not count, the one after it does
+    back = [(dark, "maintenance", 1.0, local(19, 30)), (dark, "maintenance", 0.0, local(20, 40))]
+    t = tick_at(catalog, lit + back + [(dark, "lamp_on", 0.0, local(20, 35))], local(21, 0))
+    assert read(catalog, t, anomalies("haixin_bridge", "lamp")) == (0.0, OK)
+    t = tick_at(catalog, lit + back + [(dark, "lamp_on", 0.0, local(20, 50))], local(21, 0))
+    assert read(catalog, t, anomalies("haixin_bridge", "lamp")) == (1.0, OK)    # still dark after the repair
+
+
 def test_lamps_are_expected_from_a_little_after_sunset_to_a_little_before_sunrise(catalog):
     lat, lon = catalog.dims.site
     rise, sset = sun_times(np.array([274, 275]), lat, lon)          # 1 and 2 October

@@ -280,6 +280,7 @@ class Oracle:
                 duty = [self.on_duty(cls.zone_schedule.get(zone_of[s[k]], cls.schedule)) for s in scopes]
                 on = np.stack([x[0] for x in duty], axis=1)
                 since = np.stack([x[1] for x in duty], axis=1)
+                on, since = self.work_orders(df, key, value, [s[k] for s in scopes], on, since)
                 seen = on & ~np.isnan(vals) & (times >= since)
                 waiting = on & ~seen & (self.T[:, None] - since <= cls.silent_after_s * 1000)
                 return (np.where(seen, vals, np.nan), np.where(seen, times, NEVER),
@@ -341,6 +342,7 @@ class Oracle:
             duty = [self.on_duty(cls.zone_schedule.get(d.asset_zone[a], cls.schedule)) for a in codes]
             on = np.stack([x[0] for x in duty], axis=1)
             since = np.stack([x[1] for x in duty], axis=1)
+            on, since = self.work_orders(df, key, value, list(asset_ids[codes]), on, since)
             age = self.T[:, None] - t
             limit = cls.silent_after_s * 1000
             reporting = ~np.isnan(v) & (t >= since) & (age <= limit)
@@ -360,6 +362,13 @@ class Oracle:
             newest[:, r] = np.where(judged, t, NEVER).max(axis=1)
             idle[:, r] = (n == 0) & ~silent.any(axis=1)
         return out, newest, idle
+
+    def work_orders(self, df, key, value, assets, on, since):
+        """An asset whose latest maintenance reading is 1 is not on duty; after a 0 it counts again
+        from that reading's time on (an older reading does not describe it)."""
+        v, t = self.asof(df, key, value, [(a, "maintenance") for a in assets])
+        known = ~np.isnan(v)
+        return on & ~(known & (v >= 0.5)), np.maximum(since, np.where(known, t, NEVER))
 
     def on_duty(self, sched):
         """(on duty?, since when) per tick under an operating schedule; None = always."""

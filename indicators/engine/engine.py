@@ -63,7 +63,7 @@ __all__ = ["Engine", "BatchRun", "Tick", "Changes", "IngestResult", "OK", "STALE
 # A tick waits this long for its stragglers, so values lag event time by it: the feeds' one allowed
 # lateness (indicators.feeds.schemas.ALLOWED_LATENESS), which the ingestor judges records by.
 DEFAULT_LATENESS = ALLOWED_LATENESS
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_TICKS_PER_CHUNK = 3600
 

@@ -22,10 +22,11 @@ and the quality rule:
 * else ``OK``.
 
 Facility families judge an asset only while it is *expected to work* (its
-class's schedule, :mod:`indicators.catalog.schedule`) and *reporting* (a
-reading taken since the schedule opened, no older than the class's
-``silent_after_s``); the others count neither as available nor as failed
-(:class:`_FacilityView`).
+class's schedule, :mod:`indicators.catalog.schedule`, and no open work order:
+its latest ``maintenance`` reading is not 1) and *reporting* (a reading taken
+since the schedule opened and since it came back from maintenance, no older
+than the class's ``silent_after_s``); the others count neither as available
+nor as failed (:class:`_FacilityView`).
 
 "The input" is the newest reading in the scope for latest-value kinds
 (latest, visits_today, change, forecast), and the newest event of the feed
@@ -234,9 +235,10 @@ class _FacilityView:
     """
 
     def __init__(self, table: Latest, col: int, rows: np.ndarray, sched: np.ndarray, silent_ms: np.ndarray,
-                 duty: _Duty, R: int) -> None:
+                 duty: _Duty, R: int, maint: np.ndarray) -> None:
         self.table, self.col, self.rows, self.sched, self.silent, self.duty, self.R = \
             table, col, rows, sched, silent_ms, duty, R
+        self.maint = maint                             # entity -> its asset's maintenance entity
         self.version = -1
         self.span = (FOREVER, FOREVER)                 # [computed at, next due): the cache holds inside it
         self.stamp = 0
@@ -249,8 +251,9 @@ class _FacilityView:
         r, sched, silent = self.rows[:n], self.sched[:n], self.silent[:n]
         val, tm = lt.value[:n, self.col], lt.time[:n, self.col]
         dopen, dsince, dnext = self.duty.at(T)
-        start = dsince[sched]
-        expected = (r >= 0) & dopen[sched]
+        working, back = _in_service(lt, self.col, self.maint[:n])
+        start = np.maximum(dsince[sched], back)
+        expected = (r >= 0) & dopen[sched] & working
         fresh = ~np.isnan(val) & (tm >= start) & (T - tm <= silent)
         judged = expected & fresh
         silent_now = expected & ~fresh & (T - start > silent)
@@ -270,6 +273,15 @@ class _FacilityView:
         self.cached = (val[idx], idx, rr, cnt, newest, n_silent, self.stamp)
         self.version, self.span = lt.version, (T, due)
         return self.cached
+
+
+def _in_service(table: Latest, col: int, maint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per entity: not under an open work order, and since when it is back in service (the time of
+    a closing ``maintenance`` reading; NEVER when there is none) - a reading from before that does
+    not say how the asset works now."""
+    v, t = table.value[maint, col], table.time[maint, col]
+    known = ~np.isnan(v)
+    return ~(known & (v >= 0.5)), np.where(known, t, NEVER)
 
 
 class FacilityAgg(_Group):
@@ -314,10 +326,11 @@ class FacilityValue(_Group):
     """
 
     def __init__(self, plan, table: Latest, col: int, ent: np.ndarray, sched: np.ndarray, silent_ms: np.ndarray,
-                 duty: _Duty, pos: np.ndarray) -> None:
+                 duty: _Duty, pos: np.ndarray, maint: np.ndarray) -> None:
         super().__init__(plan)
         self.table, self.col, self.ent, self.sched, self.silent, self.duty, self.pos = \
             table, col, ent, sched, silent_ms, duty, pos
+        self.maint = maint                             # per slot: its asset's maintenance entity
         self.version = -1
         self.span = (FOREVER, FOREVER)
 
@@ -328,8 +341,9 @@ class FacilityValue(_Group):
         self.first = False
         v, tm = self.table.value[self.ent, self.col], self.table.time[self.ent, self.col]
         dopen, dsince, dnext = self.duty.at(T)
-        start = dsince[self.sched]
-        expected = dopen[self.sched]
+        working, back = _in_service(self.table, self.col, self.maint)
+        start = np.maximum(dsince[self.sched], back)
+        expected = dopen[self.sched] & working
         seen = expected & ~np.isnan(v) & (tm >= start)
         waiting = expected & ~seen & (T - start <= self.silent)
         self.plan.raw[self.pos] = np.where(seen, v, np.nan)
@@ -742,11 +756,16 @@ class Plan:
                 m = metrics.index(fam.compute.get("metric", cls.metric))
                 for a in self.dims.class_assets(cname):
                     pairs.setdefault((int(a), m), len(pairs))
+        # every judged asset's work orders: one more entity per asset, its maintenance reading
+        mm = metrics.index("maintenance")
+        for a in sorted({a for a, _ in pairs}):
+            pairs.setdefault((a, mm), len(pairs))
         lut = np.full((len(self.dims.members["asset"]) + 1, len(metrics) + 1), -1, dtype=np.intp)
         for (a, m), e in pairs.items():
             lut[a, m] = e
         self._facility_lut = lut                       # code -1 indexes the trailing row/column of -1
         self._facility_pairs = list(pairs)
+        self._maint_of = np.array([pairs[(a, mm)] for a, _ in pairs], dtype=np.intp)
 
     def _latest(self, fam: Family) -> tuple[Latest, int]:
         """The shared latest table of a family's feed and entity, and the column of its value."""
@@ -902,7 +921,8 @@ class Plan:
                     sched = np.array([self.duty.index(cls.schedule_for(self.dims.asset_zone[a] or None))
                                       for a in assets], dtype=np.intp)
                     silent = np.full(len(assets), cls.silent_after_s * 1000, dtype=np.int64)
-                    self.groups.append(FacilityValue(self, table, col, e, sched, silent, self.duty, sc.pos[:, 0]))
+                    self.groups.append(FacilityValue(self, table, col, e, sched, silent, self.duty, sc.pos[:, 0],
+                                                     self._maint_of[e]))
                     return
             else:
                 e = sc.codes[{"zone": "zone", "station": "station", "segment": "segment"}[ent]]
@@ -913,7 +933,8 @@ class Plan:
             key = (tuple(sc.scopes), c.get("class"), c.get("metric"))
             if key not in self._views:
                 rows, thr, sign, strict, sched, silent = self._facility_rows(fam, sc)
-                self._views[key] = (_FacilityView(table, col, rows, sched, silent, self.duty, len(sc.scopes)),
+                self._views[key] = (_FacilityView(table, col, rows, sched, silent, self.duty, len(sc.scopes),
+                                                  self._maint_of),
                                     thr, sign, strict)
             view, thr, sign, strict = self._views[key]
             if cond in ("anomaly", "normal"):

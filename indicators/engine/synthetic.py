@@ -142,8 +142,22 @@ def synthetic_feeds(catalog: Catalog, start: datetime, seconds: int, *, seed: in
         rows_a.append(a)
         rows_m.append(np.full(len(a), metrics.index(cls.metric)))
         rows_v.append(v)
+    # work orders: a few assets of each class go under maintenance, most come back before the end
+    rows_t = [t0 + rng.integers(0, span, sum(len(x) for x in rows_a))]
+    mm = metrics.index("maintenance")
+    for cname in d.classes:
+        assets = d.class_assets(cname)
+        k = max(1, len(assets) // 50)
+        w = rng.choice(assets, k, replace=False)
+        begin = t0 + rng.integers(0, span // 2, k)
+        back = rng.random(k) < 0.7
+        end = begin + rng.integers(span // 20, span // 2, k)
+        rows_a += [w, w[back]]
+        rows_m += [np.full(k, mm), np.full(int(back.sum()), mm)]
+        rows_v += [np.ones(k), np.zeros(int(back.sum()))]
+        rows_t += [begin, end[back]]
     a = np.concatenate(rows_a)
-    out["facility"] = {"event_time": t0 + rng.integers(0, span, len(a)),
+    out["facility"] = {"event_time": np.concatenate(rows_t),
                        "asset_id": np.array(d.members["asset"], dtype=object)[a],
                        "asset_type": d.asset_type[a],
                        "metric": np.array(metrics, dtype=object)[np.concatenate(rows_m)],

@@ -77,6 +77,9 @@ FACILITY_METRICS: dict[str, str] = {
     "escalator_running": "bool",
     "toilet_occupancy": "ratio 0-1",
     "bin_fill": "ratio 0-1",
+    # a work order (the maintenance system): 1 from the start of planned work on the asset, 0 when it
+    # is back in service; meanwhile the asset is not expected to work (neither available nor failed)
+    "maintenance": "bool (1 under maintenance / 0 back in service)",
     # parking (Smart Data Models OffStreetParking / OnStreetParking / ParkingSpot)
     "parking_free_spaces": "spaces",
     "parking_occupancy": "ratio 0-1",

@@ -146,6 +146,7 @@ FACILITY_SYNONYMS: dict[str, tuple[str, ...]] = {  # lower-case words, as snake(
     "toilet_occupancy": ("toilet occupancy", "restroom occupancy"),
     "bin_fill": ("bin fill", "bin fill level", "waste bin fill level", "bin filling level",
                  "waste container filling level"),
+    "maintenance": ("maintenance", "under maintenance", "maintenance state", "work order open"),
     "parking_free_spaces": ("free parking spaces", "available parking spaces", "free spaces",
                             "available spaces", "available spot number", "free spots",
                             "parking free spaces"),
