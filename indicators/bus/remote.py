@@ -42,7 +42,10 @@ from .jetstream import Bus
 log = logging.getLogger(__name__)
 
 MAX_UNPACKED = 64 * 1024 * 1024        # a message that inflates beyond this is refused
-CALL_TIMEOUT_S = 30.0
+CALL_TIMEOUT_S = 30.0                  # a write (the front may be busy saving a threshold version)
+READ_TIMEOUT_S = 5.0                   # a read a page waits for (a view built once per snapshot)
+_READS = frozenset({"patrols", "asset_readings", "readiness", "threshold_search", "threshold_describe",
+                    "threshold_history", "threshold_diff", "photo_get"})
 
 # what a message on the bus may construct: this project's dataclasses and enums (building one runs
 # no code of ours beyond field assignment) and a few standard types
@@ -255,9 +258,10 @@ class RemoteService:
         from indicators.service import ActionError
         if method not in FORWARDED:
             raise AttributeError(method)
+        wait = READ_TIMEOUT_S if method in _READS else CALL_TIMEOUT_S
         try:
             msg = self.bus.call(self.bus.nc.request(names.service_subject(self.area), dumps((method, args, kwargs)),
-                                                    timeout=CALL_TIMEOUT_S), CALL_TIMEOUT_S + 5)
+                                                    timeout=wait), wait + 5)
         except Exception as e:
             raise ActionError(f"the area's front did not answer ({type(e).__name__}); nothing was changed "
                               "- try again in a moment") from e
