@@ -76,8 +76,8 @@ def valid_record(draw, kind: str, tag: int):
                        object_count=draw(st.integers(0, 1000)))
     elif kind == "facility":
         metric = draw(st.sampled_from(sorted(FACILITY_METRICS)))
-        value = {"lamp_on": 1, "camera_online": 0, "lift_running": 1, "escalator_running": 0}.get(
-            metric, draw(st.floats(0, 1)))
+        # a bool metric (lamp_on, maintenance …) takes 0 or 1 only
+        value = draw(st.sampled_from([0, 1])) if FACILITY_METRICS[metric].startswith("bool") else draw(st.floats(0, 1))
         rec.update(asset_id=draw(text), metric=metric, value=value)
     else:
         rec.update(staff_id=draw(text), lon=draw(st.floats(-180, 180)), lat=draw(st.floats(-90, 90)))
