@@ -61,3 +61,7 @@ def register(sub, bench_sub=None) -> None:
     s.add_argument("--port", type=int, default=4222)
     s.add_argument("--cluster", action="store_true", help="three routed servers (replicas 3), ports chosen free")
     s.set_defaults(func=_cmd_bus_serve)
+
+    if bench_sub is not None:
+        from .bench import add_parser as add_bench_scale
+        add_bench_scale(bench_sub)
