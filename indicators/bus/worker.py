@@ -19,6 +19,7 @@ Who owns which area
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -209,13 +210,22 @@ class AreaWorker:
         import nats.errors
         from indicators.feeds.schemas import SCHEMAS
         import asyncio
-        try:
-            msgs = self.bus.call(asyncio.wait_for(self._sub.fetch(self.fetch_n, timeout=timeout), timeout + 10))
-        except nats.errors.TimeoutError:
-            return 0
-        except (asyncio.TimeoutError, TimeoutError):
-            # a pull that never came back (seen under load): what it may have delivered is not
-            # processed, so read again from the next sequence instead of waiting for redelivery
+        async def fetch():
+            # a pull that never comes back (seen under load) is told apart from an empty one, which
+            # nats-py ends with its own timeout error or, on one deadline path, Python's
+            task = asyncio.ensure_future(self._sub.fetch(self.fetch_n, timeout=timeout))
+            done, _ = await asyncio.wait({task}, timeout=timeout + 10)
+            if not done:
+                task.cancel()
+                return None
+            try:
+                return task.result()
+            except (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError):
+                return []
+        msgs = self.bus.call(fetch())
+        if msgs is None:
+            # what the hung pull may have delivered is not processed: read again from the next
+            # sequence instead of waiting for redelivery
             log.warning("%s: a fetch hung; reading again from seq %d", self.area.id, self.applied + 1)
             self._sub = self._consumer(self.applied + 1)
             return 0
@@ -286,10 +296,10 @@ class AreaWorker:
         msgs = [values_message(self.area.id, t) for t in ticks]
 
         async def send():
-            acks = []
-            for payload, headers in msgs:
-                acks.append(await self.bus.js.publish(subject, payload, stream=stream, headers=headers))
-            return acks
+            # all at once on the one connection (its order is kept), then their acknowledgements
+            futs = [await self.bus.js.publish_async(subject, payload, stream=stream, headers=headers)
+                    for payload, headers in msgs]
+            return await asyncio.gather(*futs)
         for ack in self.bus.call(send(), timeout=60 + len(msgs)):
             if ack.duplicate:
                 self.duplicates_published += 1
