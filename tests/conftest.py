@@ -170,9 +170,91 @@ def page(browser):
     ctx.close()
 
 
+# ------------------------------------------------------------------ the suite on PostgreSQL
+# SCENIC_TWIN_TEST_STORE=postgresql runs the tests of these modules with every store they open
+# (alerts, cases, plans, thresholds, users, sessions, audit) in a local PostgreSQL instead of a
+# SQLite file: each SQLite path a test names becomes a schema of its own in one database, so a
+# test that reopens "the same file" finds its rows, and tests stay apart.  ./scripts/test runs
+# this pass after the SQLite one (`-m store`).  Child processes a test starts (the kill -9
+# trials) open SQLite still: PostgreSQL's own commit durability is what a deployment relies on.
+STORE_MODULES = {
+    "test_access_cli", "test_access_matrix", "test_access_store", "test_alert_rules", "test_alert_store_crash",
+    "test_audit_writes", "test_bus_web", "test_cases", "test_config_page", "test_forecast", "test_incidents",
+    "test_patrols", "test_rate_limits", "test_readiness", "test_service", "test_sqlstore", "test_thresholds"}
+PG_STORES: list[str] = []
+SQLITE_ONLY = {  # store tests about the SQLite file itself or a CLI run in a child process on it
+    "tests/test_access_cli.py::": "runs `scenic-twin users/audit` in a child process on the store file",
+    "tests/test_cases.py::test_the_cli_lists": "runs `scenic-twin alerts` in a child process on the store file",
+    "tests/test_thresholds.py::test_cli_json_round_trip": "runs `scenic-twin thresholds` in a child process",
+    "tests/test_thresholds.py::test_saves_refusals_and_rollbacks_are_audited": "runs the CLI in a child process",
+    "tests/test_access_store.py::test_no_password_or_token_is_ever_stored_in_clear": "reads the SQLite file's bytes",
+    "tests/test_access_store.py::test_hashes_are_argon2id": "plants a weak hash with sqlite3 directly",
+    "tests/test_access_store.py::test_use_is_written_at_most_once_a_minute": "reads the file with sqlite3 directly",
+    "tests/test_access_store.py::test_a_write_that_returned_survives_kill_9": "a child process writes the file",
+    "tests/test_alert_store_crash.py::test_kill_9_during_a_burst": "a child process writes the file",
+    "tests/test_alert_store_crash.py::test_the_store_is_wal_with_full_sync": "SQLite's journal settings",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in STORE_MODULES:
+            item.add_marker(pytest.mark.store)
+            why = next((r for k, r in SQLITE_ONLY.items() if item.nodeid.startswith(k)), None)
+            if why:
+                item.add_marker(pytest.mark.sqlite_only(why))
+
+
+@pytest.fixture(scope="session")
+def pg_suite(tmp_path_factory):
+    """The PostgreSQL server of a PostgreSQL pass (None on SQLite)."""
+    if os.environ.get("SCENIC_TWIN_TEST_STORE") != "postgresql":
+        yield None
+        return
+    import shutil
+    import tempfile
+
+    from indicators.pgserver import PgServer
+    where = tempfile.mkdtemp(prefix="scenic-pg-")     # not under pytest's root-only folder: the server
+    server = PgServer(where).start().ready()          # runs as the postgres user when we are root
+    try:
+        yield server, server.create_database("suite")
+    finally:
+        server.stop()
+        shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _stores_on_postgres(request, monkeypatch):
+    if (os.environ.get("SCENIC_TWIN_TEST_STORE") != "postgresql" or request.node.get_closest_marker("store") is None
+            or request.node.get_closest_marker("sqlite_only") is not None):
+        yield
+        return
+    import hashlib
+    import itertools
+
+    from indicators import sqlstore
+    _, url = request.getfixturevalue("pg_suite")
+    real = sqlstore.connect
+    fresh = itertools.count()
+
+    def on_postgres(target, *, schema):
+        t = os.fspath(target)
+        if sqlstore.is_postgres(t):
+            return real(t, schema=schema)
+        key = f"{request.node.nodeid}:{next(fresh)}" if t == ":memory:" else os.path.abspath(t)
+        PG_STORES.append(t)
+        return real(url, schema="t_" + hashlib.sha1(key.encode()).hexdigest()[:24])
+    monkeypatch.setattr(sqlstore, "connect", on_postgres)
+    yield
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fuzzer's case counts in the run's summary (issue 16: CI prints how many cases ran)."""
     import sys
+    if os.environ.get("SCENIC_TWIN_TEST_STORE") == "postgresql":
+        terminalreporter.write_line(f"stores opened on PostgreSQL: {len(PG_STORES)} "
+                                    f"(SCENIC_TWIN_TEST_STORE=postgresql)")
     mod = sys.modules.get("test_fuzz_inputs")
     counts = getattr(mod, "COUNTS", None)
     if counts:

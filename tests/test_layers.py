@@ -26,7 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, ...]] = [
     ("twin_assets",),
-    ("indicators.localtime", "indicators.units", "indicators.catalog", "indicators.feeds"),
+    ("indicators.localtime", "indicators.units", "indicators.catalog", "indicators.feeds", "indicators.sqlstore",
+     "indicators.pgserver"),
     ("indicators.engine",),
     ("indicators.alerts", "indicators.kpis", "indicators.snapshot", "indicators.live_objects",
      "indicators.patrols", "indicators.photos"),

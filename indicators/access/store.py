@@ -38,7 +38,6 @@ import json
 import os
 import re
 import secrets
-import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -48,6 +47,8 @@ from typing import Any, Callable, Iterator
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from indicators import sqlstore
 
 from . import passwords
 from .roles import ROLES
@@ -115,6 +116,10 @@ DDL: tuple[str, ...] = (
     content      TEXT NOT NULL
 )""",
 )
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (DDL,)
+"""Schema versions in order (see indicators.sqlstore): step n brings a database from n-1 to n."""
+assert len(MIGRATIONS) == SCHEMA_VERSION
 
 _USER_COLS = "username, display_name, role, disabled, must_change, created_at, updated_at"
 _SESSION = ("SELECT s.token_id, s.username, s.kind, s.device_name, s.created_at, s.expires_at, s.last_used, "
@@ -263,8 +268,6 @@ class AccessStore:
                  max_user_failures: int = 5, max_client_failures: int = 20,
                  failure_window: timedelta = timedelta(minutes=15), hasher: PasswordHasher | None = None):
         self.path = os.fspath(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.lifetime, self.idle = lifetime, idle
         self.max_user_failures, self.max_client_failures = max_user_failures, max_client_failures
@@ -272,15 +275,10 @@ class AccessStore:
         self._ph = hasher or PasswordHasher()
         self._dummy: str | None = None
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        with self._tx() as cur:
-            for q in DDL:
-                cur.execute(q)
-            cur.execute("INSERT INTO meta (name, content) VALUES ('schema_version', ?) ON CONFLICT (name) "
-                        "DO UPDATE SET content = excluded.content", (str(SCHEMA_VERSION),))
+        # a SQLite file, or postgresql://… with the tables in the schema "access" (shared by every
+        # front and web worker of the platform: one login holds on all of them)
+        self._db = sqlstore.connect(self.path, schema="access")
+        self._db.migrate(MIGRATIONS, store="access")
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **settings: Any) -> "AccessStore":
@@ -299,17 +297,11 @@ class AccessStore:
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction; durable when the block returns, rolled back when it raises."""
-        with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+    def _tx(self) -> Iterator[Any]:
+        """One write transaction, serialised with every other writer of the store (several processes
+        on one PostgreSQL too); durable when the block returns, rolled back when it raises."""
+        with self._lock, self._db.write() as cur:
+            yield cur
 
     def _q(self, q: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

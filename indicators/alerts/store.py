@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from indicators import sqlstore
 
 from .cases import Case, CaseStep, case_from_dict, case_to_dict
 from .plans import PlanEvent, PlanInstance, instance_from_dict, instance_to_dict
@@ -223,6 +223,11 @@ WRITE_STATEMENTS: tuple[str, ...] = (_UPSERT_ALERT, _INSERT_EVENT, _UPSERT_CASE,
 """Every write the store issues (a test parses them with a PostgreSQL parser)."""
 
 
+MIGRATIONS: tuple[tuple[str, ...], ...] = (DDL,)
+"""Schema versions in order: step n brings a database from version n-1 to n (see indicators.sqlstore)."""
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
 class VersionConflict(RuntimeError):
     """Someone saved thresholds since the version the editor started from."""
 
@@ -279,77 +284,35 @@ class Batch:
 class AlertStore:
     """See the module docstring.  Thread-safe (one connection behind a lock)."""
 
-    def __init__(self, conn, dialect: str = "sqlite"):
-        self._db = conn
-        self.dialect = dialect
+    def __init__(self, db: sqlstore.Database):
+        self._db = db
+        self.dialect = db.dialect
         self._lock = threading.RLock()
-        with self._tx() as cur:
-            for stmt in DDL:
-                cur.execute(stmt)
-            cur.execute(self._sql(_UPSERT_META), ("schema_version", str(SCHEMA_VERSION)))
+        db.migrate(MIGRATIONS, store="alert")
 
     # ------------------------------------------------------------------ plumbing
     @classmethod
-    def open(cls, target: str | os.PathLike[str]) -> "AlertStore":
-        """``postgresql://…`` (needs psycopg) or a SQLite file path (``:memory:`` too)."""
-        t = os.fspath(target)
-        if t.startswith(("postgresql://", "postgres://")):
-            import psycopg  # optional: only a PostgreSQL deployment needs it
-            return cls(psycopg.connect(t), "postgresql")
-        if t != ":memory:":
-            Path(t).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(t, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        return cls(conn, "sqlite")
+    def open(cls, target: str | os.PathLike[str], *, area: str = "canton-tower") -> "AlertStore":
+        """A SQLite file path (``:memory:`` too) or ``postgresql://…``, where the area's tables live
+        in the schema ``area_<area>``."""
+        return cls(sqlstore.connect(target, schema=f"area_{area}"))
 
     def _sql(self, q: str) -> str:
-        return q.replace("?", "%s") if self.dialect == "postgresql" else q
+        return q                      # the connection's cursors take ? on both dialects
 
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._lock:
-            cur = self._db.cursor()
-            if self.dialect == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-                if self.dialect == "sqlite":
-                    cur.execute("COMMIT")
-                else:
-                    self._db.commit()
-            except BaseException:
-                if self.dialect == "sqlite":
-                    cur.execute("ROLLBACK")
-                else:
-                    self._db.rollback()
-                raise
+    def _tx(self):
+        return self._db.write()
 
     def ping(self) -> None:
         """Raise when the store cannot take a write now (locked, read-only, gone): a write
         transaction begun and rolled back, nothing written."""
-        with self._lock:
-            cur = self._db.cursor()
-            if self.dialect == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")
-                cur.execute("ROLLBACK")
-            else:
-                cur.execute("SELECT 1")
-                self._db.rollback()
+        self._db.ping()
 
     def _query(self, q: str, args: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
-            cur = self._db.cursor()
-            cur.execute(self._sql(q), tuple(args))
-            rows = cur.fetchall()
-            if self.dialect == "postgresql":
-                self._db.commit()
-            return rows
+        return self._db.execute(q, args).fetchall()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def __enter__(self) -> "AlertStore":
         return self
@@ -551,8 +514,8 @@ def default_store_path() -> Path:
     return Path(base) / "alerts.sqlite" if base else Path(__file__).resolve().parents[2] / "var" / "alerts.sqlite"
 
 
-def open_store(target: str | os.PathLike[str] | None = None) -> AlertStore:
-    return AlertStore.open(target or default_store_path())
+def open_store(target: str | os.PathLike[str] | None = None, *, area: str = "canton-tower") -> AlertStore:
+    return AlertStore.open(target or default_store_path(), area=area)
 
 
 __all__ = ["AlertStore", "Batch", "DDL", "SCHEMA_VERSION", "ThresholdVersion", "VersionConflict",
