@@ -153,3 +153,20 @@ def test_raw_records_from_gateways_are_validated_by_the_front_and_acknowledged_o
     assert len(reasons) == 2                                          # the bad count and the unparsable line
     # all acknowledged: a new reader of the durable consumer finds nothing left
     assert RawIntake(bus, area, ing).poll(timeout=1.0) == 0
+
+
+def test_a_wrong_bus_password_is_named_as_such_and_never_printed(tmp_path):
+    from indicators.bus.jetstream import BusUnavailable
+
+    class Guarded(NatsServer):
+        def _config(self):
+            return super()._config() + 'authorization { user: scenic, password: "s3cret-pw" }\n'
+    s = Guarded(tmp_path / "guarded").start().ready()
+    try:
+        with pytest.raises(BusUnavailable) as e:
+            Bus(f"nats://scenic:wrong-pw@127.0.0.1:{s.port}", timeout=3)
+        assert "refused the user or password" in str(e.value) and "wrong-pw" not in str(e.value)
+        with Bus(f"nats://scenic:s3cret-pw@127.0.0.1:{s.port}", timeout=3) as ok:
+            ok.ensure_area("canton-tower-copy-191")
+    finally:
+        s.stop()

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any, Coroutine, Iterator, TypeVar
@@ -53,9 +54,12 @@ class Bus:
         self._thread.start()
 
         connected = threading.Event()
+        first_errors: list[str] = []
 
         async def connect():
             async def quiet(e):                     # reconnects are normal in a cluster: logged, not raised
+                if not connected.is_set():
+                    first_errors.append(f"{type(e).__name__}: {e}")   # why the first connection fails
                 (log.warning if connected.is_set() else log.debug)("NATS: %s", e)
             # reconnect for ever once up (a node restarts, a leader moves); the first connection
             # gets ``timeout`` seconds
@@ -68,7 +72,12 @@ class Bus:
         except Exception as e:
             self._stop_loop()
             why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
-            raise BusUnavailable(f"cannot reach NATS at {', '.join(self.servers)} ({why}); "
+            if any("authorization" in x.lower() for x in first_errors):
+                why = "the server refused the user or password in the URL (Authorization Violation)"
+            elif first_errors:
+                why += f"; last error: {first_errors[-1][:200]}"
+            shown = ", ".join(re.sub(r"://[^@/]*@", "://…@", u) for u in self.servers)   # no password in logs
+            raise BusUnavailable(f"cannot reach NATS at {shown} ({why}); "
                                  f"start one (`scenic-twin bus serve`) or pass the right --bus / "
                                  f"{names.ENV_BUS}") from None
         self.js = self.nc.jetstream(timeout=timeout)
