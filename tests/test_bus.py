@@ -19,7 +19,6 @@ import pytest
 
 from indicators.bus import names
 from indicators.bus.jetstream import Bus, JetStreamSink, JetStreamSource
-from indicators.bus.server import NatsServer
 from indicators.bus.worker import AreaWorker, load_area, read_values, run_worker
 from indicators.feeds.deadletter import DeadLetterStore
 from indicators.feeds.ingest import Ingestor
@@ -27,19 +26,6 @@ from indicators.feeds.simulator import SimClock, simulate
 
 START = datetime(2026, 4, 15, 18, 0, tzinfo=timezone(timedelta(hours=8)))
 N_IND = 1373
-
-
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    s = NatsServer(tmp_path_factory.mktemp("nats")).start().ready()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def bus(nats):
-    with Bus(nats.url) as b:
-        yield b
 
 
 def feed(bus: Bus, area: str, minutes: int, seed: int, dead: Path, *, retry: bool = False) -> dict:

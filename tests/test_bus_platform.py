@@ -20,19 +20,6 @@ START = datetime(2026, 4, 15, 18, 0, tzinfo=timezone(timedelta(hours=8)))
 N_IND = 1373
 
 
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    s = NatsServer(tmp_path_factory.mktemp("nats")).start().ready()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def bus(nats):
-    with Bus(nats.url) as b:
-        yield b
-
-
 def evening(minutes: int, seed: int = 1):
     return [b for b in simulate("normal-weekday", START, timedelta(minutes=minutes), seed) if b.kind != "malformed"]
 

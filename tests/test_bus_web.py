@@ -14,17 +14,9 @@ from dashboard.live import SnapshotHub
 from indicators.bus import names
 from indicators.bus.jetstream import Bus
 from indicators.bus.remote import RefusedMessage, RemoteService, ServiceHost, dumps, loads
-from indicators.bus.server import NatsServer
 from indicators.feeds.simulator import simulate
 
 START = datetime(2026, 4, 15, 19, 0, tzinfo=timezone(timedelta(hours=8)))
-
-
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    s = NatsServer(tmp_path_factory.mktemp("nats")).start().ready()
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")
