@@ -220,7 +220,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
     places = getattr(getattr(service, "alerts", None), "places", None)
     views = ViewCache({"wall": lambda s: wall_view(s, names), "ops": lambda s: ops_view(s, names),
                        "patrol": lambda s: patrol_page.patrol_view(s, names, route),
-                       # the day's patrols and the stretches nobody walked (read once per snapshot)
+                       # the last 12 hours of patrols and the stretches nobody walked (read once per snapshot)
                        "patrols": lambda s: patrol_page.patrols_view(service, route)})
     app = dash.Dash(__name__, backend="fastapi", websocket_callbacks=True, compress=True,
                     assets_folder=str(ASSETS), title="广州塔景区数字孪生", update_title=None,

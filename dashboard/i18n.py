@@ -37,7 +37,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "nav.wall": {"zh": "大屏", "en": "Wall"},
     "nav.ops": {"zh": "调度台", "en": "Console"},
     "nav.patrol": {"zh": "巡查", "en": "Patrol"},
-    "patrols": {"zh": "今日巡查", "en": "Today's patrols"},
+    "patrols": {"zh": "近12小时巡查", "en": "Patrols, last 12 hours"},
     "patrol.hint": {"zh": "点按设施查看详情；长按场景任一处上报", "en": "Tap an asset for its details; long-press anywhere to report"},
     "patrol.play": {"zh": "开始/暂停虚拟巡查", "en": "Start/pause the virtual patrol"},
     "patrol.eye": {"zh": "人视角", "en": "Eye level"},

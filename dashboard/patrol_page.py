@@ -136,7 +136,7 @@ def my_cases(snap, names: Names, staff_id: str, places=None) -> list[dict[str, A
 
 
 def patrols_view(service, route) -> dict[str, Any]:
-    """For the console: today's patrols (who, how, how far) and the segments nobody covered."""
+    """For the console: the last 12 hours of patrols (who, how, how far) and the segments nobody covered."""
     if service is None or not hasattr(service, "patrols"):
         return {"patrols": [], "gaps": [], "segments": 0}
     day = service.patrols()
@@ -155,7 +155,7 @@ def patrols_view(service, route) -> dict[str, Any]:
                     "checkpoints": len(p["checkpoints"]), "of": len(route.checkpoints),
                     "segments": len(p["segments"]), "cameras": p["cameras_seen"],
                     "anomalies": len(p["anomalies_seen"]), "km": round(p["walked_m"] / 1000, 2)})
-    return {"day": day["day"], "patrols": out[-20:], "count": len(out), "segments": len(day["segments"]),
+    return {"since": day["since"], "patrols": out[-20:], "count": len(out), "segments": len(day["segments"]),
             "gaps": [seg_names(g) for g in day["gaps"]]}
 
 

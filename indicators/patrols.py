@@ -16,8 +16,10 @@ it and a GPS track snapped to it are judged the same way:
 * the **cameras seen** are the cameras within ``SIGHT_M`` of a covered stretch.
 
 :class:`PatrolStore` keeps the log in SQLite (WAL, ``synchronous=FULL``: a
-report that was answered survives a crash).  A supervisor lists the day's
-patrols and the **gaps**: segments nobody covered that day.
+report that was answered survives a crash).  A supervisor lists the recent
+patrols and the **gaps**: segments nobody covered in that time.  The console's window is a
+rolling one (the last 12 hours), not the calendar day: a night shift's patrols do not vanish
+from the list at midnight.
 """
 from __future__ import annotations
 
@@ -337,7 +339,19 @@ class PatrolStore:
 
     def gaps(self, day: date) -> list[Segment]:
         """The segments no patrol of ``day`` covered."""
-        done = {s for p in self.day(day) for s in p.coverage.segments}
+        return self.uncovered(self.day(day))
+
+    def since(self, t0: datetime) -> list[PatrolRecord]:
+        """The patrols active at or after ``t0`` (started, reported or ended since), oldest first:
+        one that began before ``t0`` and is still walking is in."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM patrols WHERE COALESCE(ended_at, updated_at) >= ? "
+                                    "ORDER BY started_at", (t0.astimezone(timezone.utc).isoformat(),)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def uncovered(self, recs: Sequence[PatrolRecord]) -> list[Segment]:
+        """The route segments none of ``recs`` covered."""
+        done = {s for p in recs for s in p.coverage.segments}
         return [s for s in self.route.segments if s.id not in done]
 
 

@@ -47,6 +47,9 @@ CLOSED_KEPT = 50
 """Recently closed cases kept in the snapshot (the case board's last column)."""
 TREND_POINTS = 240
 """KPI trend samples kept (one per alert evaluation, 15 s of event time: one hour)."""
+PATROL_WINDOW_H = 12.0
+"""The console's patrol list and gaps cover the last 12 hours: a rolling window, not the
+calendar day, so a night shift's patrols do not vanish from it at midnight."""
 
 
 def var_dir() -> Path:
@@ -564,13 +567,20 @@ class Service:
                 log.exception("audit of patrol %s failed", patrol_id)
         return rec
 
-    def patrols(self, day=None) -> dict[str, Any]:
-        """The day's patrols (local day of the service clock) and the segments nobody covered."""
-        day = day or self.clock().astimezone(localtime.LOCAL).date()
-        recs = self.patrol_log.day(day)
-        return {"day": day.isoformat(), "route": self.route.route_id, "length_m": round(self.route.length_m, 1),
+    def patrols(self, day=None, *, hours: float = PATROL_WINDOW_H) -> dict[str, Any]:
+        """The patrols of a local ``day``, or (no day) of the last ``hours`` on the service clock -
+        what the console shows, so that a night shift's patrols stay listed past midnight - and
+        the route segments none of them covered."""
+        if day is not None:
+            recs, since = self.patrol_log.day(day), None
+        else:
+            since = self.clock() - timedelta(hours=hours)
+            recs = self.patrol_log.since(since)
+        return {"day": day.isoformat() if day is not None else None,
+                "since": since.isoformat() if since is not None else None, "hours": None if day else hours,
+                "route": self.route.route_id, "length_m": round(self.route.length_m, 1),
                 "segments": [s.id for s in self.route.segments], "patrols": [r.to_dict() for r in recs],
-                "gaps": [s.id for s in self.patrol_log.gaps(day)]}
+                "gaps": [s.id for s in self.patrol_log.uncovered(recs)]}
 
     def case_step(self, case_id: str, step: str, *, by: str, note: str = "", to_staff: str | None = None,
                   passed: bool = True):

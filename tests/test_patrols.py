@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from PIL import Image
 
+from indicators.localtime import LOCAL
 from indicators.patrols import PatrolError, PatrolStore, coverage, merge, route_from_inventory
 from indicators.photos import MAX_BYTES, PhotoError, PhotoStore
 
@@ -223,17 +224,37 @@ def test_a_report_is_refused_off_the_map_with_an_unknown_type_or_an_unknown_phot
     assert [s["details"].get("sha256") for s in service.alert_store.case_steps(c.case_id)] == [None, sha]
 
 
-def test_the_days_patrols_and_gaps_and_their_start_and_end_in_the_audit(service):
+def test_the_recent_patrols_and_gaps_and_their_start_and_end_in_the_audit(service):
     r = service.route
     service.patrol_progress("phone-patrol-1", by="patrol-07", intervals=[[0, r.checkpoints[2].chainage_m]],
                             checkpoints=["cp_west_plaza", "cp_riverside_link", "cp_grand_steps"])
     service.patrol_progress("phone-patrol-1", by="patrol-07", intervals=[[0, r.checkpoints[2].chainage_m]],
                             checkpoints=[], ended=True)
     day = service.patrols()
-    assert day["day"] == "2026-04-15" and [p["username"] for p in day["patrols"]] == ["patrol-07"]
+    assert day["hours"] == 12 and [p["username"] for p in day["patrols"]] == ["patrol-07"]
     assert day["patrols"][0]["checkpoints"] == ["cp_west_plaza", "cp_riverside_link", "cp_grand_steps"]
     assert day["gaps"] == [s.id for s in r.segments[2:]]
     assert [a[1] for a in service.audit_log if a[2] == "patrol"] == ["patrol.start", "patrol.end"]
+    assert [p["username"] for p in service.patrols(date(2026, 4, 15))["patrols"]] == ["patrol-07"]
+
+
+def test_a_night_patrol_stays_on_the_console_past_midnight_and_leaves_it_after_twelve_hours(service):
+    """The console lists the last 12 hours, not the calendar day: a patrol walked at 23:50 is
+    still there (and its stretches still covered) at 00:20, and gone by noon."""
+    r, before = service.route, service.clock()
+    try:
+        service.sim_clock.set(datetime(2026, 4, 15, 23, 50, tzinfo=LOCAL))
+        service.patrol_progress("phone-night-1", by="patrol-09", intervals=[[0, r.length_m]],
+                                checkpoints=[c.id for c in r.checkpoints], ended=True)
+        service.sim_clock.set(datetime(2026, 4, 16, 0, 20, tzinfo=LOCAL))
+        now = service.patrols()
+        assert "patrol-09" in [p["username"] for p in now["patrols"]] and now["gaps"] == [] and now["hours"] == 12
+        assert service.patrols(date(2026, 4, 16))["patrols"] == []          # the calendar day has none
+        service.sim_clock.set(datetime(2026, 4, 16, 12, 0, tzinfo=LOCAL))
+        later = service.patrols()
+        assert later["patrols"] == [] and len(later["gaps"]) == len(r.segments)
+    finally:
+        service.sim_clock.set(before)
 
 
 # --------------------------------------------------------------------------- the upload route

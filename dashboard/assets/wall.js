@@ -23,7 +23,7 @@
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
     alertsMore: ["条告警", "more alerts"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
     member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
-    gaps: ["今日未巡路段", "Not patrolled today"], noGaps: ["今日全线已巡", "Whole route patrolled today"],
+    gaps: ["12小时内未巡路段", "Not patrolled in 12 hours"], noGaps: ["12小时内全线已巡", "Whole route patrolled in the last 12 hours"],
     virtual: ["虚拟巡查", "virtual"], onFoot: ["步行巡查", "on foot"], ongoing: ["进行中", "in progress"],
     cps: ["巡查点", "checkpoints"], cams: ["摄像头", "cameras"], anom: ["异常", "anomalies"],
     done: ["完成", "Done"], accepted: ["已接单", "accepted"], arrivedAt: ["已到场", "on site"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
