@@ -1,6 +1,7 @@
 """Shared fixtures: the committed inventory, a running dashboard, a real Chromium."""
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -187,35 +188,39 @@ def page(browser):
 
 
 # ------------------------------------------------------------------ the suite on PostgreSQL
-# SCENIC_TWIN_TEST_STORE=postgresql runs the tests of these modules with every store they open
-# (alerts, cases, plans, thresholds, users, sessions, audit) in a local PostgreSQL instead of a
-# SQLite file: each SQLite path a test names becomes a schema of its own in one database, so a
-# test that reopens "the same file" finds its rows, and tests stay apart.  ./scripts/test runs
-# this pass after the SQLite one (`-m store`).  Child processes a test starts (the kill -9
-# trials) open SQLite still: PostgreSQL's own commit durability is what a deployment relies on.
+# SCENIC_TWIN_TEST_STORE=postgresql runs the store tests (marker `store`) with every store they
+# open (alerts, cases, plans, thresholds, users, sessions, audit) in a local PostgreSQL instead of
+# SQLite; ./scripts/test runs this pass after the SQLite one (`-m "store and not sqlite_only"`).
+# Two ways in:
+# * `store_target`, for tests written for both dialects and for child processes: a SQLite path,
+#   or the URL of a fresh database of the session's server (the child opens that URL itself);
+# * every other store a test of STORE_MODULES opens by a SQLite path (directly or through the
+#   service) is redirected: each path becomes a schema of its own in one database, so a test that
+#   reopens "the same file" finds its rows, and tests stay apart (each has its own tmp_path).
+# A test that looks at the SQLite file itself, or runs a CLI that takes file paths only in a child
+# process, stays on SQLite (`sqlite_only`, each with its reason below).
+STORE_ENV = "SCENIC_TWIN_TEST_STORE"
 STORE_MODULES = {
     "test_access_cli", "test_access_matrix", "test_access_store", "test_alert_rules", "test_alert_store_crash",
     "test_audit_writes", "test_bus_web", "test_cases", "test_config_page", "test_forecast", "test_incidents",
     "test_patrols", "test_rate_limits", "test_readiness", "test_replay_live", "test_service", "test_sqlstore",
     "test_thresholds"}
 PG_STORES: list[str] = []
+_FRESH = itertools.count(1)
 SQLITE_ONLY = {  # store tests about the SQLite file itself or a CLI run in a child process on it
-    "tests/test_access_cli.py::": "runs `scenic-twin users/audit` in a child process on the store file",
-    "tests/test_cases.py::test_the_cli_lists": "runs `scenic-twin alerts` in a child process on the store file",
-    "tests/test_thresholds.py::test_cli_json_round_trip": "runs `scenic-twin thresholds` in a child process",
-    "tests/test_thresholds.py::test_saves_refusals_and_rollbacks_are_audited": "runs the CLI in a child process",
-    "tests/test_access_store.py::test_no_password_or_token_is_ever_stored_in_clear": "reads the SQLite file's bytes",
-    "tests/test_access_store.py::test_hashes_are_argon2id": "plants a weak hash with sqlite3 directly",
-    "tests/test_access_store.py::test_use_is_written_at_most_once_a_minute": "reads the file with sqlite3 directly",
-    "tests/test_access_store.py::test_a_write_that_returned_survives_kill_9": "a child process writes the file",
-    "tests/test_alert_store_crash.py::test_kill_9_during_a_burst": "a child process writes the file",
+    "tests/test_access_cli.py::test_without_store_option_the_accounts_live_in_the_var_folder":
+        "the default account store is a file in the state folder",
     "tests/test_alert_store_crash.py::test_the_store_is_wal_with_full_sync": "SQLite's journal settings",
 }
 
 
+def _on_postgres() -> bool:
+    return os.environ.get(STORE_ENV) == "postgresql"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__ in STORE_MODULES:
+        if item.module.__name__ in STORE_MODULES or "store_target" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.store)
             why = next((r for k, r in SQLITE_ONLY.items() if item.nodeid.startswith(k)), None)
             if why:
@@ -223,37 +228,71 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def pg_suite(tmp_path_factory):
-    """The PostgreSQL server of a PostgreSQL pass (None on SQLite)."""
-    if os.environ.get("SCENIC_TWIN_TEST_STORE") != "postgresql":
-        yield None
-        return
+def pg_server():
+    """A throwaway PostgreSQL for the session (indicators/pgserver.py), in a folder of its own:
+    not under pytest's root-only one, since as root the server runs as the postgres user."""
     import shutil
     import tempfile
 
     from indicators.pgserver import PgServer
-    where = tempfile.mkdtemp(prefix="scenic-pg-")     # not under pytest's root-only folder: the server
-    server = PgServer(where).start().ready()          # runs as the postgres user when we are root
+    where = tempfile.mkdtemp(prefix="scenic-pg-")
+    server = PgServer(where)
     try:
-        yield server, server.create_database("suite")
+        yield server.start().ready()
     finally:
         server.stop()
         shutil.rmtree(where, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def pg_suite(request):
+    """(server, URL of the database the redirected stores share) in a PostgreSQL pass, else None."""
+    if not _on_postgres():
+        yield None
+        return
+    server = request.getfixturevalue("pg_server")
+    yield server, server.create_database("suite")
+
+
+@pytest.fixture
+def store_target(request, tmp_path):
+    """``store_target(name="store")``: where a test's store called ``name`` lives - a SQLite file in
+    the test's folder, or with SCENIC_TWIN_TEST_STORE=postgresql the URL of a database made fresh
+    for this test (dropped after it).  The same name gives the same target (to reopen it)."""
+    made: dict[str, str] = {}
+    server = request.getfixturevalue("pg_server") if _on_postgres() else None
+
+    def target(name: str = "store") -> str:
+        if name not in made:
+            if server is None:
+                made[name] = str(tmp_path / f"{name}.sqlite")
+            else:
+                made[name] = server.create_database(f"fresh_{next(_FRESH)}")
+                PG_STORES.append(made[name])
+        return made[name]
+    yield target
+    if server is not None:
+        for url in made.values():
+            server.drop_database(url.rsplit("/", 1)[1])
+
+
 @pytest.fixture(autouse=True)
 def _stores_on_postgres(request, monkeypatch):
-    if (os.environ.get("SCENIC_TWIN_TEST_STORE") != "postgresql" or request.node.get_closest_marker("store") is None
+    if (not _on_postgres() or request.node.get_closest_marker("store") is None
             or request.node.get_closest_marker("sqlite_only") is not None):
         yield
         return
     import hashlib
-    import itertools
 
     from indicators import sqlstore
     _, url = request.getfixturevalue("pg_suite")
     real = sqlstore.connect
     fresh = itertools.count()
+
+    real_exists = sqlstore.exists
+
+    def schema_of(path: str) -> str:
+        return "t_" + hashlib.sha1(path.encode()).hexdigest()[:24]
 
     def on_postgres(target, *, schema):
         t = os.fspath(target)
@@ -261,15 +300,22 @@ def _stores_on_postgres(request, monkeypatch):
             return real(t, schema=schema)
         key = f"{request.node.nodeid}:{next(fresh)}" if t == ":memory:" else os.path.abspath(t)
         PG_STORES.append(t)
-        return real(url, schema="t_" + hashlib.sha1(key.encode()).hexdigest()[:24])
+        return real(url, schema=schema_of(key))
+
+    def exists_on_postgres(target, *, schema):       # the command-line tools look before they open
+        t = os.fspath(target)
+        if sqlstore.is_postgres(t):
+            return real_exists(t, schema=schema)
+        return real_exists(url, schema=schema_of(os.path.abspath(t)))
     monkeypatch.setattr(sqlstore, "connect", on_postgres)
+    monkeypatch.setattr(sqlstore, "exists", exists_on_postgres)
     yield
 
 
 def pytest_terminal_summary(terminalreporter):
     """The fuzzer's case counts in the run's summary (issue 16: CI prints how many cases ran)."""
     import sys
-    if os.environ.get("SCENIC_TWIN_TEST_STORE") == "postgresql":
+    if _on_postgres():
         terminalreporter.write_line(f"stores opened on PostgreSQL: {len(PG_STORES)} "
                                     f"(SCENIC_TWIN_TEST_STORE=postgresql)")
     mod = sys.modules.get("test_fuzz_inputs")

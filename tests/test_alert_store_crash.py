@@ -2,7 +2,8 @@
 idempotent; the schema is plain SQL that PostgreSQL parses.
 
 Crash trials: this file is also the child process
-(``python tests/test_alert_store_crash.py CHILD DB SEED``).  The child drives an
+(``python tests/test_alert_store_crash.py CHILD DB SEED``; DB a SQLite path, or in the
+PostgreSQL pass a ``postgresql://`` URL).  The child drives an
 :class:`AlertRuntime` through a burst of ticks (40 indicators jumping between
 tiers every minute, escalations, a compound rule opening a plan) and user
 actions (acknowledgements, case reports, every step of the case loop), and
@@ -135,7 +136,7 @@ def child(db: str, seed: int) -> None:
 
 
 # ============================================================================ the parent
-def _run_cycle(db: Path, seed: int, rng: random.Random, err: Path) -> set[str]:
+def _run_cycle(db: str, seed: int, rng: random.Random, err: Path) -> set[str]:
     with open(err, "ab") as e:
         proc = subprocess.Popen([sys.executable, __file__, "CHILD", str(db), str(seed)], stdout=subprocess.PIPE,
                                 stderr=e, env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -163,7 +164,7 @@ def _run_cycle(db: Path, seed: int, rng: random.Random, err: Path) -> set[str]:
     return acked
 
 
-def _check_store(db: Path, acked: set[str]) -> dict:
+def _check_store(db: str, acked: set[str]) -> dict:
     store = AlertStore.open(db)
     try:
         events = store.events()
@@ -210,12 +211,13 @@ def _check_store(db: Path, acked: set[str]) -> dict:
         store.close()
 
 
-def test_kill_9_during_a_burst_loses_no_acknowledged_write_and_duplicates_none(tmp_path):
+def test_kill_9_during_a_burst_loses_no_acknowledged_write_and_duplicates_none(tmp_path, store_target):
+    """On SQLite the child writes a file; in the PostgreSQL pass it opens a fresh database's URL."""
     rng = random.Random(20251001)
     t_start = time.monotonic()
     totals = defaultdict(int)
     for trial in range(TRIALS):
-        db = tmp_path / f"trial{trial}.sqlite"
+        db = store_target(f"trial{trial}")
         err = tmp_path / f"trial{trial}.err"
         acked: set[str] = set()
         for _ in range(CYCLES):

@@ -8,7 +8,8 @@ a compiler had brought libatomic1 along, were green.  Two checks here:
 
 * every ELF file the test tooling executes — Playwright's bundled node,
   Debian's real Chromium binary and the shared objects beside it,
-  chromedriver — is run through ``ldd``; a "not found" library fails, named
+  chromedriver, the PostgreSQL server of the store tests (initdb, pg_ctl,
+  postgres) — is run through ``ldd``; a "not found" library fails, named
   with the Debian package that provides it;
 * every library those files load comes from a package that a minimal Debian
   has (``shared/hooks/minimal-debian-packages.txt``) or that
@@ -116,7 +117,13 @@ def tool_binaries() -> dict[str, list[Path]]:
     if driver is None or not is_elf(Path(os.path.realpath(driver))):
         pytest.fail("chromedriver is missing: run ./scripts/test (it installs Debian chromium-driver)",
                     pytrace=False)
-    return {"playwright node": [node], "chromium": chromium, "chromedriver": [Path(os.path.realpath(driver))]}
+    try:
+        from indicators.pgserver import pg_bin
+        pg = pg_bin()
+    except FileNotFoundError as e:
+        pytest.fail(str(e), pytrace=False)
+    return {"playwright node": [node], "chromium": chromium, "chromedriver": [Path(os.path.realpath(driver))],
+            "postgresql": [pg / "initdb", pg / "pg_ctl", pg / "postgres"]}
 
 
 def script_packages(text: str) -> list[str]:
@@ -191,7 +198,7 @@ def test_ldd_check_catches_a_real_binary_with_a_missing_library(tmp_path):
     assert missing == ["libq.so.6"] and "libc.so.6" not in found
 
 
-@pytest.mark.parametrize("tool", ["playwright node", "chromium", "chromedriver"])
+@pytest.mark.parametrize("tool", ["playwright node", "chromium", "chromedriver", "postgresql"])
 def test_tool_finds_every_library(tool):
     binaries = tool_binaries()[tool]
     missing = {}

@@ -1,6 +1,7 @@
-"""The stores' database layer (indicators/sqlstore.py): versioned migrations, serialised writers,
-and PostgreSQL's durability.  The first tests run on SQLite and again on PostgreSQL
-(SCENIC_TWIN_TEST_STORE=postgresql, see tests/conftest.py); the last one starts its own server."""
+"""The stores' database layer (indicators/sqlstore.py): versioned migrations, serialised writers.
+These run on SQLite and again on PostgreSQL (SCENIC_TWIN_TEST_STORE=postgresql, see
+tests/conftest.py); what only PostgreSQL has (schemas, a server that restarts or dies) is in
+tests/test_pgstore.py."""
 from __future__ import annotations
 
 import threading
@@ -87,25 +88,40 @@ def test_parallel_guesses_from_two_processes_stores_cannot_pass_the_login_limit(
         s.close()
 
 
-def test_a_write_to_postgresql_that_returned_survives_kill_9_of_the_server(tmp_path):
-    import tempfile
-    import shutil
+def test_a_store_written_by_a_newer_program_is_refused_with_the_reason(store_target):
+    target = store_target("access")
+    AccessStore.open(target).close()
+    db = sqlstore.connect(target, schema="access")
+    with db.write() as cur:
+        cur.execute("UPDATE meta SET content = '99' WHERE name = 'schema_version'")
+    db.close()
+    with pytest.raises(sqlstore.SchemaTooNew, match=r"written by a newer scenic-twin \(schema 99; this program "
+                                                    r"knows up to 1\): upgrade the program"):
+        AccessStore.open(target)
 
-    from indicators.pgserver import PgServer
-    where = tempfile.mkdtemp(prefix="scenic-pg-kill-")
-    server = PgServer(where).start().ready()
-    try:
-        url = server.create_database("crash")
-        store = ast.AlertStore.open(url, area="canton-tower")
-        from datetime import datetime, timezone
-        at = datetime(2026, 10, 1, 12, 0, tzinfo=timezone.utc)
-        for i in range(20):
-            store.save_threshold_version({"override": {}}, author=f"sup{i}", comment=f"v{i}", at=at)
-        server.kill()                                   # the postmaster, SIGKILL: no shutdown checkpoint
-        server.start().ready()
-        again = ast.AlertStore.open(url, area="canton-tower")
-        assert [v.version for v in again.threshold_versions()] == list(range(1, 21))
-        again.close()
-    finally:
-        server.stop()
-        shutil.rmtree(where, ignore_errors=True)
+
+def test_processes_opening_a_database_at_once_apply_each_step_once(store_target):
+    """Four connections (four workers starting together) bring one database from nothing to
+    version 2; step 2 cannot run twice (a column added twice is an error), so each step must be
+    applied by exactly one of them."""
+    target = store_target("notes")
+    start, errors, versions = threading.Barrier(4), [], []
+
+    def open_one():
+        db = sqlstore.connect(target, schema="notes")
+        try:
+            start.wait(10)
+            versions.append(db.migrate([STEP_1, STEP_2], store="notes"))
+        except Exception as e:        # reported below
+            errors.append(e)
+        finally:
+            db.close()
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and versions == [2, 2, 2, 2]
+    db = sqlstore.connect(target, schema="notes")
+    assert db.version() == 2 and db.execute("SELECT content FROM meta").fetchall() == [("2",)]
+    db.close()

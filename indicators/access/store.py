@@ -1,4 +1,6 @@
-"""Accounts, sessions, login throttling and the audit trail, in one SQLite file.
+"""Accounts, sessions, login throttling and the audit trail, in one SQLite file (the embedded
+default) or in the schema ``access`` of a PostgreSQL database (the platform, shared by every
+front and web worker).
 
 * **Passwords** are hashed with argon2id; a generated one (new account,
   reset, first start) is returned once to the caller and never stored or
@@ -26,10 +28,13 @@
   Cybersecurity Law, art. 21: network logs kept at least six months).
 
 SQLite in WAL mode with ``synchronous=FULL``: a write that returned survives
-``kill -9`` and a power cut.  The SQL keeps to what PostgreSQL also takes
-(TEXT/INTEGER columns, ISO 8601 UTC text times that sort, ``?``
+``kill -9`` and a power cut; on PostgreSQL, its commit.  The SQL keeps to what
+both take (TEXT/INTEGER columns, ISO 8601 UTC text times that sort, ``?``
 placeholders, keys computed by the writer instead of AUTOINCREMENT), as in
-:mod:`indicators.alerts.store`.  Time comes from the injected ``clock``.
+:mod:`indicators.alerts.store`; :mod:`indicators.sqlstore` opens either and
+serialises writers (``BEGIN IMMEDIATE``; a per-schema advisory lock on
+PostgreSQL, so the throttle's check-and-count holds across web workers) and
+migrates the schema (``MIGRATIONS``).  Time comes from the injected ``clock``.
 """
 from __future__ import annotations
 
@@ -282,7 +287,8 @@ class AccessStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **settings: Any) -> "AccessStore":
-        """The store at ``path`` (default :func:`default_path`), created if missing."""
+        """The store at ``path`` - a SQLite file, or a ``postgresql://`` URL (schema ``access``) - by
+        default :func:`default_path`; created, or brought to this program's schema, if needed."""
         return cls(default_path() if path is None else path, **settings)
 
     def close(self) -> None:
@@ -311,7 +317,7 @@ class AccessStore:
                after: Any = None, outcome: str = "ok", client: str | None = None, detail: Any = None,
                at: datetime | None = None) -> None:
         when = iso(at or self.clock())
-        # time, then the row's place within its millisecond (writers are serialised by BEGIN IMMEDIATE),
+        # time, then the row's place within its millisecond (writers are serialised by _tx),
         # so keys sort in the order things happened; the random suffix keeps keys of merged trails apart
         n = cur.execute("SELECT COUNT(*) FROM audit WHERE occurred_at = ?", (when,)).fetchone()[0]
         key = f"{when}#{n:06d}-{secrets.token_hex(4)}"

@@ -1,11 +1,12 @@
 """The alert store: alerts, transitions, cases and their steps, plans and their
 steps, threshold versions, the notification outbox and the audit trail.
 
-One interface, :class:`AlertStore`, over a DB-API connection.  The default is
-SQLite in WAL mode with ``synchronous=FULL`` (a write that returned survives
-``kill -9`` and a power cut); the same SQL runs on PostgreSQL (``open_store``
-with a ``postgresql://`` URL, driver ``psycopg``) because it keeps to the
-common subset:
+One interface, :class:`AlertStore`, over :mod:`indicators.sqlstore`.  The
+default is SQLite in WAL mode with ``synchronous=FULL`` (a write that returned
+survives ``kill -9`` and a power cut); the same SQL runs on PostgreSQL
+(``open_store(url, area=...)`` with a ``postgresql://`` URL, driver
+``psycopg``; each area's tables in the schema ``area_<area id>``, ``-`` as
+``_``) because it keeps to the common subset:
 
 * types TEXT, INTEGER, BIGINT, DOUBLE PRECISION only (no AUTOINCREMENT, no
   SERIAL, no JSON/BOOLEAN/TIMESTAMP types: times are ISO 8601 UTC text
@@ -515,6 +516,9 @@ def default_store_path() -> Path:
 
 
 def open_store(target: str | os.PathLike[str] | None = None, *, area: str = "canton-tower") -> AlertStore:
+    """The alert store of ``area`` at ``target``: a SQLite file (default :func:`default_store_path`;
+    ``area`` changes nothing there, one file holds one area) or a ``postgresql://`` URL (the area's
+    schema ``area_<area>``); created, or brought to this program's schema, if needed."""
     return AlertStore.open(target or default_store_path(), area=area)
 
 
