@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from indicators import sqlstore
 from indicators.access.cli import register
 from indicators.access.store import AccessStore
 from indicators.alerts.store import open_store
@@ -82,7 +83,7 @@ def test_listing_users_shows_role_names_and_never_a_hash(cli):
 def test_listing_a_store_that_does_not_exist_says_where_it_looked_and_creates_nothing(cli):
     code, out, err = cli("users", "list")
     assert code == 2 and out == "" and str(cli.store) in err and "--store" in err
-    assert not cli.store.exists()
+    assert not sqlstore.exists(cli.store, schema="access")
 
 
 def test_disable_enable_set_role_and_reset_password_change_the_account_and_end_sessions(cli):
@@ -180,7 +181,8 @@ def test_the_audit_filters_both_trails(cli, tmp_path):
 def test_the_audit_skips_a_store_that_does_not_exist_without_creating_it(cli, tmp_path):
     code, out, err = cli("audit", "--json")
     assert code == 0 and json.loads(out) == [] and "no account store" in err and "no alert store" in err
-    assert not (tmp_path / "access.sqlite").exists() and not (tmp_path / "alerts.sqlite").exists()
+    assert not sqlstore.exists(tmp_path / "access.sqlite", schema="access")
+    assert not sqlstore.exists(tmp_path / "alerts.sqlite", schema="area_canton-tower")
     with open_store(tmp_path / "elsewhere.sqlite") as al:
         al.save_threshold_version({}, author="li", comment="x", at=T0)
     code, out, _ = cli("audit", "--json", "--alerts-store", str(tmp_path / "elsewhere.sqlite"))

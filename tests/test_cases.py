@@ -413,7 +413,7 @@ def test_the_cli_lists_alerts_cases_and_plans_from_the_store(make, places, tmp_p
     rt, clock, notifier, store = make(crowd_rules(places))
     rt.on_tick(T0, crowd_values(places, west_plaza=93))
     rt.report(request_id="cli-1", category="litter", by="p1", xy=on_yuejiang_east(places))
-    db = next(tmp_path.glob("alerts*.sqlite"))
+    db = tmp_path / "alerts0.sqlite"       # what make() opened (on PostgreSQL: its schema)
     assert main(["alerts", "--json", "--store", str(db)]) == 0
     alerts = json.loads(capsys.readouterr().out)
     west = next(a for a in alerts if a["rule_id"] == "crowd.load_rate:zone=west_plaza@1m")

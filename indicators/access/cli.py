@@ -16,7 +16,8 @@ from typing import Any
 
 from .roles import ROLE_NAMES, ROLES
 
-STORE_HELP = "account store (default var/access.sqlite; SCENIC_TWIN_VAR replaces var/)"
+STORE_HELP = ("account store: a file path or postgresql://… (default SCENIC_TWIN_STORE, else var/access.sqlite; "
+              "SCENIC_TWIN_VAR replaces var/)")
 
 
 def _actor() -> str:
@@ -26,18 +27,23 @@ def _actor() -> str:
         return "cli:unknown"
 
 
-def _path(args) -> Path:
+def _path(args) -> str | Path:
+    """The account store: --store (a path or a postgresql:// URL), SCENIC_TWIN_STORE, var/access.sqlite."""
+    from indicators import sqlstore
+
     from .store import default_path
-    return Path(args.store) if args.store else default_path()
+    return sqlstore.cli_target(args.store, default_path())
 
 
 def _open(args, *, create: bool = False):
     """The account store; only commands that add something may create it."""
+    from indicators import sqlstore
+
     from .store import AccessError, AccessStore
     path = _path(args)
-    if not create and not path.exists():
-        raise AccessError(f"no account store at {path}: `scenic-twin run` creates it (or `scenic-twin users add`); "
-                          "pass --store if it is elsewhere")
+    if not create and not sqlstore.exists(path, schema="access"):
+        raise AccessError(f"no account store at {sqlstore.describe(path)}: `scenic-twin run` creates it (or "
+                          "`scenic-twin users add`); pass --store if it is elsewhere")
     return AccessStore.open(path)
 
 
@@ -169,10 +175,10 @@ def _positive(text: str) -> int:
     return n
 
 
-def _alert_trail(path: Path) -> list[dict[str, Any]]:
+def _alert_trail(path: str | Path, area: str) -> list[dict[str, Any]]:
     """The alert store's audit rows in this trail's shape (they have no outcome, client or before/after)."""
     from indicators.alerts.store import open_store
-    with open_store(path) as st:
+    with open_store(path, area=area) as st:
         rows = st.audit(limit=st.counts()["audit"])   # audit(limit) keeps the OLDEST rows: read them all
     out = []
     for r in rows:
@@ -188,11 +194,17 @@ def _alert_trail(path: Path) -> list[dict[str, Any]]:
 
 @_guarded
 def _cmd_audit(args):
+    from indicators import sqlstore
+
     from .store import iso
     access_path = _path(args)
-    alerts_path = Path(args.alerts_store) if args.alerts_store else access_path.parent / "alerts.sqlite"
+    area = sqlstore.cli_area(args.area)
+    if args.alerts_store:
+        alerts_path = sqlstore.cli_target(args.alerts_store, Path())
+    else:           # on PostgreSQL one database holds both; SQLite files sit side by side
+        alerts_path = access_path if sqlstore.is_postgres(access_path) else access_path.parent / "alerts.sqlite"
     rows: list[dict[str, Any]] = []
-    if access_path.exists():
+    if sqlstore.exists(access_path, schema="access"):
         with _open(args) as st:
             if args.prune:
                 n = st.prune_audit(timedelta(days=args.retention_days), by=_actor())
@@ -201,14 +213,14 @@ def _cmd_audit(args):
             rows += [{"trail": "access", **r} for r in st.audit_rows(since=args.since, actor=args.actor,
                                                                      action=args.action, limit=args.limit)]
     else:
-        print(f"(no account store at {access_path})", file=sys.stderr)
-    if alerts_path.exists():
+        print(f"(no account store at {sqlstore.describe(access_path)})", file=sys.stderr)
+    if sqlstore.exists(alerts_path, schema=f"area_{area}"):
         since = iso(args.since) if args.since else None
-        rows += [r for r in _alert_trail(alerts_path)
+        rows += [r for r in _alert_trail(alerts_path, area)
                  if (since is None or r["at"] >= since) and args.actor in (None, r["actor"])
                  and args.action in (None, r["action"])]
     else:
-        print(f"(no alert store at {alerts_path})", file=sys.stderr)
+        print(f"(no alert store at {sqlstore.describe(alerts_path)})", file=sys.stderr)
     rows.sort(key=lambda r: (r["at"], r["trail"], r["key"]))
     rows = rows[-args.limit:]
     if args.json:
@@ -279,6 +291,9 @@ def register(sub) -> None:
     au.add_argument("--retention-days", type=_positive, default=183,
                     help="retention for --prune (default and minimum 183: six months, Cybersecurity Law art. 21)")
     au.add_argument("--store", default=None, help=STORE_HELP)
-    au.add_argument("--alerts-store", default=None, help="alert store (default alerts.sqlite beside the account "
-                                                         "store, i.e. var/alerts.sqlite)")
+    au.add_argument("--alerts-store", default=None, help="alert store (default: alerts.sqlite beside the account "
+                                                         "store, i.e. var/alerts.sqlite; on PostgreSQL the "
+                                                         "account store's database)")
+    au.add_argument("--area", default=None, help="on PostgreSQL: whose alert trail (default SCENIC_TWIN_AREA or "
+                                                 "canton-tower)")
     au.set_defaults(func=_cmd_audit)

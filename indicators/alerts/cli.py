@@ -2,9 +2,9 @@
 
 Registered into ``scenic-twin`` by ``register(sub, bench_sub)``; also
 runnable alone as ``python -m indicators.alerts.cli …``.  The listing
-commands read the store at ``--store PATH`` (default ``var/alerts.sqlite``;
-the environment variable SCENIC_TWIN_VAR replaces ``var/``) and never create
-one.
+commands read the store at ``--store`` (a file path or a ``postgresql://`` URL
+with ``--area``; default SCENIC_TWIN_STORE, else ``var/alerts.sqlite``, where
+SCENIC_TWIN_VAR replaces ``var/``) and never create one.
 """
 from __future__ import annotations
 
@@ -17,12 +17,16 @@ from pathlib import Path
 from .store import default_store_path
 
 
-def _open(path: str | None):
+def _open(args):
+    from indicators import sqlstore
+
     from .store import AlertStore
-    p = Path(path) if path else default_store_path()
-    if not p.exists():
-        raise FileNotFoundError(f"no alert store at {p} (the runtime creates it; --store PATH to read another)")
-    return AlertStore.open(p)
+    p, area = sqlstore.cli_target(args.store, default_store_path()), sqlstore.cli_area(args.area)
+    if not sqlstore.exists(p, schema=f"area_{area}"):
+        raise FileNotFoundError(f"no alert store at {sqlstore.describe(p)}"
+                                + (f" for area {area}" if sqlstore.is_postgres(p) else "")
+                                + " (the runtime creates it; --store PATH or URL to read another)")
+    return AlertStore.open(p, area=area)
 
 
 def _print(obj, as_json: bool, text_lines) -> None:
@@ -35,7 +39,7 @@ def _print(obj, as_json: bool, text_lines) -> None:
 
 def _cmd_alerts(args) -> int:
     from .state import explain
-    with _open(args.store) as st:
+    with _open(args) as st:
         states = st.active_alerts()
         out = []
         for s in states:
@@ -55,7 +59,7 @@ def _cmd_alerts(args) -> int:
 
 def _cmd_cases(args) -> int:
     from .cases import case_to_dict
-    with _open(args.store) as st:
+    with _open(args) as st:
         cases = st.cases(status=args.status) if args.status else st.cases()
         out = []
         for c in cases:
@@ -69,7 +73,7 @@ def _cmd_cases(args) -> int:
 
 def _cmd_plans(args) -> int:
     from .plans import instance_to_dict
-    with _open(args.store) as st:
+    with _open(args) as st:
         out = []
         for p in st.plans(active_only=not args.all):
             d = instance_to_dict(p)
@@ -156,17 +160,21 @@ def _cmd_bench_forecast(args) -> int:
 # --------------------------------------------------------------------------- registration
 def register(sub, bench_sub) -> None:
     """Add ``alerts``, ``cases``, ``plans`` and ``bench forecast`` to ``scenic-twin``."""
-    store_help = "alert store (default var/alerts.sqlite; SCENIC_TWIN_VAR replaces var/)"
+    store_help = ("alert store: a file path or postgresql://… (default SCENIC_TWIN_STORE, else var/alerts.sqlite; "
+                  "SCENIC_TWIN_VAR replaces var/)")
+    area_help = "on PostgreSQL: the scenic area (default SCENIC_TWIN_AREA or canton-tower)"
     a = sub.add_parser("alerts", help="active alerts with tier, reason and values",
                        description="List the active alerts of the alert store: tier, threshold, why they fired "
                                    "(the values over the pending period), acknowledgement and escalation.")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.add_argument("--store", default=None, help=store_help)
+    a.add_argument("--area", default=None, help=area_help)
     a.set_defaults(func=_cmd_alerts)
     c = sub.add_parser("cases", help="dispatched cases and their steps (立案→派遣→处置→核查→结案)",
                        description="List the cases of the alert store with every step (who, when, note).")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--store", default=None, help=store_help)
+    c.add_argument("--area", default=None, help=area_help)
     c.add_argument("--status", default=None, help="only cases in this status (open, dispatched, … closed)")
     c.set_defaults(func=_cmd_cases)
     p = sub.add_parser("plans", help="emergency plans that are running (or all with --all)",
@@ -174,6 +182,7 @@ def register(sub, bench_sub) -> None:
                                    "activation, step completions and closure.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--store", default=None, help=store_help)
+    p.add_argument("--area", default=None, help=area_help)
     p.add_argument("--all", action="store_true", help="closed plans too")
     p.set_defaults(func=_cmd_plans)
     b = bench_sub.add_parser("forecast", help="15/30-minute load forecast against persistence on held-out days",

@@ -35,33 +35,49 @@ def _var(args) -> Path:
     return Path(args.var) if args.var else default_store_path().parent
 
 
-def _store_path(args) -> Path:
-    return Path(args.store) if args.store else _var(args) / "alerts.sqlite"
+def _store_path(args) -> str | Path:
+    """--store (a path or postgresql://…), SCENIC_TWIN_STORE unless --var names the folder, var/alerts.sqlite."""
+    from indicators import sqlstore
+    if args.var and not args.store:
+        return _var(args) / "alerts.sqlite"
+    return sqlstore.cli_target(args.store, _var(args) / "alerts.sqlite")
+
+
+def _where(args) -> str:
+    from indicators import sqlstore
+    p = _store_path(args)
+    return sqlstore.describe(p) + (f" (area {sqlstore.cli_area(args.area)})" if sqlstore.is_postgres(p) else "")
 
 
 def _open_store(args, *, create: bool = False):
+    from indicators import sqlstore
     from indicators.alerts.store import AlertStore
-    p = _store_path(args)
-    if not create and not p.exists():
+    p, area = _store_path(args), sqlstore.cli_area(args.area)
+    if not create and not sqlstore.exists(p, schema=f"area_{area}"):
         return None
-    return AlertStore.open(p)
+    return AlertStore.open(p, area=area)
 
 
 def _audit(args, author: str):
     """(audit callable or None, the access store to close or None)."""
+    from indicators import sqlstore
     from indicators.access.store import AccessStore
 
     from .versions import os_user
     if args.access_store:
-        path = Path(args.access_store)
+        path = sqlstore.cli_target(args.access_store, Path())
     else:
-        path = Path(args.var) / "access.sqlite" if args.var else None
-        if path is None:
-            from indicators.access.store import default_path
-            path = default_path()
-        if not path.exists():
-            print(f"(no account store at {path}: the save is recorded in the alert store's trail only; "
-                  "--access-store PATH to name one)", file=sys.stderr)
+        store = _store_path(args)
+        if sqlstore.is_postgres(store):             # the platform's one database holds both
+            path = store
+        else:
+            path = Path(args.var) / "access.sqlite" if args.var else None
+            if path is None:
+                from indicators.access.store import default_path
+                path = default_path()
+        if not sqlstore.exists(path, schema="access"):
+            print(f"(no account store at {sqlstore.describe(path)}: the save is recorded in the alert store's "
+                  "trail only; --access-store PATH to name one)", file=sys.stderr)
             return None, None
     st = AccessStore.open(path)
     who = os_user()
@@ -237,7 +253,10 @@ def _add_change_options(p) -> None:
 
 def _add_common(p, *, write: bool = False) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--store", default=None, help="alert store holding the versions (default var/alerts.sqlite)")
+    p.add_argument("--store", default=None, help="alert store holding the versions: a file path or postgresql://… "
+                                                 "(default SCENIC_TWIN_STORE, else var/alerts.sqlite)")
+    p.add_argument("--area", default=None, help="on PostgreSQL: the scenic area (default SCENIC_TWIN_AREA or "
+                                                "canton-tower)")
     p.add_argument("--var", default=None, help="state folder (default var/ or SCENIC_TWIN_VAR)")
     if write:
         p.add_argument("--by", default=None, metavar="USER", help="who saves (default: the OS user name)")
@@ -414,7 +433,7 @@ def _cmd_diff(args) -> int:
         elif args.a == 0 and not args.b:
             a = b = (0, {})
         else:
-            raise KeyError(f"no alert store at {_store_path(args)}: no saved version yet")
+            raise KeyError(f"no alert store at {_where(args)}: no saved version yet")
     except KeyError as e:
         return _usage(str(e.args[0]))
     finally:
@@ -439,7 +458,7 @@ def _cmd_rollback(args) -> int:
     try:
         st = _open_store(args)
         if st is None:
-            return _usage(f"no alert store at {_store_path(args)}")
+            return _usage(f"no alert store at {_where(args)}")
         with st:
             try:
                 v = rollback(st, args.version, author, args.reason or "", book=default_book(),
