@@ -279,6 +279,8 @@ def parser() -> argparse.ArgumentParser:
     register_bench_load(bench_sub)
     from dashboard.bench_fanout import register as register_bench_fanout
     register_bench_fanout(bench_sub)
+    from dashboard.bench_soak import register as register_bench_soak
+    register_bench_soak(bench_sub)
     from indicators.bus.cli import register as register_bus
     register_bus(sub, bench_sub)
     return p
