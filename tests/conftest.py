@@ -106,6 +106,32 @@ def login(page, base: Base, path: str = "/wall") -> None:
     page.wait_for_url(base + path, timeout=30_000)
 
 
+class ServerStores:
+    """Where a dashboard server a test starts keeps its accounts and alerts: the SQLite files of its
+    state folder, or in the PostgreSQL pass a database of its own on the session's server - the
+    server reads ``env`` (SCENIC_TWIN_STORE), the command-line tools take ``access``/``alerts``."""
+
+    def __init__(self, var: Path):
+        if _on_postgres():
+            url = _PG[0].create_database(f"server_{next(_FRESH)}")
+            PG_STORES.append(url)
+            self.access = self.alerts = url
+            self.env = {"SCENIC_TWIN_STORE": url}
+        else:
+            self.access, self.alerts = str(var / "access.sqlite"), str(var / "alerts.sqlite")
+            self.env = {}
+
+    def alert_events(self, alert_id: str, kind: str) -> list[tuple[str, str]]:
+        """(actor, time) of the alert's events of ``kind``, read past the server on a connection of our own."""
+        from indicators import sqlstore
+        db = sqlstore.connect(self.alerts, schema="area_canton-tower")
+        try:
+            return [tuple(r) for r in db.execute("SELECT actor, occurred_at FROM alert_events WHERE alert_id = ? "
+                                                 "AND kind = ? ORDER BY seq", (alert_id, kind)).fetchall()]
+        finally:
+            db.close()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """`scenic-twin run` as a user starts it, on a free port."""
@@ -114,8 +140,10 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     out = open(log, "wb")   # a file, not a pipe: an unread pipe fills up and stalls the server
     var = tmp_path_factory.mktemp("var")
+    stores = ServerStores(var)
+    env.update(stores.env)
     made = subprocess.run([sys.executable, "-m", "dashboard.cli", "users", "add", "op1", "--role", "supervisor",
-                           "--store", str(var / "access.sqlite")], cwd=ROOT, env=env, capture_output=True,
+                           "--store", stores.access], cwd=ROOT, env=env, capture_output=True,
                           text=True, check=True)
     password = made.stdout.strip().splitlines()[-1]
     proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "run", "--port", str(port),
@@ -123,7 +151,7 @@ def server(tmp_path_factory):
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     proc.log_path = log
     base = Base(f"http://127.0.0.1:{port}")
-    base.user, base.password, base.var = "op1", password, var
+    base.user, base.password, base.var, base.stores = "op1", password, var, stores
     base.pid = proc.pid
     try:
         wait_http(base + "/healthz", proc)
@@ -207,6 +235,7 @@ STORE_MODULES = {
     "test_thresholds"}
 PG_STORES: list[str] = []
 _FRESH = itertools.count(1)
+_PG: list = []              # the session's PgServer while it runs (pg_server)
 SQLITE_ONLY = {  # store tests about the SQLite file itself or a CLI run in a child process on it
     "tests/test_access_cli.py::test_without_store_option_the_accounts_live_in_the_var_folder":
         "the default account store is a file in the state folder",
@@ -238,10 +267,20 @@ def pg_server():
     where = tempfile.mkdtemp(prefix="scenic-pg-")
     server = PgServer(where)
     try:
-        yield server.start().ready()
+        _PG.append(server.start().ready())
+        yield server
     finally:
+        _PG.clear()
         server.stop()
         shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_for_servers(request):
+    """In the PostgreSQL pass the session's server is up before any test starts a dashboard on it."""
+    if _on_postgres():
+        request.getfixturevalue("pg_server")
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def srv(tmp_path_factory):
     s = OwnServer(tmp_path_factory.mktemp("cfg"), "--scenario", "national-day", "--speed", "60",
                   "--start", "2026-10-01T18:00+08:00")
     made = subprocess.run([sys.executable, "-m", "dashboard.cli", "users", "add", "sup1", "--role", "supervisor",
-                           "--store", str(s.var / "access.sqlite")], cwd=ROOT, env=s.env, capture_output=True,
+                           "--store", s.stores.access], cwd=ROOT, env=s.env, capture_output=True,
                           text=True, check=True)
     s.sup_password = made.stdout.strip().splitlines()[-1]
     s.start()

@@ -32,7 +32,7 @@ def _until(pg, expr: str, timeout: float = 90.0):
 @pytest.fixture(scope="module")
 def patrol_login(server):
     out = subprocess.run([sys.executable, "-m", "dashboard.cli", "users", "add", "patrol-30", "--role", "patrol",
-                          "--store", str(server.var / "access.sqlite")], cwd=ROOT, capture_output=True, text=True,
+                          "--store", server.stores.access], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=120)
     return "patrol-30", out.stdout.strip().splitlines()[-1]
 

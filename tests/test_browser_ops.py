@@ -27,14 +27,6 @@ def who(actor: str | None) -> str | None:
     return actor.removeprefix("user:") if actor else actor
 
 
-def stored_events(store: str, alert_id: str, kind: str) -> list[tuple[str, str]]:
-    """(actor, time) of the alert's events of ``kind`` in the alert store."""
-    import sqlite3
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-        return db.execute("SELECT actor, occurred_at FROM alert_events WHERE alert_id = ? AND kind = ? ORDER BY seq",
-                          (alert_id, kind)).fetchall()
-
-
 def click_in_row(page, table, attr, key, button):
     page.locator(f"#{table} tr[{attr}={json.dumps(key)}] button.{button}").first.click()
 
@@ -72,22 +64,22 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
             const meta = (r) => r.getAttribute('data-alert').startsWith('case.') ? 1 : 0;
             rows.sort((a, b) => meta(a) - meta(b) || (started(a) < started(b) ? -1 : started(a) > started(b) ? 1 : 0));
             return (rows[0] || document.querySelector('#ops-alerts tr[data-alert]')).getAttribute('data-alert'); }""")
-        store = str(server.var / "alerts.sqlite")
+        store = server.stores
 
         click_in_row(ops, "ops-alerts", "data-alert", aid, "st-ack")
         deadline = time.monotonic() + 30
-        while not stored_events(store, aid, "acknowledged"):
+        while not store.alert_events(aid, "acknowledged"):
             assert time.monotonic() < deadline, ops.locator("#action-result").inner_text()
             time.sleep(0.5)
-        if not stored_events(store, aid, "tier_up"):          # a raised tier clears the acknowledgement
+        if not store.alert_events(aid, "tier_up"):          # a raised tier clears the acknowledgement
             wait_row(ops, "ops-alerts", "data-alert", aid, server.user)
         # stored with who and when (the alert's current state may have moved on: a raised tier asks
         # for a new acknowledgement, so the trail is what must hold it)
-        acks = stored_events(store, aid, "acknowledged")
+        acks = store.alert_events(aid, "acknowledged")
         assert [who(actor) for actor, _ in acks] == [server.user] and acks[0][1]
         # the wall shows who acknowledged it (when the alert is among those it lists)
         on_wall = wall.evaluate("(aid) => !!document.querySelector(`#alert-list li[data-alert=\"${aid}\"]`)", aid)
-        if on_wall and not stored_events(store, aid, "tier_up"):
+        if on_wall and not store.alert_events(aid, "tier_up"):
             wall.wait_for_function("""([aid, who]) => {
                 const li = document.querySelector(`#alert-list li[data-alert="${aid}"]`);
                 return !!li && li.innerText.includes(who); }""", arg=[aid, server.user], timeout=30_000)
@@ -99,16 +91,16 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
         ops.once("dialog", lambda d: d.accept("需要值班长决定"))
         click_in_row(ops, "ops-alerts", "data-alert", aid, "st-escalate")
         deadline = time.monotonic() + 30
-        while not [e for e in stored_events(store, aid, "escalated") if who(e[0]) == server.user]:
+        while not [e for e in store.alert_events(aid, "escalated") if who(e[0]) == server.user]:
             assert time.monotonic() < deadline, ops.locator("#action-result").inner_text()
             time.sleep(0.5)
         wait_row(ops, "ops-alerts", "data-alert", aid, "已升级")
 
-        before = {c["case_id"] for c in cli("cases", "--json", "--store", store)}
+        before = {c["case_id"] for c in cli("cases", "--json", "--store", store.alerts)}
         click_in_row(ops, "ops-alerts", "data-alert", aid, "st-open-case")
         deadline = time.monotonic() + 30
         while True:
-            new = [c for c in cli("cases", "--json", "--store", store) if c["case_id"] not in before
+            new = [c for c in cli("cases", "--json", "--store", store.alerts) if c["case_id"] not in before
                    and who(c.get("opened_by")) == server.user]
             if new or time.monotonic() > deadline:
                 break
@@ -123,7 +115,7 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
             ops.wait_for_function("""([cid, step]) => !!Array.from(document.querySelectorAll('#ops-cases tr'))
                 .find(r => r.getAttribute('data-case') === cid && r.querySelector('button.st-step-' + step))""",
                                   arg=[cid, step], timeout=30_000)
-            steps_before = len(next(c for c in cli("cases", "--json", "--store", store)
+            steps_before = len(next(c for c in cli("cases", "--json", "--store", store.alerts)
                                     if c["case_id"] == cid)["steps"])
             if step == "dispatch":
                 # not the suggested person: the dispatcher picks the last one on the list
@@ -134,7 +126,7 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
                 sel.select_option(chosen)
             click_in_row(ops, "ops-cases", "data-case", cid, f"st-step-{step}")
             deadline = time.monotonic() + 30
-            while len(next(c for c in cli("cases", "--json", "--store", store)
+            while len(next(c for c in cli("cases", "--json", "--store", store.alerts)
                            if c["case_id"] == cid)["steps"]) == steps_before:
                 assert time.monotonic() < deadline, f"step {step} was not stored"
                 time.sleep(0.5)
@@ -147,7 +139,7 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
                     const st = el && el.closest('[data-stage]'); return st ? st.getAttribute('data-stage') : null; }""", cid)
                 raise AssertionError(f"after {step}: case not in the wall's {stage!r} column (it is in {where!r})") from e
 
-        case = next(c for c in cli("cases", "--json", "--store", store) if c["case_id"] == cid)
+        case = next(c for c in cli("cases", "--json", "--store", store.alerts) if c["case_id"] == cid)
         assert case["assignee"] == chosen, (case["assignee"], chosen)
         assert case["status"] == "closed" and who(case["closed_by"]) == server.user and case["closed_at"]
         steps = [(s["step"], who(s.get("by") or s.get("actor"))) for s in case["steps"]]
@@ -157,8 +149,8 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser)
             assert any(s == name and who == server.user for s, who in steps), (name, steps)
 
         # the audit trail: every console action with who, when, before and after
-        audit = cli("audit", "--json", "--actor", server.user, "--store", str(server.var / "access.sqlite"),
-                    "--alerts-store", store)
+        audit = cli("audit", "--json", "--actor", server.user, "--store", server.stores.access,
+                    "--alerts-store", server.stores.alerts)
         rows = audit if isinstance(audit, list) else audit.get("rows", [])
         actions = [r.get("action") for r in rows]
         print("\naudit actions by", server.user, actions)

@@ -26,7 +26,7 @@ def patrol_account(server, console):
     ops.wait_for_function("!!window.scenicWall.ops.staff && window.scenicWall.ops.staff.length > 0", timeout=120_000)
     user = ops.evaluate("window.scenicWall.ops.staff[0].id")
     out = subprocess.run([sys.executable, "-m", "dashboard.cli", "users", "add", user, "--role", "patrol",
-                          "--store", str(server.var / "access.sqlite")], cwd=ROOT, capture_output=True, text=True,
+                          "--store", server.stores.access], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=120)
     return user, out.stdout.strip().splitlines()[-1]
 

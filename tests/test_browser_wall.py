@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from conftest import ROOT, free_port, login, wait_http
+from conftest import ROOT, ServerStores, free_port, login, wait_http
 from indicators.snapshot import feed_limit_s
 
 pytestmark = pytest.mark.browser
@@ -166,13 +166,16 @@ class OwnServer:
     def __init__(self, tmp_path, *args):
         self.port = free_port()
         self.var = tmp_path / "var"
+        self.var.mkdir(parents=True, exist_ok=True)
         self.args = args
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SCENIC_TWIN_INGEST_TOKEN", None)
+        self.stores = ServerStores(self.var)
+        env.update(self.stores.env)
         self.env = env
         made = subprocess.run([sys.executable, "-m", "dashboard.cli", "users", "add", "wall1", "--role", "viewer",
-                               "--store", str(self.var / "access.sqlite")], cwd=ROOT, env=env,
+                               "--store", self.stores.access], cwd=ROOT, env=env,
                               capture_output=True, text=True, check=True)
         self.password = made.stdout.strip().splitlines()[-1]
         self.log = open(tmp_path / "server.log", "ab")
