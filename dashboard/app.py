@@ -98,7 +98,8 @@ def _shell():
             html.Div(className="st-spacer"),
             html.Div(className="st-clock", children=[
                 html.Span(i18n.t("asof", "zh"), id="asof-label", className="st-kpi-label"),
-                html.Span("—", id=ids.ASOF, className="st-asof")]),
+                html.Span("—", id=ids.ASOF, className="st-asof"),
+                html.Span("", id="asof-state", className="st-provisional")]),
             html.Span("", id=ids.CONN, className="st-conn"),
             dcc.RadioItems(id=ids.LANG, className="st-lang", value=i18n.DEFAULT,
                            options=[{"label": "中文", "value": "zh"}, {"label": "English", "value": "en"}],

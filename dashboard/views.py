@@ -280,7 +280,8 @@ def zone_tiers(snap: Snapshot) -> dict[str, str]:
 
 
 def _kpis(snap: Snapshot) -> list[dict[str, Any]]:
-    latest = {k: (pts[-1][1] if pts else None) for k, pts in snap.trends.items()}
+    # the tiles' numbers belong to the values shown (provisional at first); the sparklines are final
+    latest = {k: (pts[-1][1] if pts else None) for k, pts in snap.trends.items()} | dict(snap.kpis)
     groups = []
     for g, (zh, en) in GROUP_NAMES.items():
         items = []
@@ -413,6 +414,8 @@ def wall_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     return {
         "v": snap.version,
         "asof": fmt_local(snap.as_of), "age_s": None if age is None else round(age),
+        # values of a tick whose allowed lateness has not passed: late events may still change them
+        "provisional": snap.provisional, "final_asof": fmt_local(snap.final_as_of) if snap.provisional else "",
         "now": fmt_local(now),
         "stale_feeds": stale,
         "kpis": _kpis(snap),

@@ -74,6 +74,10 @@ class ServiceConfig:
     bus: str | None = None           # nats://… : the feed log is the area's JetStream stream
     area: str = "canton-tower"       # the scenic area this front serves (its stream, its store schema)
     store: str | None = None         # postgresql://… : alerts, cases, plans, thresholds in PostgreSQL
+    # provisional values: a second engine without lateness publishes each tick as soon as its
+    # events are in; the screens show them marked provisional until the final tick (2 minutes of
+    # allowed lateness later) replaces them.  Alerts, trends and history take final ticks only.
+    provisional: bool = True
 
     @property
     def simulated_time(self) -> bool:
@@ -171,6 +175,8 @@ class Service:
             self.engine.ingest(kind, table, feed_seq=seq)
             replayed += 1
         log.info("engine restored at feed seq %s, replayed %d batches", covered, replayed)
+        self.fresh = self._fresh_engine() if cfg.provisional else None
+        self.fresh_latest = None
         self.history = History(cfg.var / "history", self.catalog.ids, retention=cfg.history_retention)
         # ticks after the checkpoint are recomputed: drop what was written of them
         last_tick = self.engine.last_tick
@@ -238,6 +244,16 @@ class Service:
         return gdf, catalog
 
     # ------------------------------------------------------------ feeding
+    def _fresh_engine(self):
+        """The provisional engine: a copy of the final one (same windows, same state) that ticks
+        as soon as an event past a tick boundary arrives.  An event behind its computed tick goes
+        into its next tick there (``behind="next_tick"``), so a provisional value can differ from
+        the final one by the late events; the final tick is what alerts and history keep."""
+        import copy
+        fresh = copy.deepcopy(self.engine)
+        fresh.lateness_ms = 0
+        return fresh
+
     def _last_event_time(self) -> datetime | None:
         last = None
         for _, _, table in self.feed_log.replay(max(1, (self.feed_log.last_seq or 0) - 200)):
@@ -252,6 +268,8 @@ class Service:
         import pyarrow.compute as pc
         with self.lock:
             self.engine.ingest(kind, table, feed_seq=seq)
+            if self.fresh is not None:
+                self.fresh.ingest(kind, table)
             self.pipeline.offer(kind, table)
             self.live_objects.offer(kind, table)
             newest = pc.max(table.column("event_time")).as_py() if table.num_rows else None
@@ -270,6 +288,8 @@ class Service:
             ticks = list(self.engine.ticks(wm)) if wm is not None else []
             if ticks:
                 self.history.extend(ticks)      # under the lock: a checkpoint (stop) flushes it too
+            if self.fresh is not None:
+                self._advance_fresh()
         if ticks:
             self.latest = ticks[-1]
             for t in ticks:
@@ -282,6 +302,17 @@ class Service:
         if time.monotonic() - self._last_ckpt > self.cfg.checkpoint_every_s:
             self.checkpoint()
         return len(ticks)
+
+    def _advance_fresh(self) -> None:
+        """Bring the provisional engine up to its watermark, computing the values of its last tick
+        only (its states take every tick's events; nobody reads the ticks in between)."""
+        fresh = self.fresh
+        wm = fresh.watermark
+        if wm is None:
+            return
+        last = fresh.tick_limit(wm)
+        for t in fresh.ticks(wm, want=lambda T: T == last):
+            self.fresh_latest = t
 
     def _sample_trends(self, tick) -> None:
         ms = tick.time_ms
@@ -302,7 +333,11 @@ class Service:
         rt = self.alerts
         now = self.clock()
         with self.lock:
-            tick = self.latest
+            tick, provisional = self.latest, False
+            final_as_of = None if tick is None else tick.time
+            fresh = self.fresh_latest
+            if fresh is not None and (tick is None or fresh.time_ms > tick.time_ms):
+                tick, provisional = fresh, True      # ahead of the final tick (ServiceConfig.provisional)
             values = {} if tick is None else {
                 i: (None if v != v else float(v), QUALITY_NAMES[q])
                 for i, v, q in zip(self.pipeline.ids, tick.values.tolist(), tick.quality.tolist())}
@@ -328,6 +363,8 @@ class Service:
             self._version += 1
             return Snapshot(
                 version=self._version, now=now, as_of=None if tick is None else tick.time, values=values,
+                provisional=provisional, final_as_of=final_as_of,
+                kpis={} if tick is None else self._kpis.compute(tick.values),
                 alerts=alerts, rules=self.pipeline.rules, cases=cases, plans=tuple(rt.plans.values()),
                 plan_defs=rt.plan_defs, warnings=dict(rt.warnings), staff=tuple(rt.staff.values()),
                 feeds=feeds, health=self.health(), trends={k: tuple(v) for k, v in self._trends.items()},
@@ -979,6 +1016,8 @@ class Service:
         if mono - self._last_batch_wall > self.cfg.quiet_after_s:
             with self.lock:
                 self.engine.heartbeat(self.clock())
+                if self.fresh is not None:
+                    self.fresh.heartbeat(self.clock())
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():

@@ -74,6 +74,10 @@ class Snapshot:
     incidents: Mapping[str, str] = field(default_factory=dict)  # alert id -> incident (zone/cause) it belongs to
     built_ms: int = 0                              # wall clock (epoch ms) when the service built it: the
                                                    # start of its way to every screen, through any web worker
+    provisional: bool = False                      # the values' tick is ahead of the final one: events
+    final_as_of: datetime | None = None            # late by up to the allowed lateness may still change
+                                                   # them; final_as_of is the last final tick
+    kpis: Mapping[str, float | None] = field(default_factory=dict)   # kpi -> value at as_of (trends: final)
 
     def value(self, indicator_id: str) -> float | None:
         v = self.values.get(indicator_id)

@@ -66,6 +66,10 @@ def test_wall_fills_the_screen_without_scrolling_and_the_scene_dominates(server,
     try:
         open_wall(page, server)
         page.wait_for_function("document.querySelectorAll('#alert-counts .st-count').length === 4", timeout=60_000)
+        # values come at once, marked provisional until the allowed lateness has passed (issue 13)
+        page.wait_for_function("document.getElementById('asof-state').dataset.provisional === '1'", timeout=60_000)
+        assert page.locator("#asof-state").inner_text() == "暂定"
+        assert "终值截至" in page.locator("#asof-state").get_attribute("title")
         assert no_scrollbars(page), "the wall scrolls"
         box = page.locator("#twin-deck").bounding_box()
         share = box["width"] * box["height"] / (size[0] * size[1])
@@ -75,7 +79,7 @@ def test_wall_fills_the_screen_without_scrolling_and_the_scene_dominates(server,
         # readable at distance: no text on the wall is smaller than 1 % of the screen height
         # (≈ 11 px at 1080p, 22 px at 4K)
         smallest = page.evaluate("""() => Math.min(...Array.from(document.querySelectorAll(
-            '.st-alert-title, .st-alert-meta, .st-kpi-value, .st-kpi-label, .st-case, .st-step'))
+            '.st-alert-title, .st-alert-meta, .st-kpi-value, .st-kpi-label, .st-case, .st-step, .st-provisional'))
             .map(e => parseFloat(getComputedStyle(e).fontSize)))""")
         assert smallest >= size[1] / 100, f"text of {smallest}px at {size[1]}px height"
         page.screenshot(path=str(server.var / f"wall-{size[0]}x{size[1]}.png"))

@@ -25,6 +25,8 @@
     member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     gaps: ["12小时内未巡路段", "Not patrolled in 12 hours"], noGaps: ["12小时内全线已巡", "Whole route patrolled in the last 12 hours"],
     virtual: ["虚拟巡查", "virtual"], onFoot: ["步行巡查", "on foot"], ongoing: ["进行中", "in progress"],
+    provisional: ["暂定", "provisional"],
+    provisionalHint: ["迟到数据到齐后将修正；终值截至", "late data may still change these; final values up to"],
     cps: ["巡查点", "checkpoints"], cams: ["摄像头", "cameras"], anom: ["异常", "anomalies"],
     done: ["完成", "Done"], accepted: ["已接单", "accepted"], arrivedAt: ["已到场", "on site"], overdue: ["超时", "overdue"], noplan: ["无启动中的预案", "No plan active"],
     degraded: ["组件异常：", "Degraded: "], level: ["级", ""], since: ["自", "since"],
@@ -83,6 +85,13 @@
   function renderHeader(w) {
     const asof = $("asof");
     if (asof && w.asof !== undefined) asof.textContent = w.asof;
+    const state = $("asof-state");
+    if (state && w.provisional !== undefined) {
+      // provisional values: shown at once, final when the allowed lateness has passed
+      state.textContent = w.provisional ? tr("provisional") : "";
+      state.title = w.provisional ? tr("provisionalHint") + " " + w.final_asof : "";
+      state.dataset.provisional = w.provisional ? "1" : "0";
+    }
     const banners = [];
     if (w.warning) {
       const b = el("div", "st-banner st-warning st-colour-" + w.warning.colour, pick(w.warning, ""));
