@@ -281,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     register_bench_fanout(bench_sub)
     from dashboard.bench_soak import register as register_bench_soak
     register_bench_soak(bench_sub)
+    from dashboard.bench_push import register as register_bench_push
+    register_bench_push(bench_sub)
     from indicators.bus.cli import register as register_bus
     register_bus(sub, bench_sub)
     return p
