@@ -101,7 +101,7 @@ class Service:
         from indicators.alerts.runtime import ListNotifier
         from indicators.catalog import load_catalog
         from indicators.engine.engine import Engine
-        from indicators.engine.history import History
+        from indicators.engine.history import History, unit_decimals
         from indicators.feeds.deadletter import DeadLetterStore
         from indicators.feeds.ingest import Ingestor
         from indicators.feeds.log import FeedLog
@@ -178,7 +178,8 @@ class Service:
         log.info("engine restored at feed seq %s, replayed %d batches", covered, replayed)
         self.fresh = self._fresh_engine() if cfg.provisional else None
         self.fresh_latest = None
-        self.history = History(cfg.var / "history", self.catalog.ids, retention=cfg.history_retention)
+        self.history = History(cfg.var / "history", self.catalog.ids, retention=cfg.history_retention,
+                               decimals=[unit_decimals(i.family.unit) for i in self.catalog.indicators])
         # ticks after the checkpoint are recomputed: drop what was written of them
         last_tick = self.engine.last_tick
         self.history.drop_after(None if last_tick is None else int(last_tick.timestamp() * 1000))
@@ -1060,6 +1061,14 @@ class Service:
             self.history.flush()
             self.history.prune(self.engine.last_tick or datetime.now(UTC))
             self.engine.checkpoint(self.ckpt)
+            covered = self.engine.last_tick
+        # a finished hour the checkpoint covers becomes one part (one key frame): ~1 s of work an
+        # hour, one hour a checkpoint (older hours left by an earlier version follow one by one)
+        if covered is not None:
+            try:
+                self.history.compact(int(covered.timestamp() * 1000), limit=1)
+            except Exception:
+                log.exception("tick history compaction failed; the parts stay as they are")
         self._last_ckpt = time.monotonic()
 
     def stop(self) -> None:

@@ -357,3 +357,67 @@ def test_last_per_entity_picks_the_largest_key(pairs):
     for e, k in pairs:
         best[e] = max(best.get(e, -1), k)
     assert sorted(zip(ent[win].tolist(), key[win].tolist())) == sorted(best.items())
+
+
+def _values(t):
+    t = t.sort_by([("tick_time", "ascending"), ("indicator", "ascending")])
+    return (t.column("indicator").to_pylist(), t.column("tick_time").to_pylist(),
+            t.column("value").to_numpy(zero_copy_only=False), t.column("quality").to_pylist())
+
+
+def test_quantised_history_keeps_each_value_to_half_its_last_decimal_and_compacts_an_hour_into_one_part(
+        catalog, in_order, tmp_path):
+    """The service's history: values to 3 decimals of their unit (6 for fine units), rows by
+    indicator, and a finished hour rewritten as one part; read back, every tick is there once,
+    within half a step of what the engine computed, and compaction changes nothing read."""
+    from indicators.engine.history import unit_decimals
+    ticks, _ = in_order
+    decimals = [unit_decimals(i.family.unit) for i in catalog.indicators]
+    assert {3, 6} <= set(decimals)
+    exact = History(tmp_path / "exact", catalog.ids, flush_ticks=30)
+    h = History(tmp_path / "q", catalog.ids, flush_ticks=30, decimals=decimals)
+    for x in (exact, h):
+        x.extend(ticks)
+        x.flush()
+    ind, tt, want, qual = _values(exact.query(None, ticks[0].time, ticks[-1].time))
+    ind2, tt2, got, qual2 = _values(h.query(None, ticks[0].time, ticks[-1].time))
+    assert ind2 == ind and tt2 == tt and qual2 == qual
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    step = 10.0 ** -np.array([decimals[catalog.index(i)] for i in ind])
+    ok = ~np.isnan(want)
+    assert (np.abs(got[ok] - want[ok]) <= step[ok] / 2 + 1e-12).all()
+    before = h.query(None, ticks[0].time, ticks[-1].time)
+    files = sorted((tmp_path / "q").rglob("*.parquet"))
+    assert len(files) > 2
+    end_ms = ticks[-1].time_ms + 3_600_000
+    assert h.compact(end_ms, limit=10) >= 1
+    hours = {f.parent for f in files}
+    assert all(len(list(d.glob("*.parquet"))) == 1 for d in hours)       # one part an hour
+    after = h.query(None, ticks[0].time, ticks[-1].time)
+    assert _values(after)[:2] == _values(before)[:2]
+    np.testing.assert_array_equal(_values(after)[2], _values(before)[2])
+    size = lambda d: sum(f.stat().st_size for f in d.rglob("*.parquet"))   # noqa: E731
+    assert size(tmp_path / "q") < size(tmp_path / "exact") / 2, (size(tmp_path / "q"), size(tmp_path / "exact"))
+
+
+def test_a_compaction_cut_short_leaves_no_tick_twice_and_the_next_one_tidies_up(catalog, in_order, tmp_path):
+    """kill -9 between writing an hour's new part and deleting its old parts: readers skip the
+    covered parts, the next compaction deletes them."""
+    import shutil
+    from indicators.engine.history import parts
+    ticks, _ = in_order
+    h = History(tmp_path / "h", catalog.ids, flush_ticks=40, decimals=[3] * len(catalog.ids))
+    h.extend(ticks)
+    h.flush()
+    want = h.query(None, ticks[0].time, ticks[-1].time)
+    saved = tmp_path / "saved"
+    shutil.copytree(tmp_path / "h", saved)
+    h.compact(ticks[-1].time_ms + 3_600_000, limit=10)
+    for old in saved.rglob("*.parquet"):                   # the old parts back, as if never deleted
+        shutil.copy(old, tmp_path / "h" / old.relative_to(saved))
+    assert len(list((tmp_path / "h").rglob("*.parquet"))) > len(parts(tmp_path / "h"))
+    got = h.query(None, ticks[0].time, ticks[-1].time)
+    assert got.num_rows == want.num_rows
+    np.testing.assert_array_equal(_values(got)[2], _values(want)[2])
+    h.compact(ticks[-1].time_ms + 3_600_000, limit=10)
+    assert len(list((tmp_path / "h").rglob("*.parquet"))) == len(parts(tmp_path / "h"))

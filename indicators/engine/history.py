@@ -23,6 +23,21 @@ the part are in its schema metadata (``scenic_twin.ticks``, JSON), so a tick
 in which nothing changed is still a tick.  :func:`part_matrix` reads a part
 back into one row per tick - exactly the values stored, NaN for no data - and
 also reads the older parts that stored every tick (no metadata).
+
+Quantised, indicator-major, compacted
+-------------------------------------
+Given ``decimals`` (one per indicator: the service takes them from each
+family's unit, :func:`unit_decimals`), a part stores each value as an integer
+count of ``10**-decimals`` of its unit (``value`` int64, exact to half a step:
+0.0005 of a percent point, a person, a degree), its rows sorted by indicator
+and then time, the values delta-encoded: one indicator's successive values are
+close, so their differences pack into a few bits.  The decimals are in the
+schema metadata (``scenic_twin.decimals``), per file.  :meth:`History.compact`
+rewrites a finished hour's parts (one per flush, each with a key frame) as
+one part with one key frame; it writes the new file before it deletes the old
+ones, and a part whose ticks another part of its hour covers is skipped by
+every reader (:func:`parts`) and deleted by the next compaction, so a crash in
+between loses and doubles nothing.
 """
 from __future__ import annotations
 
@@ -44,10 +59,23 @@ from twin_assets.fsio import atomic_write
 
 from .plan import QUALITY_NAMES
 
-__all__ = ["History", "ticks_table", "changes_table", "part_matrix", "SCHEMA"]
+__all__ = ["History", "ticks_table", "changes_table", "part_matrix", "parts", "unit_decimals", "SCHEMA"]
 
 FORMAT_KEY = b"scenic_twin.history"
 TICKS_KEY = b"scenic_twin.ticks"
+TICK_RUNS_KEY = b"scenic_twin.tick_runs"
+DECIMALS_KEY = b"scenic_twin.decimals"
+
+# Decimals kept of a value, by its family's unit: a thousandth of the unit, a millionth where the
+# unit is large against the values it measures (a pressure in MPa, a ratio, a density)
+FINE_UNITS = {"ratio 0-1": 6, "MPa": 6, "persons/m2": 6, "persons/m/min": 6}
+DEFAULT_DECIMALS = 3
+_SAFE = 2.0 ** 52            # integers below this are exact in a float64
+
+
+def unit_decimals(unit: str) -> int:
+    """How many decimals of ``unit`` the tick history keeps (exact to half the last one)."""
+    return FINE_UNITS.get(unit, DEFAULT_DECIMALS)
 
 SCHEMA = pa.schema([
     pa.field("indicator", pa.dictionary(pa.int16(), pa.string()), nullable=False),
@@ -77,14 +105,25 @@ def ticks_table(ticks: Sequence, ids: pa.Array) -> pa.Table:
     ], schema=SCHEMA)
 
 
-def changes_table(ticks: Sequence, ids: pa.Array) -> pa.Table:
+class _Row:
+    __slots__ = ("time_ms", "values", "quality")
+
+    def __init__(self, time_ms: int, values: np.ndarray, quality: np.ndarray) -> None:
+        self.time_ms, self.values, self.quality = time_ms, values, quality
+
+
+def changes_table(ticks: Sequence, ids: pa.Array, decimals: np.ndarray | None = None) -> pa.Table:
     """The ticks as a key frame (the first tick, every indicator) plus the changes after it
     (value or quality differs from the tick before; NaN equals NaN), with the tick times in the
-    schema metadata.  :func:`part_matrix` gives the ticks back."""
+    schema metadata.  With ``decimals`` (per indicator) the values are quantised first, and a
+    change is a change of the stored value; the rows go indicator by indicator.
+    :func:`part_matrix` gives the ticks back."""
     if not ticks:
         return SCHEMA.empty_table()
     values = np.stack([t.values for t in ticks])                     # K x N
     quality = np.stack([t.quality for t in ticks]).astype(np.int8)
+    if decimals is not None:
+        return _quantised_changes(ticks, ids, values, quality, np.asarray(decimals, np.int64))
     keep = np.ones_like(quality, dtype=bool)
     if len(ticks) > 1:
         a, b = values[1:], values[:-1]
@@ -102,6 +141,33 @@ def changes_table(ticks: Sequence, ids: pa.Array) -> pa.Table:
     return table.replace_schema_metadata({FORMAT_KEY: b"changes", TICKS_KEY: json.dumps(times.tolist()).encode()})
 
 
+def _quantised_changes(ticks, ids: pa.Array, values: np.ndarray, quality: np.ndarray,
+                       decimals: np.ndarray) -> pa.Table:
+    # fewer decimals for an indicator whose values would not stay exact as integers (none in practice)
+    biggest = np.nanmax(np.abs(np.where(np.isfinite(values), values, 0.0)), axis=0)
+    while True:
+        over = biggest * 10.0 ** decimals >= _SAFE
+        if not over.any():
+            break
+        decimals = np.where(over, decimals - 1, decimals)
+    missing = ~np.isfinite(values)
+    q = np.rint(np.where(missing, 0.0, values) * 10.0 ** decimals).astype(np.int64)
+    keep = np.ones_like(quality, dtype=bool)
+    if len(ticks) > 1:
+        keep[1:] = (q[1:] != q[:-1]) | (missing[1:] != missing[:-1]) | (quality[1:] != quality[:-1])
+    cols, rows = np.nonzero(keep.T)                                  # indicator-major, time within
+    times = np.array([t.time_ms for t in ticks], dtype=np.int64)
+    table = pa.Table.from_arrays([
+        pa.DictionaryArray.from_arrays(pa.array(cols.astype(np.int16), pa.int16()), ids),
+        pa.array(times[rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        pa.array(q[rows, cols], pa.int64(), mask=missing[rows, cols]),
+        pa.DictionaryArray.from_arrays(pa.array(quality[rows, cols], pa.int8()), pa.array(QUALITY_NAMES)),
+    ], names=SCHEMA.names)
+    return table.replace_schema_metadata({
+        FORMAT_KEY: b"changes-q", TICK_RUNS_KEY: json.dumps(_tick_runs(times)).encode(),
+        DECIMALS_KEY: json.dumps(decimals.tolist(), separators=(",", ":")).encode()})
+
+
 def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One part file as ``(tick times ms [K], values [K, n], quality codes [K, n])`` with the
@@ -115,10 +181,21 @@ def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: i
     qmap = np.array([QUALITY_NAMES.index(x) if x in QUALITY_NAMES else no_data
                      for x in q.dictionary.to_pylist()] or [no_data], np.int8)
     qual = qmap[q.indices.to_numpy()]
-    val = t.column("value").to_numpy(zero_copy_only=False).astype(np.float64)      # nulls -> nan
+    fmt = meta.get(FORMAT_KEY)
+    if fmt == b"changes-q":                          # integer steps of 10**-decimals[indicator]
+        col = t.column("value").combine_chunks()
+        scale = 10.0 ** np.array(json.loads(meta[DECIMALS_KEY]), np.float64)
+        val = np.asarray(col.fill_null(0).to_numpy(), np.float64) / scale[ind.indices.to_numpy()]
+        if col.null_count:
+            val[np.asarray(col.is_null())] = np.nan
+    else:
+        val = t.column("value").to_numpy(zero_copy_only=False).astype(np.float64)      # nulls -> nan
     ms = t.column("tick_time").cast(pa.int64()).to_numpy()
-    changes = meta.get(FORMAT_KEY) == b"changes"
-    times = np.array(json.loads(meta[TICKS_KEY]), np.int64) if changes else np.unique(ms)
+    changes = fmt in (b"changes", b"changes-q")
+    if fmt == b"changes-q":
+        times = _from_runs(json.loads(meta[TICK_RUNS_KEY]))
+    else:
+        times = np.array(json.loads(meta[TICKS_KEY]), np.int64) if changes else np.unique(ms)
     row = np.searchsorted(times, ms)
     values = np.full((len(times), n), np.nan)
     quality = np.full((len(times), n), no_data, np.int8)
@@ -139,16 +216,69 @@ def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: i
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    if (table.schema.metadata or {}).get(FORMAT_KEY) == b"changes-q":
+        write = lambda tmp: pq.write_table(   # noqa: E731
+            table, tmp, compression="zstd", use_dictionary=["indicator", "quality"],
+            column_encoding={"value": "DELTA_BINARY_PACKED", "tick_time": "DELTA_BINARY_PACKED"})
+    else:
+        write = lambda tmp: pq.write_table(table, tmp, compression="zstd")   # noqa: E731
+    atomic_write(path, write)
+
+
+def _hour_parts(d: Path) -> list[tuple[int, int, Path]]:
+    """The part files of one hour folder as (first ms, last ms, path), in time order, without the
+    parts another part covers (left behind by a compaction cut short)."""
+    found = sorted((int(m.group(1)), int(m.group(2)), f) for f in d.iterdir() if (m := _PART.match(f.name)))
+    out: list[tuple[int, int, Path]] = []
+    for first, last, f in found:
+        if any(a <= first and last <= b and (a, b) != (first, last) for a, b, _ in found):
+            continue
+        out.append((first, last, f))
+    return out
+
+
+def parts(root: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """Every part under ``root`` as (first tick ms, last tick ms, path), in time order, each tick once."""
+    out = []
+    for d in sorted(Path(root).glob("date=*/hour=*")):
+        if d.is_dir():
+            out.extend(_hour_parts(d))
+    return sorted(out)
+
+
+def _tick_runs(times: np.ndarray) -> list[list[int]]:
+    """Tick times as runs [first, step, count] (an hour of 1 s ticks is one run)."""
+    runs: list[list[int]] = []
+    for t in times.tolist():
+        if runs:
+            first, step, count = runs[-1]
+            if count == 1:
+                runs[-1] = [first, t - first, 2]
+                continue
+            if t == first + step * count:
+                runs[-1][2] += 1
+                continue
+        runs.append([t, 0, 1])
+    return runs
+
+
+def _from_runs(runs) -> np.ndarray:
+    return (np.concatenate([f + s * np.arange(c, dtype=np.int64) for f, s, c in runs]) if runs
+            else np.zeros(0, np.int64))
 
 
 class History:
     """Append ticks, flush them to hourly partitions, prune by age, query ranges."""
 
     def __init__(self, root: str | os.PathLike, ids: Sequence[str], *, retention: timedelta = timedelta(days=30),
-                 flush_ticks: int = 60, tz: str = "Asia/Shanghai") -> None:
+                 flush_ticks: int = 60, tz: str = "Asia/Shanghai", decimals: Sequence[int] | None = None) -> None:
+        """``decimals``: per indicator, how many decimals of its unit to keep (quantised parts);
+        None keeps every value exactly (float64)."""
         self.root = Path(root)
         self.ids = pa.array(list(ids), pa.string())
+        if decimals is not None and len(decimals) != len(self.ids):
+            raise ValueError(f"decimals: {len(decimals)} for {len(self.ids)} indicators")
+        self.decimals = None if decimals is None else np.asarray(decimals, np.int8)
         self.retention = retention
         self.flush_ticks = flush_ticks
         self.tz = ZoneInfo(tz)
@@ -178,9 +308,40 @@ class History:
         first, last = self._buf[0].time_ms, self._buf[-1].time_ms
         date, hour = self._partition(first)
         path = self.root / date / hour / f"part-{first}-{last}.parquet"
-        _atomic_parquet(changes_table(self._buf, self.ids), path)
+        _atomic_parquet(changes_table(self._buf, self.ids, self.decimals), path)
         self._buf = []
         return path
+
+    def compact(self, before_ms: int, *, limit: int = 4) -> int:
+        """Rewrite each hour that ended by ``before_ms`` and has more than one part as one part
+        (one key frame), at most ``limit`` hours a call; delete parts a compaction left covered.
+        Returns how many hours were rewritten.  Give it a time the engine's checkpoint covers:
+        a restart drops parts past the checkpoint, and a whole hour must not be among them."""
+        done = 0
+        pos = {i: k for k, i in enumerate(self.ids.to_pylist())}
+        no_data = QUALITY_NAMES.index("no_data")
+        for start, d in self._hours():
+            if done >= limit:
+                break
+            if (start + timedelta(hours=1) - _EPOCH) // timedelta(milliseconds=1) > before_ms:
+                continue
+            live = _hour_parts(d)
+            for f in set(d.glob("part-*.parquet")) - {p for _, _, p in live}:
+                f.unlink()                                   # covered by a part written before a crash
+            if len(live) < 2:
+                continue
+            mats = [part_matrix(f, pos, len(pos), no_data) for _, _, f in live]
+            times = np.concatenate([m[0] for m in mats])
+            values = np.vstack([m[1] for m in mats])
+            quality = np.vstack([m[2] for m in mats])
+            ticks = [_Row(int(t), values[k], quality[k]) for k, t in enumerate(times.tolist())]
+            path = d / f"part-{live[0][0]}-{live[-1][1]}.parquet"
+            _atomic_parquet(changes_table(ticks, self.ids, self.decimals), path)
+            for _, _, f in live:
+                if f != path:
+                    f.unlink()
+            done += 1
+        return done
 
     def drop_after(self, ms: int | None) -> int:
         """Delete part files holding ticks after ``ms`` (None: all of them).
@@ -228,10 +389,7 @@ class History:
         for hstart, d in self._hours():
             if hstart + timedelta(hours=1) < start or hstart > end:
                 continue
-            for f in sorted(d.iterdir()):
-                m = _PART.match(f.name)
-                if m and int(m.group(2)) >= lo and int(m.group(1)) <= hi:
-                    files.append(f)
+            files.extend(f for first, last, f in _hour_parts(d) if last >= lo and first <= hi)
         empty = pa.table({"indicator": pa.array([], pa.string()),
                           "tick_time": pa.array([], pa.timestamp("ms", tz="UTC")),
                           "value": pa.array([], pa.float64()), "quality": pa.array([], pa.string())})

@@ -30,7 +30,6 @@ only the ticks of those days are read.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -43,7 +42,6 @@ from indicators.alerts import RANK
 from indicators.replay_alerts import Collector, drive, feed_ticks, force_last
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
 SERIES_POINTS = 2000
 """At most this many (time, value) points of each focus indicator are returned (for a plot)."""
 
@@ -74,12 +72,8 @@ class _Tick:
 
 
 def _parts(root: Path) -> list[tuple[int, int, Path]]:
-    out = []
-    for f in root.glob("date=*/hour=*/part-*.parquet"):
-        m = _PART.match(f.name)
-        if m:
-            out.append((int(m[1]), int(m[2]), f))
-    return sorted(out)
+    from indicators.engine.history import parts
+    return parts(root)
 
 
 def history_ticks(root: str | Path, ids: Sequence[str], start_ms: int | None = None) -> Iterator[_Tick]:
