@@ -96,6 +96,16 @@ def _cmd_bench_engine(args) -> int:
 
 
 def _cmd_bench_replay(args) -> int:
+    from indicators.engine import bench_history
+    bh = bench_sub.add_parser(
+        "history", help="tick history: disk per day three ways, accuracy, a 30-day query of one indicator",
+        description=("One hour of ticks stored as every tick, as changes in 30 s parts and as the service stores "
+                     "them now (quantised, compacted): bytes per hour and day, ratios, the largest error; then "
+                     "the hour copied into --days days of partitions and a query of one indicator over them "
+                     "timed against the raw read of its stored rows. Progress on stderr."))
+    bench_history.add_arguments(bh)
+    bh.set_defaults(func=bench_history.main_args)
+
     from indicators import bench_replay
     return bench_replay.main(args)
 

@@ -69,6 +69,9 @@ class ServiceConfig:
     alerts_warmup: timedelta = timedelta(minutes=15)  # no evaluation before every feed has reported once
     checkpoint_every_s: float = 30.0
     history_retention: timedelta = timedelta(days=30)
+    # the local feed log: whole segments the engine checkpoint covers, last written longer ago
+    # than this (wall clock), are deleted; a restart replays from the checkpoint, not from them
+    feed_log_retention: timedelta = timedelta(days=7)
     quiet_after_s: float = 5.0       # wall seconds without any batch before the clock moves the watermark
     # the platform's shared parts (issue 12); None = the embedded default (local files)
     bus: str | None = None           # nats://… : the feed log is the area's JetStream stream
@@ -130,7 +133,8 @@ class Service:
             self.bus.ensure_area(cfg.area)
             self.feed_log = JetStreamSink(self.bus, cfg.area)
         else:
-            self.feed_log = FeedLog(cfg.var / "feeds")
+            # zstd inside each frame's Arrow IPC stream; frames written without it still read
+            self.feed_log = FeedLog(cfg.var / "feeds", compression="zstd")
         self.dead = DeadLetterStore(cfg.var / "deadletter.sqlite")
         last = self._last_event_time()
         now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -1062,11 +1066,18 @@ class Service:
             self.history.prune(self.engine.last_tick or datetime.now(UTC))
             self.engine.checkpoint(self.ckpt)
             covered = self.engine.last_tick
+            covered_seq = self.engine.clock.covered_seq
+        from indicators.feeds.log import FeedLog
+        if covered_seq is not None and isinstance(self.feed_log, FeedLog):
+            try:
+                self.feed_log.prune(covered_seq, time.time() - self.cfg.feed_log_retention.total_seconds())
+            except OSError:
+                log.exception("feed log retention failed; the segments stay")
         # a finished hour the checkpoint covers becomes one part (one key frame): ~1 s of work an
-        # hour, one hour a checkpoint (older hours left by an earlier version follow one by one)
+        # hour, at most 4 hours a checkpoint (older hours left by an earlier version follow a few at a time)
         if covered is not None:
             try:
-                self.history.compact(int(covered.timestamp() * 1000), limit=1)
+                self.history.compact(int(covered.timestamp() * 1000), limit=4)
             except Exception:
                 log.exception("tick history compaction failed; the parts stay as they are")
         self._last_ckpt = time.monotonic()

@@ -396,6 +396,14 @@ def test_quantised_history_keeps_each_value_to_half_its_last_decimal_and_compact
     after = h.query(None, ticks[0].time, ticks[-1].time)
     assert _values(after)[:2] == _values(before)[:2]
     np.testing.assert_array_equal(_values(after)[2], _values(before)[2])
+    # a few ids read only their row groups, and read the same
+    assert max(pq.ParquetFile(f).num_row_groups for f in (tmp_path / "q").rglob("*.parquet")) > 1
+    few = ["crowd.count:zone=west_plaza@now", "video.events:zone=west_plaza,algorithm=fall@15m", catalog.ids[-1]]
+    sub = h.query(few, ticks[0].time, ticks[-1].time)
+    whole = after.filter(pa.compute.is_in(after.column("indicator"), pa.array(few)))
+    assert sub.num_rows == whole.num_rows == 3 * len(ticks)
+    assert _values(sub)[:2] == _values(whole)[:2] and _values(sub)[3] == _values(whole)[3]
+    np.testing.assert_array_equal(_values(sub)[2], _values(whole)[2])
     size = lambda d: sum(f.stat().st_size for f in d.rglob("*.parquet"))   # noqa: E731
     assert size(tmp_path / "q") < size(tmp_path / "exact") / 2, (size(tmp_path / "q"), size(tmp_path / "exact"))
 

@@ -211,3 +211,43 @@ def test_one_writer_at_a_time(tmp_path):
             FeedLog(tmp_path)
     with FeedLog(tmp_path) as log:          # free again after close
         assert log.last_seq == 0
+
+
+def test_retention_deletes_only_covered_old_segments_and_a_restart_still_proves_nothing_is_missing(tmp_path):
+    """The service prunes the feed log at each checkpoint: whole sealed segments the engine covers
+    and older than the retention go; the rest replays as before, also after reopening; a prune cut
+    short after FIRST is finished on open; a segment missing after FIRST is refused."""
+    import time
+    with FeedLog(tmp_path, segment_bytes=2048, compression="zstd") as log:
+        for i in range(20):
+            log.append("crowd", _table(f"p{i}", 10))
+        segs = _segments(tmp_path)
+        assert len(segs) > 3
+        assert log.prune(covered_seq=20, before=time.time() - 3600) == 0          # too recent
+        second = int(segs[1].stem.split("-")[1])
+        assert log.prune(covered_seq=second - 2, before=time.time() + 1) == 0     # not covered
+        third = int(segs[2].stem.split("-")[1])
+        assert log.prune(covered_seq=third - 1, before=time.time() + 1) == 2      # the first two
+        assert log.first_seq == third
+        assert [s for s, _, _ in log.replay(0)] == list(range(third, 21))
+        assert log.prune(covered_seq=10**6, before=time.time() + 1) == len(segs) - 3   # never the open one
+        kept = log.first_seq
+    with FeedLog(tmp_path, segment_bytes=2048) as log:
+        assert log.last_seq == 20 and log.first_seq == kept
+        assert [s for s, _, _ in log.replay(0)] == list(range(kept, 21))
+        assert log.append("crowd", _table("after", 3)) == 21
+    # a prune cut short: FIRST written, the older segments still there -> finished on open
+    cut = tmp_path / "cut"
+    with FeedLog(cut, segment_bytes=2048) as log:
+        for i in range(20):
+            log.append("crowd", _table(f"c{i}", 10))
+    segs = _segments(cut)
+    start = int(segs[2].stem.split("-")[1])
+    (cut / "FIRST").write_text(f"{start}\n")
+    with FeedLog(cut, segment_bytes=2048) as log:
+        assert [s for s, _, _ in log.replay(0)] == list(range(start, 21))
+        assert any("prune" in n for n in log.recovery.notes) and len(_segments(cut)) == len(segs) - 2
+    # FIRST says 5 but the log starts later: segments are missing
+    (tmp_path / "FIRST").write_text("5\n")
+    with pytest.raises(CorruptLogError, match="missing"):
+        FeedLog(tmp_path, segment_bytes=2048)

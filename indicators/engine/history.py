@@ -32,7 +32,9 @@ count of ``10**-decimals`` of its unit (``value`` int64, exact to half a step:
 0.0005 of a percent point, a person, a degree), its rows sorted by indicator
 and then time, the values delta-encoded: one indicator's successive values are
 close, so their differences pack into a few bits.  The decimals are in the
-schema metadata (``scenic_twin.decimals``), per file.  :meth:`History.compact`
+column ``decimals`` (one run per indicator).  Rows go by id (string order)
+and each row group's first and last id are in the metadata, so a query of a
+few indicators over 30 days reads one row group of each hour.  :meth:`History.compact`
 rewrites a finished hour's parts (one per flush, each with a key frame) as
 one part with one key frame; it writes the new file before it deletes the old
 ones, and a part whose ticks another part of its hour covers is skipped by
@@ -64,7 +66,8 @@ __all__ = ["History", "ticks_table", "changes_table", "part_matrix", "parts", "u
 FORMAT_KEY = b"scenic_twin.history"
 TICKS_KEY = b"scenic_twin.ticks"
 TICK_RUNS_KEY = b"scenic_twin.tick_runs"
-DECIMALS_KEY = b"scenic_twin.decimals"
+ROW_GROUPS_KEY = b"scenic_twin.row_groups"
+ROW_GROUP_ROWS = 16_384
 
 # Decimals kept of a value, by its family's unit: a thousandth of the unit, a millionth where the
 # unit is large against the values it measures (a pressure in MPa, a ratio, a density)
@@ -155,26 +158,43 @@ def _quantised_changes(ticks, ids: pa.Array, values: np.ndarray, quality: np.nda
     keep = np.ones_like(quality, dtype=bool)
     if len(ticks) > 1:
         keep[1:] = (q[1:] != q[:-1]) | (missing[1:] != missing[:-1]) | (quality[1:] != quality[:-1])
-    cols, rows = np.nonzero(keep.T)                                  # indicator-major, time within
+    rows, cols = np.nonzero(keep)
+    names = ids.to_pylist()
+    rank = np.argsort(np.argsort(np.array(names, dtype=object)))        # id order (strings)
+    order = np.lexsort((rows, rank[cols]))                            # by id, then time
+    cols, rows = cols[order], rows[order]
     times = np.array([t.time_ms for t in ticks], dtype=np.int64)
     table = pa.Table.from_arrays([
         pa.DictionaryArray.from_arrays(pa.array(cols.astype(np.int16), pa.int16()), ids),
         pa.array(times[rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
         pa.array(q[rows, cols], pa.int64(), mask=missing[rows, cols]),
         pa.DictionaryArray.from_arrays(pa.array(quality[rows, cols], pa.int8()), pa.array(QUALITY_NAMES)),
-    ], names=SCHEMA.names)
+        pa.array(decimals[cols].astype(np.int8), pa.int8()),
+    ], names=SCHEMA.names + ["decimals"])
+    # each row group's first and last id: a reader of a few indicators reads only their groups
+    groups = [[names[cols[a]], names[cols[min(a + ROW_GROUP_ROWS, len(cols)) - 1]]]
+              for a in range(0, len(cols), ROW_GROUP_ROWS)]
     return table.replace_schema_metadata({
         FORMAT_KEY: b"changes-q", TICK_RUNS_KEY: json.dumps(_tick_runs(times)).encode(),
-        DECIMALS_KEY: json.dumps(decimals.tolist(), separators=(",", ":")).encode()})
+        ROW_GROUPS_KEY: json.dumps(groups, separators=(",", ":")).encode()})
 
 
 def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One part file as ``(tick times ms [K], values [K, n], quality codes [K, n])`` with the
     indicators placed by ``pos`` (id -> column; ids not in it are skipped, columns no stored
-    id fills are no data).  Reads the changes-only parts and the older every-tick parts."""
-    t = pq.read_table(path)
-    meta = t.schema.metadata or {}
+    id fills are no data).  Reads the changes-only parts and the older every-tick parts; of a
+    quantised part, only the row groups that hold the ids asked for when they are a few."""
+    pf = pq.ParquetFile(path)
+    meta = pf.schema_arrow.metadata or {}
+    groups = json.loads(meta[ROW_GROUPS_KEY]) if ROW_GROUPS_KEY in meta else None
+    if groups is not None and len(pos) <= 64:
+        wanted = sorted(pos)
+        sel = [g for g, (a, b) in enumerate(groups) if any(a <= w <= b for w in wanted)]
+        t = pf.read_row_groups(sel) if sel else pf.schema_arrow.empty_table()
+    else:
+        t = pf.read()
+    t = t.unify_dictionaries().combine_chunks()
     ind = t.column("indicator").combine_chunks()
     where = np.array([pos.get(x, -1) for x in ind.dictionary.to_pylist()] or [-1], np.int64)[ind.indices.to_numpy()]
     q = t.column("quality").combine_chunks()
@@ -184,8 +204,8 @@ def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: i
     fmt = meta.get(FORMAT_KEY)
     if fmt == b"changes-q":                          # integer steps of 10**-decimals[indicator]
         col = t.column("value").combine_chunks()
-        scale = 10.0 ** np.array(json.loads(meta[DECIMALS_KEY]), np.float64)
-        val = np.asarray(col.fill_null(0).to_numpy(), np.float64) / scale[ind.indices.to_numpy()]
+        scale = 10.0 ** t.column("decimals").to_numpy().astype(np.float64)
+        val = np.asarray(col.fill_null(0).to_numpy(), np.float64) / scale
         if col.null_count:
             val[np.asarray(col.is_null())] = np.nan
     else:
@@ -218,7 +238,8 @@ def part_matrix(path: str | os.PathLike, pos: dict[str, int], n: int, no_data: i
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     if (table.schema.metadata or {}).get(FORMAT_KEY) == b"changes-q":
         write = lambda tmp: pq.write_table(   # noqa: E731
-            table, tmp, compression="zstd", use_dictionary=["indicator", "quality"],
+            table, tmp, compression="zstd", use_dictionary=["indicator", "quality", "decimals"],
+            row_group_size=ROW_GROUP_ROWS,
             column_encoding={"value": "DELTA_BINARY_PACKED", "tick_time": "DELTA_BINARY_PACKED"})
     else:
         write = lambda tmp: pq.write_table(table, tmp, compression="zstd")   # noqa: E731

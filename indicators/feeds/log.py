@@ -17,6 +17,12 @@ frames; a frame is one accepted batch::
     32+K    N     payload: the batch as an Arrow IPC *stream*
 
 The header has its own CRC so that a torn length field is never trusted.
+
+Retention: :meth:`FeedLog.prune` deletes whole sealed segments from the front
+of the log, only those whose frames are all covered by the caller (the
+engine's checkpoint) and last written before a cut-off.  It first records the
+first sequence number kept in ``FIRST`` (written atomically), so recovery
+still proves that nothing is missing between ``FIRST`` and the end.
 ``append`` writes the whole frame and ``fsync``s the file before it returns
 (and the directory when it created a segment), so a returned sequence number
 is durable: acknowledge a batch only after ``append`` returned.
@@ -240,7 +246,22 @@ class FeedLog:
         names = sorted(p for p in self.directory.iterdir() if _SEG_RE.match(p.name))
         rec = self.recovery
         rec.segments = len(names)
-        expected = 1
+        expected = self._first_kept()
+        if names and expected > 1:
+            first = int(_SEG_RE.match(names[0].name).group(1))  # type: ignore[union-attr]
+            if first < expected:                 # a prune was cut short after FIRST: finish it
+                starts = [int(_SEG_RE.match(p.name).group(1)) for p in names]  # type: ignore[union-attr]
+                for k, p in enumerate(names[:-1]):
+                    if starts[k + 1] <= expected:          # every frame of it is before FIRST
+                        p.unlink()
+                names = [p for p in names if p.exists()]
+                rec.segments = len(names)
+                rec.notes.append(f"finished a prune: the log starts at seq {expected}")
+            first = int(_SEG_RE.match(names[0].name).group(1))  # type: ignore[union-attr]
+            if first > expected:
+                raise CorruptLogError(f"{names[0].name}: the log should start at seq {expected} (FIRST), "
+                                      f"segments before it are missing")
+            expected = first
         for k, path in enumerate(names):
             first = int(_SEG_RE.match(path.name).group(1))  # type: ignore[union-attr]
             last_segment = k == len(names) - 1
@@ -334,6 +355,49 @@ class FeedLog:
         self._size = 0
         if self._fsync:
             _fsync_dir(self.directory)
+
+    # ------------------------------------------------------------ retention
+    def _first_kept(self) -> int:
+        try:
+            return int((self.directory / "FIRST").read_text().strip() or 1)
+        except FileNotFoundError:
+            return 1
+        except ValueError as e:
+            raise CorruptLogError(f"{self.directory / 'FIRST'}: not a sequence number ({e})") from e
+
+    @property
+    def first_seq(self) -> int:
+        """Sequence number of the oldest frame kept (1 until a prune)."""
+        with self._lock:
+            return self._segments[0][0] if self._segments else self._last_seq + 1
+
+    def prune(self, covered_seq: int, before: float) -> int:
+        """Delete sealed segments from the front whose frames are all ``<= covered_seq`` and that
+        were last written before ``before`` (epoch seconds); never the segment being written.
+        Returns how many segments were deleted."""
+        with self._lock:
+            drop = 0
+            for k in range(len(self._segments) - 1):
+                nxt = self._segments[k + 1][0]
+                if nxt - 1 > covered_seq or self._segments[k][1].stat().st_mtime >= before:
+                    break
+                drop = k + 1
+            if not drop:
+                return 0
+            first = self._segments[drop][0]
+            tmp = self.directory / "FIRST.tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{first}\n")
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.directory / "FIRST")
+            for _, path in self._segments[:drop]:
+                path.unlink()
+            if self._fsync:
+                _fsync_dir(self.directory)
+            self._segments = self._segments[drop:]
+            return drop
 
     # -------------------------------------------------------------- reading
     def replay(self, from_seq: int = 0) -> Iterator[tuple[int, str, pa.Table]]:
