@@ -96,16 +96,6 @@ def _cmd_bench_engine(args) -> int:
 
 
 def _cmd_bench_replay(args) -> int:
-    from indicators.engine import bench_history
-    bh = bench_sub.add_parser(
-        "history", help="tick history: disk per day three ways, accuracy, a 30-day query of one indicator",
-        description=("One hour of ticks stored as every tick, as changes in 30 s parts and as the service stores "
-                     "them now (quantised, compacted): bytes per hour and day, ratios, the largest error; then "
-                     "the hour copied into --days days of partitions and a query of one indicator over them "
-                     "timed against the raw read of its stored rows. Progress on stderr."))
-    bench_history.add_arguments(bh)
-    bh.set_defaults(func=bench_history.main_args)
-
     from indicators import bench_replay
     return bench_replay.main(args)
 
@@ -360,6 +350,16 @@ def register(sub, bench_sub) -> None:
                                           "and a per-event Python loop, all measured in this run."))
     bench.add_arguments(b)
     b.set_defaults(func=_cmd_bench_engine)
+
+    from indicators.engine import bench_history
+    bh = bench_sub.add_parser(
+        "history", help="tick history: disk per day three ways, accuracy, a 30-day query of one indicator",
+        description=("One hour of ticks stored as every tick, as changes in 30 s parts and as the service stores "
+                     "them now (quantised, compacted): bytes per hour and day, ratios, the largest error; then "
+                     "the hour copied into --days days of partitions and a query of one indicator over them "
+                     "timed against the raw read of its stored rows. Progress on stderr."))
+    bench_history.add_arguments(bh)
+    bh.set_defaults(func=bench_history.main_args)
 
     from indicators import bench_replay
     br = bench_sub.add_parser(
