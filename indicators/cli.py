@@ -361,6 +361,15 @@ def register(sub, bench_sub) -> None:
     bench_history.add_arguments(bh)
     bh.set_defaults(func=bench_history.main_args)
 
+    from indicators.engine import bench_cost
+    bc = bench_sub.add_parser(
+        "cost", help="tick time and memory against events per tick (1k/10k/100k) and scenic areas (1/3/10)",
+        description=("Each cell in a process of its own: synthetic feeds at the rate, one engine per area (copies "
+                     "of the Canton Tower area), the whole tick of every area on one core; tick p50/p99, share of "
+                     "a core, resident memory and the engines' part of it. Progress on stderr."))
+    bench_cost.add_arguments(bc)
+    bc.set_defaults(func=bench_cost.main_args)
+
     from indicators import bench_replay
     br = bench_sub.add_parser(
         "replay", help="replay --alerts against the same work done the live way: wall times, ratio, work",
