@@ -72,6 +72,8 @@ class ServiceConfig:
     # the local feed log: whole segments the engine checkpoint covers, last written longer ago
     # than this (wall clock), are deleted; a restart replays from the checkpoint, not from them
     feed_log_retention: timedelta = timedelta(days=7)
+    # rejected records and late events (service clock), pruned once an hour
+    deadletter_retention: timedelta = timedelta(days=30)
     quiet_after_s: float = 5.0       # wall seconds without any batch before the clock moves the watermark
     # the platform's shared parts (issue 12); None = the embedded default (local files)
     bus: str | None = None           # nats://… : the feed log is the area's JetStream stream
@@ -136,6 +138,7 @@ class Service:
             # zstd inside each frame's Arrow IPC stream; frames written without it still read
             self.feed_log = FeedLog(cfg.var / "feeds", compression="zstd")
         self.dead = DeadLetterStore(cfg.var / "deadletter.sqlite")
+        self._dead_pruned: datetime | None = None
         last = self._last_event_time()
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         begin = cfg.start or now
@@ -1073,6 +1076,13 @@ class Service:
                 self.feed_log.prune(covered_seq, time.time() - self.cfg.feed_log_retention.total_seconds())
             except OSError:
                 log.exception("feed log retention failed; the segments stay")
+        now = self.clock()
+        if self._dead_pruned is None or now - self._dead_pruned >= timedelta(hours=1):
+            try:
+                self.dead.prune(now - self.cfg.deadletter_retention)
+            except Exception:
+                log.exception("dead-letter retention failed; the rows stay")
+            self._dead_pruned = now
         # a finished hour the checkpoint covers becomes one part (one key frame): ~1 s of work an
         # hour, at most 4 hours a checkpoint (older hours left by an earlier version follow a few at a time)
         if covered is not None:

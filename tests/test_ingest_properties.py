@@ -413,3 +413,24 @@ def test_empty_batches_are_fine():
         assert log.last_seq == 0
         log.close()
         dead.close()
+
+
+def test_dead_letters_and_late_events_older_than_the_retention_are_pruned_the_rest_stay(tmp_path):
+    """The service keeps 30 days of rejected records (its clock): older rows go, newer stay and
+    still count; the store opened again keeps what was left."""
+    from types import SimpleNamespace
+    t0 = datetime(2025, 10, 1, tzinfo=timezone.utc)
+    dead = DeadLetterStore(tmp_path / "dead.sqlite")
+    bad = [SimpleNamespace(raw={"n": i}, reason="zone_id 'x' is not in the inventory", kind="crowd")
+           for i in range(3)]
+    dead.put(bad, received_at=t0)
+    dead.put(bad[:1], received_at=t0 + timedelta(days=20))
+    dead.put_late("gate", [{"event_id": "g1", "event_time": t0}], watermark=t0, received_at=t0)
+    dead.put_late("gate", [{"event_id": "g2", "event_time": t0}], watermark=t0, received_at=t0 + timedelta(days=20))
+    assert dead.prune(t0 + timedelta(days=10)) == 4
+    assert sum(n for (k, c), n in dead.counts().items() if k == "crowd") == 1
+    assert [r["event_id"] for r in dead.list_late("gate")] == ["g2"]
+    dead.close()
+    again = DeadLetterStore(tmp_path / "dead.sqlite")
+    assert len(again.list("crowd")) == 1 and again.prune(t0 + timedelta(days=10)) == 0
+    again.close()

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS late_events (
     raw         TEXT NOT NULL,
     UNIQUE (kind, event_id)             -- re-sent late events are kept once
 );
+CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters(received_at);
+CREATE INDEX IF NOT EXISTS late_events_received ON late_events(received_at);
 """
 
 
@@ -135,6 +137,21 @@ class DeadLetterStore:
             return self._db.total_changes - before
 
     # ------------------------------------------------------------- reading
+    def prune(self, before: datetime) -> int:
+        """Delete dead letters and late events received before ``before`` (the retention: the
+        feed's owner has had them for that long); returns how many rows went."""
+        cut = _iso(before)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                n = self._db.execute("DELETE FROM dead_letters WHERE received_at < ?", (cut,)).rowcount
+                n += self._db.execute("DELETE FROM late_events WHERE received_at < ?", (cut,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
+
     def counts(self) -> dict[tuple[str, str], int]:
         """``{(kind, reason_code): n}`` of dead letters, plus ``(kind, 'late')``."""
         with self._lock:
