@@ -122,7 +122,6 @@ class Service:
         self.inventory, self.catalog = self._load_inventory(load_catalog)
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
-        self._kick = threading.Event()     # a batch came in: step now (provisional values), not at the next beat
 
         self.live_objects = LiveObjects()
         self.bus = None
@@ -279,7 +278,6 @@ class Service:
             self.engine.ingest(kind, table, feed_seq=seq)
             if self.fresh is not None:
                 self.fresh.ingest(kind, table)
-                self._kick.set()
             self.pipeline.offer(kind, table)
             self.live_objects.offer(kind, table)
             newest = pc.max(table.column("event_time")).as_py() if table.num_rows else None
@@ -317,9 +315,6 @@ class Service:
         """Bring the provisional engine up to its watermark, computing the values of its last tick
         only (its states take every tick's events; nobody reads the ticks in between)."""
         fresh = self.fresh
-        # its clock is the service's: a tick is computed at the first step after its end, with
-        # every event in by then (one that comes later goes to the next tick there)
-        fresh.heartbeat(self.clock())
         wm = fresh.watermark
         if wm is None:
             return
@@ -1032,21 +1027,8 @@ class Service:
                 if self.fresh is not None:
                     self.fresh.heartbeat(self.clock())
 
-    STEP_EVERY_S = 0.5      # the engine loop's pace without feeds
-    STEP_GAP_S = 0.25       # at most this often: a batch wakes the loop (fresh values), a burst does not spin it
-
-    def _to_next_tick(self) -> float:
-        """Wall seconds until the service clock passes the next tick boundary (provisional values
-        step right after it), a little after it; the pace without them otherwise."""
-        if self.fresh is None:
-            return self.STEP_EVERY_S
-        tick = self.cfg.tick.total_seconds()
-        now = self.clock().timestamp()
-        return (tick - now % tick) / max(self.cfg.speed, 1e-9) + 0.01
-
     def _loop(self) -> None:
         while not self.stop_event.is_set():
-            began = time.monotonic()
             try:
                 self._keep_time()
                 self.step()
@@ -1055,11 +1037,7 @@ class Service:
             except Exception as e:
                 log.exception("engine step failed; continuing")
                 self._health["engine"] = {"ok": False, "problem": "step_failed", "reason": f"engine step failed: {e}"}
-            self._kick.wait(max(0.0, min(self.STEP_EVERY_S - (time.monotonic() - began), self._to_next_tick())))
-            self._kick.clear()
-            gap = self.STEP_GAP_S - (time.monotonic() - began)
-            if gap > 0:
-                self.stop_event.wait(gap)
+            self.stop_event.wait(0.5)
 
     def checkpoint(self) -> None:
         """History first, then the engine: after a crash between the two, the
@@ -1095,7 +1073,6 @@ class Service:
     def stop(self) -> None:
         """Stop the threads (each finishes its step), then take the last checkpoint."""
         self.stop_event.set()
-        self._kick.set()
         for hook in self.stop_event_hooks:
             hook()
         for th in self._threads.values():
