@@ -109,8 +109,16 @@ def test_a_roaming_patrol_covers_every_checkpoint_within_five_minutes_and_logs_e
     # the console's list of today's patrols shows it, and no stretch of the route is a gap any more
     ops, _ = console
     row = f"#ops-patrols tr[data-patrol=\"{got['id']}\"]"
-    ops.wait_for_function(f"!!document.querySelector('{row}') && document.querySelector('{row}').innerText"
-                          f".includes('9/9')", timeout=60_000)
+    try:
+        ops.wait_for_function(f"!!document.querySelector('{row}') && document.querySelector('{row}').innerText"
+                              f".includes('9/9')", timeout=60_000)
+    except Exception as e:
+        # say why (this wait failed once in CI): what the console shows, whether its push link is up,
+        # and what the server's patrol log holds
+        shown = ops.evaluate("""() => ({list: document.getElementById('ops-patrols')?.innerText.slice(0, 600),
+            conn: document.getElementById('conn')?.className, asof: document.getElementById('asof')?.textContent})""")
+        raise AssertionError(f"the console never listed patrol {got['id']} as 9/9: page {shown}; "
+                             f"server log of it {patrol_log(server, got['id'])}") from e
     assert ops.locator("#ops-patrols .st-gaps").get_attribute("data-gaps") == "0"
     assert phone.errors == []
 
