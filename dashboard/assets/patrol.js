@@ -498,7 +498,7 @@
   P.apply = function (live, lang) {
     if (lang) P.lang = lang;
     if (live && live.patrol) Object.assign(P.live, live.patrol);
-    if (live && live.mine) P.mine = live.mine;
+    if (live && live.mine) P.mine = Object.assign(P.mine || {}, live.mine);   // pushes carry changed keys only
     if (!P.route) return;
     renderCard(); renderMine(); renderQueue(); renderStatus(); renderControls();
     pump();                                  // a push means the socket is back: send what waits

@@ -345,7 +345,9 @@
     }
     if (live.wall) Object.assign(S.wall, live.wall);
     if (live.ops) Object.assign(S.ops, live.ops);
-    if (live.patrols) S.patrols = live.patrols;
+    // a push carries only the keys that changed since the last one: merge, never replace
+    // (the patrol list's window start moves every push, its rows seldom)
+    if (live.patrols) S.patrols = Object.assign(S.patrols || {}, live.patrols);
     if ((live.patrol || live.mine) && window.scenicPatrol) window.scenicPatrol.apply(live, S.lang);
     // Dash keeps every change of a callback input for undo, without a bound:
     // each push (live-state is an input) would stay in memory for the life
