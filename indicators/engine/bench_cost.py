@@ -7,8 +7,9 @@ area is a copy of the Canton Tower area, as the platform's synthetic areas are, 
 batches: each engine does the full work of its area), warm-up ticks, then the measured ticks.
 A tick is every area's ingest and advance, one after another on one core (the process does not
 spread areas over cores; ``scenic-twin worker`` processes do).  Memory: the process's resident
-set after the run, and its growth from before the engines were built (the feeds held in memory
-for the run are counted in neither: they are generated first).
+set after the run (it includes the run's feeds, held in memory and reported apart as
+``input_mb``: a live service streams them), and the engines' part of it: its growth from before the
+engines were built, with freed memory handed back to the system before each reading.
 """
 from __future__ import annotations
 
@@ -31,6 +32,25 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+def _settle() -> float:
+    """Resident MB once freed memory has gone back to the system (glibc's heap, Arrow's pool):
+    without it, memory the feed generation freed and the engines then reused reads as negative growth."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+    gc.collect()
+    try:
+        pa.default_memory_pool().release_unused()
+    except AttributeError:
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    return _rss_mb()
+
+
 def cell(events_per_tick: int, areas: int, seconds: int, warmup: int, seed: int = 7) -> dict:
     """One cell, in this process."""
     import gc
@@ -41,8 +61,8 @@ def cell(events_per_tick: int, areas: int, seconds: int, warmup: int, seed: int 
     from .engine import Engine
     catalog = load_catalog()
     batches = _per_tick_batches(catalog, seconds + warmup, events_per_tick, seed)
-    gc.collect()
-    before = _rss_mb()
+    input_mb = sum(t.nbytes for tick in batches for _, t in tick) / 1e6
+    before = _settle()
     # as in bench engine: events arrive up to 0.9 s late in 1 s batches; 2 s lateness takes them all
     engines = [Engine(catalog, tick=timedelta(seconds=1), allowed_lateness=timedelta(seconds=2))
                for _ in range(areas)]
@@ -60,15 +80,15 @@ def cell(events_per_tick: int, areas: int, seconds: int, warmup: int, seed: int 
                 times.append(time.perf_counter() - t0)
     finally:
         gc.enable()
-    gc.collect()
-    after = _rss_mb()
+    after = _settle()
     events = sum(t.num_rows for tick in batches[warmup:] for _, t in tick)
     late = sum(s["late"] for eng in engines for s in eng.stats.values())
     return {"events_per_tick_per_area": round(events / max(1, len(times))), "areas": areas,
             "ticks": len(times), "tick_ms_p50": 1000 * float(np.percentile(times, 50)),
             "tick_ms_p99": 1000 * float(np.percentile(times, 99)),
             "share_of_a_core": float(np.mean(times)) / 1.0,          # a tick is 1 s of event time
-            "rss_mb": round(after, 1), "engines_mb": round(after - before, 1), "late": late}
+            "rss_mb": round(after, 1), "input_mb": round(input_mb, 1), "engines_mb": round(after - before, 1),
+            "late": late}
 
 
 def run(sizes=SIZES, areas=AREAS, seconds: int | None = None, warmup: int = 5, progress=None) -> dict:
@@ -114,10 +134,10 @@ def main_args(a: argparse.Namespace) -> int:
         print(json.dumps(r, indent=2))
         return 0
     print(f"tick time (all areas, one core) and memory; {r['machine']['cores']} cores on this machine")
-    print(f"{'events/tick/area':>16} {'areas':>5} {'tick p50':>9} {'tick p99':>9} {'core':>6} {'RSS':>8} {'engines':>8}")
+    print(f"{'events/tick/area':>16} {'areas':>5} {'tick p50':>9} {'tick p99':>9} {'core':>6} {'RSS':>8} {'of it feeds':>11} {'engines':>8}")
     for c in r["cells"]:
         print(f"{c['events_per_tick_per_area']:>16,} {c['areas']:>5} {c['tick_ms_p50']:>7.1f}ms {c['tick_ms_p99']:>7.1f}ms "
-              f"{100 * c['share_of_a_core']:>5.0f}% {c['rss_mb']:>6.0f}MB {c['engines_mb']:>6.0f}MB")
+              f"{100 * c['share_of_a_core']:>5.0f}% {c['rss_mb']:>6.0f}MB {c['input_mb']:>9.0f}MB {c['engines_mb']:>6.0f}MB")
     return 0
 
 
