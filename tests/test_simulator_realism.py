@@ -13,7 +13,7 @@ Each test simulates only the hours and feed kinds it needs (faults off).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -205,6 +205,101 @@ def test_the_outage_rate_is_the_long_run_share():
         list(s)
         starts.append(int(s.outages["camera"]["down"].sum()))
     assert 2.5 <= np.mean(starts) <= 4.8, starts
+
+
+# ------------------------------------------------------------------ work orders
+
+def _lift_day(k: int, every: int) -> date:
+    """The first local day from 15 April 2026 when the inventory's lift ``k`` is maintained."""
+    d0 = date(2026, 4, 15)
+    return d0 + timedelta(days=(-((d0 - date(1970, 1, 1)).days + k)) % every)
+
+
+def test_every_lift_and_escalator_gets_its_half_monthly_maintenance_once_per_period():
+    """TSG T5002-2017: lifts and escalators are maintained at least every 15 days; the simulator
+    staggers them (one lift of a group a day), each inside its group's window."""
+    wo = CATALOG["normal-weekday"].num("facility.work_orders")
+    every = int(wo["lift_every_days"])
+    sim = simulate(CATALOG["normal-weekday"], datetime(2026, 4, 15, 0, 0, tzinfo=LOCAL), timedelta(minutes=1), 1,
+                   faults=Faults.off(), kinds=("warning",))
+    n0 = (date(2026, 4, 15) - date(1970, 1, 1)).days
+    for key, n in (("lift", WORLD.lifts.n), ("escalator", WORLD.escalators.n)):
+        a, b = (int(x[:2]) * 60 + int(x[3:]) for x in wo[f"{key}_window"])
+        times = np.zeros(n, int)
+        for day in range(n0, n0 + every):
+            for mod in range(0, 1440, 15):
+                times += sim._planned_maintenance({"mod": [mod], "day": [day]}, 0)[key]
+        assert (times == (b - a) // 15).all(), (key, times)           # each one window per period
+
+
+def test_a_lift_under_planned_maintenance_stops_and_is_no_fault():
+    """The lift's work order opens at the window's start and closes at its end; meanwhile it is
+    stopped, and the engine counts it neither available nor failed - without the work order the
+    same stopped lift would be a fault."""
+    from indicators.catalog import load_catalog
+    from indicators.engine import OK, Engine
+
+    wo = CATALOG["normal-weekday"].num("facility.work_orders")
+    lift = WORLD.lifts.ids[0]
+    zone = WORLD.zone_ids[WORLD.lifts.zone[0]]
+    day = _lift_day(0, int(wo["lift_every_days"]))
+    start = datetime(day.year, day.month, day.day, 9, 30, tzinfo=LOCAL)
+    sim = simulate(CATALOG["normal-weekday"], start, timedelta(hours=3), 1, faults=Faults.off(), kinds=("facility",))
+    table = collect(sim)[0]["facility"]
+    f = table.to_pandas()
+    mine = f[f.asset_id == lift].assign(t=lambda d: local(d.event_time).dt.strftime("%H:%M"))
+    orders = mine[mine.metric == "maintenance"]
+    assert list(zip(orders.t, orders.value)) == [(wo["lift_window"][0], 1.0), (wo["lift_window"][1], 0.0)]
+    run_ = mine[mine.metric == "lift_running"].set_index("t").value
+    assert run_["09:59"] == 1 and (run_["10:00":"11:59"] == 0).all() and run_["12:00"] == 1
+
+    catalog = load_catalog()
+
+    def at_eleven(tbl):
+        eng = Engine(catalog, tick=timedelta(minutes=1), allowed_lateness=timedelta(seconds=5), start=start)
+        eng.ingest("facility", tbl)
+        at = start.replace(hour=11, minute=0)
+        eng.heartbeat(at + timedelta(seconds=5))
+        tick = [t for t in eng.ticks(at)][-1]
+        return {k: (float(tick.values[catalog.index(f"facility.{k}:zone={zone},class=lift@now")]),
+                    int(tick.quality[catalog.index(f"facility.{k}:zone={zone},class=lift@now")]))
+                for k in ("availability", "anomalies")}
+    assert at_eleven(table) == {"availability": (100.0, OK), "anomalies": (0.0, OK)}
+    import pyarrow.compute as pc
+    without = table.filter(pc.not_equal(table["metric"], "maintenance"))
+    assert at_eleven(without)["anomalies"] == (1.0, OK)
+
+
+def test_a_repair_is_a_work_order_at_the_end_of_an_outage():
+    """A failed camera or lamp: the crew's work order opens no sooner than repair_h after the
+    fault and closes when the asset works again; meanwhile it is down."""
+    repair = timedelta(hours=float(CATALOG["normal-weekday"].num("facility.work_orders")["repair_h"]))
+    _, t = run("normal-weekday", datetime(2026, 4, 15, 0, 0, tzinfo=LOCAL), 24, ("facility",))
+    f = t["facility"]
+    orders = f[f.metric == "maintenance"]
+    repaired = 0
+    for (asset, metric) in (("cctv_camera", "camera_online"), ("lamp_pole", "lamp_on")):
+        ws = orders[orders.asset_type == asset]
+        for a, o in ws.groupby("asset_id"):
+            o = o.sort_values("event_time")
+            state = f[(f.asset_id == a) & (f.metric == metric)].sort_values("event_time")
+            assert list(o.value) in ([1.0, 0.0], [1.0]), (a, list(o.value))
+            opened = o.event_time.iloc[0]
+            closed = o.event_time.iloc[1] if len(o) == 2 else None
+            before = state[state.event_time < opened]
+            down_from = before[before.value > 0.5].event_time.max()          # its last good reading
+            assert pd.isna(down_from) or opened - down_from >= repair - timedelta(minutes=5), (a, opened, down_from)
+            during = state[state.event_time >= opened]
+            if closed is not None:
+                during = during[during.event_time < closed]
+            if metric == "camera_online":
+                assert (during.value == 0).all(), a
+            if closed is not None:
+                repaired += 1
+                after = state[state.event_time >= closed].head(1)
+                # back in service: online at once; a lamp lit at its next reading if it is night
+                assert metric == "lamp_on" or after.value.iloc[0] == 1, (a, after)
+    assert 10 <= repaired <= 60, repaired           # ~7 camera failures a day and ~10 lamps (2 % / 48 h)
 
 
 # ------------------------------------------------------------------ typhoon winds

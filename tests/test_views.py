@@ -605,9 +605,15 @@ def test_one_change_pushes_only_the_keys_it_affects(world):
     assert set(V.diff(w0, wall_view(s3, names))) == {"alerts", "alert_counts", "zones"} | (
         {"alert_total"} if log_only_before else set())
 
-    # a newer snapshot a few seconds later: its version and clock, besides what changed
-    s4 = replace(s1, version=snap.version + 1, now=snap.now + timedelta(seconds=5))
+    # a newer snapshot a few seconds later: its version and clock, besides what changed (the step
+    # stays short of the next whole minute of any AI-video event's age, which the wall shows)
+    ages = [(snap.now - e.at).total_seconds() for e in snap.video_events]
+    step = min([5.0] + [(60 - a % 60) / 2 for a in ages])
+    s4 = replace(s1, version=snap.version + 1, now=snap.now + timedelta(seconds=step))
     assert set(V.diff(w0, wall_view(s4, names))) == {"v", "now", "age_s", "zones"}
+    # a minute later, the events' ages move too
+    s5 = replace(s1, version=snap.version + 1, now=snap.now + timedelta(minutes=1))
+    assert set(V.diff(w0, wall_view(s5, names))) >= {"v", "now", "age_s", "zones"} | ({"video"} if ages else set())
 
 
 def test_view_cache_builds_once_per_version(world):

@@ -978,6 +978,10 @@ class Simulation:
             self.outages[key] = {"down": down, "next": np.minimum(nxt, 2 ** 62).astype(np.int64),
                                  "since": np.where(down, self.start_ms - _MIN_MS, np.iinfo(np.int64).max),
                                  "mttr": mttr, "mtbf": mtbf}
+        # work orders (the `maintenance` reading): repairs at the end of an everyday outage, and the
+        # half-monthly planned maintenance of lifts and escalators; per group, which assets have one open
+        self.work_open = {"camera": np.zeros(w.cams.n, bool), "lamp": np.zeros(w.lamps.n, bool),
+                          "lift": np.zeros(w.lifts.n, bool), "escalator": np.zeros(w.escalators.n, bool)}
         self.lamp_dark_since = np.full(w.lamps.n, np.iinfo(np.int64).max)
         self.hyd_fail = np.full(w.hydrants.n, np.iinfo(np.int64).max)
         self.hyd_level = np.zeros(w.hydrants.n)
@@ -1213,6 +1217,31 @@ class Simulation:
                 step = np.clip(g.exponential(1.0, due.size) * mean * _MIN_MS, _MIN_MS, 2 ** 61)
                 o["next"][due] = o["next"][due] + step.astype(np.int64)
 
+    def _planned_maintenance(self, ex: dict, i: int) -> dict[str, np.ndarray]:
+        """Lifts and escalators in their half-monthly maintenance this minute: asset k of a group
+        on the local days where (day + k) is a multiple of the period, inside the group's window."""
+        wo = self.scenario.num("facility.work_orders")
+        every = int(wo["lift_every_days"])
+        mod, day = int(ex["mod"][i]), int(ex["day"][i])
+        out = {}
+        for key, grp in (("lift", self.world.lifts), ("escalator", self.world.escalators)):
+            inside = bool(_window_mask(np.array([mod]), wo[f"{key}_window"])[0])
+            out[key] = ((day + np.arange(grp.n)) % every == 0) & inside
+        return out
+
+    def _work_orders(self, t0: int, planned: dict[str, np.ndarray]):
+        """(outage key, inventory group, open now) per group: a repair's work order is open for the
+        last ``repair_h`` of an everyday outage (until the asset works again), but not before the
+        fault has lasted ``repair_h`` (found, a crew sent): an outage shorter than that came back
+        by itself and has none; a planned one is open for its window."""
+        repair = int(float(self.scenario.num("facility.work_orders")["repair_h"]) * 3_600_000)
+        end = t0 + _MIN_MS
+        for key, group in (("camera", "cctv_camera"), ("lamp", "lamp_pole")):
+            o = self.outages[key]
+            yield key, group, o["down"] & (o["next"] < end + repair) & (o["since"] < end - repair)
+        yield "lift", "lift", planned["lift"]
+        yield "escalator", "escalator", planned["escalator"]
+
     def _camera_online(self, t0: int) -> np.ndarray:
         return (self.cam_offline_since > t0) & ~self.outages["camera"]["down"]
 
@@ -1439,19 +1468,27 @@ class Simulation:
             parts_metric.append(np.full(len(local_idx), _METRIC_INDEX[metric]))
             parts_val.append(np.asarray(values, dtype=float))
 
+        # work orders: a reading when one opens or closes (the maintenance system reports changes)
+        planned = self._planned_maintenance(ex, i)
+        for key, group, now_open in self._work_orders(t0, planned):
+            was = self.work_open[key]
+            for v, idx in ((1.0, np.flatnonzero(now_open & ~was)), (0.0, np.flatnonzero(was & ~now_open))):
+                if idx.size:
+                    add(group, idx, "maintenance", np.full(idx.size, v))
+            self.work_open[key] = now_open
         # cameras: online every minute
         online = self._camera_online(t0).astype(float)
         add("cctv_camera", np.arange(w.cams.n), "camera_online", online)
-        # lifts and escalators every minute
+        # lifts and escalators every minute (stopped while maintained)
         lift_zone = np.array([w.zone_ids[z] if z >= 0 else "" for z in w.lifts.zone])
         tower_lift = lift_zone == "canton_tower_interior"
         lift_on = np.where(tower_lift, _window_mask(np.array([mod]), sc.num("facility.lift_hours"))[0]
                            and not bool(ex["closure"][i]),
                            _window_mask(np.array([mod]), sc.num("facility.escalator_hours"))[0])
-        lift_on = lift_on & (self.lift_stop > t0)
+        lift_on = lift_on & (self.lift_stop > t0) & ~planned["lift"]
         add("lift", np.arange(w.lifts.n), "lift_running", lift_on.astype(float))
-        esc_on = _window_mask(np.array([mod]), sc.num("facility.escalator_hours"))[0]
-        add("escalator", np.arange(w.escalators.n), "escalator_running", np.full(w.escalators.n, float(esc_on)))
+        esc_on = _window_mask(np.array([mod]), sc.num("facility.escalator_hours"))[0] & ~planned["escalator"]
+        add("escalator", np.arange(w.escalators.n), "escalator_running", esc_on.astype(float))
         # toilets every minute
         tz = np.maximum(w.toilets.zone, 0)
         occ = np.clip(self.load[tz] * 0.9 + g.normal(0, 0.04, w.toilets.n), 0, 1)
