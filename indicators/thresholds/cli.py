@@ -1,4 +1,4 @@
-"""``scenic-twin thresholds show|set|backtest|versions|diff|rollback``.
+"""``scenic-twin thresholds show|set|backtest|learn|versions|diff|rollback``.
 
 The threshold versions live in the alert store (``--store``, default
 ``var/alerts.sqlite``); saves and rollbacks are also written to the account
@@ -480,10 +480,111 @@ def _cmd_rollback(args) -> int:
     return EXIT_OK
 
 
+def _cmd_learn(args) -> int:
+    from datetime import date
+
+    from indicators.engine.plan import QUALITY_NAMES
+
+    from . import default_book, norms
+    from .backtest import history_ticks
+    from .edit import Refused
+    from .versions import StaleVersion, diff, save
+    book = default_book()
+    version, saved = _latest(args)
+    families = args.family or list(norms.DEFAULT_FAMILIES)
+    from indicators.catalog import load_catalog
+    catalog = load_catalog()
+    try:
+        ids = norms.family_ids(catalog, families)
+    except KeyError as e:
+        return _usage(str(e.args[0]))
+    cal = (book.effective(saved).get("calendars") or {}).get(args.holidays) if args.holidays else None
+    if args.holidays and cal is None:
+        return _usage(f"no threshold calendar {args.holidays!r} (`scenic-twin thresholds show ID` lists a rule's "
+                      "calendars; --holidays '' for none)")
+    holidays = {date.fromisoformat(str(d)) for d in (cal or {}).get("dates", [])}
+    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.recording:
+        src = Path(args.recording)
+        if not src.is_dir():
+            return _usage(f"no recording at {src} (a folder from `scenic-twin simulate`)")
+        say(f"learning {', '.join(families)} ({len(ids)} indicators) from the recording {src} ...")
+        ticks = norms.recording_ticks(src, catalog, families, progress=lambda t: say(f"  {t:%Y-%m-%d %H:%M}Z"))
+        pos = [catalog.index(i) for i in ids]
+    else:
+        src = Path(args.history) if args.history else _var(args) / "history"
+        if not src.exists():
+            return _usage(f"no tick history at {src}; run the service to collect one, or pass --recording DIR "
+                          "(from `scenic-twin simulate`) or --history DIR")
+        from indicators.thresholds.backtest import _history_end
+        end = _history_end(src)
+        start = None if end is None or args.days is None else end - int(args.days * 86_400_000)
+        say(f"learning {', '.join(families)} ({len(ids)} indicators) from the tick history {src} ...")
+        ticks, pos = history_ticks(src, ids, start), None
+    learnt = norms.learn(ticks, ids, pos, z=args.z, holidays=holidays, ok_code=QUALITY_NAMES.index("ok"))
+    if learnt.samples == 0:
+        return _usage(f"nothing to learn from in {src}: no tick on a 5-minute mark")
+    from indicators.alerts.rationale import default_rationale
+    prop = norms.propose(learnt, book.rules(saved), saved, min_days=args.min_days,
+                         eligible=norms.learnable(book.rationale or default_rationale()))
+    span_days = (learnt.last - learnt.first).total_seconds() / 86400 if learnt.first else 0.0
+    out: dict[str, Any] = {"source": str(src), "families": families, "indicators": len(ids),
+                           "first": learnt.first, "last": learnt.last, "days": round(span_days, 2),
+                           "samples": learnt.samples, "z": args.z, "min_days": args.min_days,
+                           "holidays": args.holidays or None, "based_on_version": version, **prop.summary(),
+                           "changed": prop.changed, "saved": False}
+    if args.out:
+        Path(args.out).write_text(json.dumps(prop.doc, ensure_ascii=False, indent=2), encoding="utf-8")
+        out["written"] = args.out
+    if args.save:
+        author = _author(args)
+        audit, access = _audit(args, author)
+        try:
+            with _open_store(args, create=True) as st:
+                try:
+                    v = save(st, book, prop.doc, author=author, reason=args.reason or "",
+                             expected_version=version if args.expect_version is None else args.expect_version,
+                             audit=audit, action="thresholds.learn",
+                             detail={"families": families, "source": str(src), "z": args.z,
+                                     "min_days": args.min_days, **prop.summary()})
+                except Refused as e:
+                    return _refused(args, e.problems)
+                except StaleVersion as e:
+                    return _conflict(args, e)
+        finally:
+            if access is not None:
+                access.close()
+        out.update(saved=True, version=v.version, changes=len(diff(saved, prop.doc)))
+    if args.json:
+        _print_json(out)
+        return EXIT_OK
+    print(f"learnt from {src}: {learnt.first:%Y-%m-%d %H:%M} – {learnt.last:%Y-%m-%d %H:%M} UTC "
+          f"({span_days:.1f} days, {learnt.samples} samples of {len(ids)} indicators)")
+    print(f"  {out['rules_changed']} rule(s) would start above their usual level in {out['profiles']} "
+          f"place-and-hour profile(s) (largest shift +{out['largest_shift']}); {out['rules_unchanged']} stay at "
+          f"the catalog's tiers" + (f"; {out['rules_with_thin_slots']} have hours seen on fewer than "
+                                     f"{args.min_days} days (left at the catalog's tiers there)"
+                                     if out["rules_with_thin_slots"] else "")
+          + (f"; {out['rules_not_learnt']} not learnt (a detection of harm counts however usual; or log only)"
+             if out["rules_not_learnt"] else ""))
+    top = sorted(prop.changed.items(), key=lambda kv: -max(p["shift"] for p in kv[1]))[:args.top]
+    for iid, ps in top:
+        print(f"  {iid}")
+        for p in ps:
+            print(f"    {p['kind']:<8} {p['hours']}  +{p['shift']}  tiers {p['tiers']}")
+    if args.save:
+        print(f"saved threshold version {out['version']} by {_author(args)}: {args.reason}")
+        print("the running service applies it at its next evaluation", file=sys.stderr)
+    elif out["rules_changed"]:
+        print("nothing saved: --save --reason TEXT stores it as a new version (backtest first: "
+              "`scenic-twin thresholds backtest`); --out FILE writes the document", file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- registration
 def register(sub) -> None:
     """Add ``thresholds`` to the ``scenic-twin`` subcommands."""
-    th = sub.add_parser("thresholds", help="alert thresholds: show, set, backtest, versions, diff, rollback",
+    th = sub.add_parser("thresholds", help="alert thresholds: show, set, backtest, learn, versions, diff, rollback",
                         description="The alert thresholds of the 1,373 indicators: catalog defaults, the shipped "
                                     "profiles (data/alerts/thresholds.toml: Golden Week) and the supervisors' "
                                     "saved versions.  Exit codes: 0 done, 1 refused, 2 usage.")
@@ -541,6 +642,30 @@ def register(sub) -> None:
     d.add_argument("b", type=int, nargs="?", default=None)
     _add_common(d)
     d.set_defaults(func=_cmd_diff)
+
+    le = ts.add_parser("learn", help="learn each place's usual level per hour and propose tiers above it",
+                       description="Learn, per indicator of --family (default video.events: each zone and AI "
+                                   "algorithm), its usual level at each hour of a workday and of a rest day from the "
+                                   "tick history (or a recording), and propose threshold profiles whose first "
+                                   "paging tier starts above it (never below the catalog's).  Prints what would "
+                                   "change; --save stores it as a new version (needs --reason; audited).")
+    le.add_argument("--history", default=None, metavar="DIR", help="a tick history folder (default var/history)")
+    le.add_argument("--recording", default=None, metavar="DIR", help="a recording from `scenic-twin simulate` "
+                                                                     "(the engine runs over the feeds the families read)")
+    le.add_argument("--family", action="append", default=None, help="indicator family to learn (repeatable; "
+                                                                    "default video.events)")
+    le.add_argument("--days", type=float, default=None, help="only the last N days of the tick history")
+    le.add_argument("--z", type=float, default=2.326, help="the usual high in standard deviations above the mean "
+                                                           "(default 2.326: the 99th percentile of a normal curve)")
+    le.add_argument("--min-days", type=int, default=5, help="an hour seen on fewer days keeps the catalog's tiers "
+                                                            "(default 5)")
+    le.add_argument("--holidays", default="golden_week", help="threshold calendar whose dates are rest days "
+                                                              "(default golden_week; '' for none)")
+    le.add_argument("--top", type=int, default=10, help="rules to list (largest shift first)")
+    le.add_argument("--out", default=None, metavar="FILE", help="write the proposed document (JSON)")
+    le.add_argument("--save", action="store_true", help="store the proposal as a new threshold version")
+    _add_common(le, write=True)
+    le.set_defaults(func=_cmd_learn)
 
     r = ts.add_parser("rollback", help="save an old version's document again as a new version",
                       description="Save the document of VERSION again as a new version (history is never "
