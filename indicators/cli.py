@@ -148,7 +148,7 @@ def run_alarm_report(recording_dir, *, frm=None, to=None, store=None, thresholds
     ``frm`` / ``to``: the counted window (``HH:MM`` local time or ISO 8601,
     :func:`~indicators.alerts.report.resolve_window`); the whole recording runs
     anyway (the warm-up and the indicators' windows need it).  ``thresholds``:
-    an overrides document instead of the shipped defaults.  Priorities: red =
+    a saved-version document, layered over the shipped one.  Priorities: red =
     urgent, orange = high, yellow and blue = low."""
     import time
     from collections import Counter
@@ -338,16 +338,19 @@ def register(sub, bench_sub) -> None:
     ar.add_argument("--store", default=None,
                     help="keep the alert store the run writes in this NEW SQLite file (default: a temporary one)")
     ar.add_argument("--thresholds", default=None,
-                    help="overrides document (JSON: calendars, profiles, tiers) instead of the shipped defaults")
+                    help="a threshold document (JSON: calendars, override - e.g. `thresholds learn --out`), "
+                         "layered over the shipped one as the service layers a saved version")
     ar.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     ar.set_defaults(func=_cmd_alarms_report)
 
     from indicators.engine import bench
     b = bench_sub.add_parser("engine", help="indicator engine: events/s, tick latency, ratios to baselines",
                              description=("Synthetic feeds at --events-per-tick through the engine; prints "
-                                          "events/s per core, tick latency p50/p99 for all 1,373 indicators and "
-                                          "ratios to a vectorised read (floor), polars recomputing the windows "
-                                          "and a per-event Python loop, all measured in this run."))
+                                          "events/s per core, the whole tick's p50/p99 (ingest + advance, all "
+                                          "1,373 indicators) and its ratios to a vectorised read of the same "
+                                          "columns (floor) and to polars and duckdb doing append, "
+                                          "de-duplication, expiry and a recompute of the window families (less "
+                                          "work: the report says which), all measured in this run."))
     bench.add_arguments(b)
     b.set_defaults(func=_cmd_bench_engine)
 
