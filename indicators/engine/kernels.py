@@ -290,15 +290,68 @@ class Codec:
     dictionary-encoded by Arrow; Python touches only its distinct values.
     """
 
+    SMALL = 48
+    """Up to this many distinct values a batch is looked up in the Python dict; above, by hash."""
+
     def __init__(self, vocabulary: Sequence[str] = (), *, dynamic: bool = False,
                  aliases: dict[str, str] | None = None) -> None:
         self.values: list[str] = list(vocabulary)
         self.index: dict[str, int] = {v: i for i, v in enumerate(self.values)}
         self.dynamic = dynamic
         self.aliases = {a: self.index[v] for a, v in (aliases or {}).items()}   # other spellings of members
+        self._by_hash: tuple[int, np.ndarray, np.ndarray, pa.Array] | None = None
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def _hash_index(self) -> tuple[np.ndarray, np.ndarray, pa.Array] | None:
+        """(sorted hashes of the vocabulary, their codes, the vocabulary as Arrow), rebuilt when
+        the vocabulary grew; None when two members share a hash (then the dict serves)."""
+        n = len(self.values)
+        if self._by_hash is None or self._by_hash[0] != n:
+            vocab = pa.array(self.values, pa.string())
+            h = hash_strings(vocab)
+            order = np.argsort(h, kind="stable")
+            hs = h[order]
+            if n > 1 and (hs[1:] == hs[:-1]).any():
+                self._by_hash = (n, None, None, vocab)             # type: ignore[assignment]
+            else:
+                self._by_hash = (n, hs, order.astype(np.intp), vocab)
+        _, hs, codes, vocab = self._by_hash
+        return None if hs is None else (hs, codes, vocab)
+
+    def _lookup(self, dictionary: pa.Array) -> np.ndarray:
+        """The code of each distinct value (-1 unknown), vectorised: the values' hashes found in
+        the vocabulary's sorted hashes, each hit confirmed by comparing the strings (a hash
+        collision is looked up in the dict instead); misses of a dynamic codec or with aliases
+        go through the dict (and a dynamic codec learns them)."""
+        out = np.full(len(dictionary), -1, dtype=np.intp)
+        hx = self._hash_index()
+        if hx is not None and len(hx[0]):
+            hs, codes, vocab = hx
+            h = hash_strings(dictionary)
+            pos = np.minimum(np.searchsorted(hs, h), len(hs) - 1)
+            hit = np.flatnonzero(hs[pos] == h)
+            if hit.size:
+                cand = codes[pos[hit]]
+                same = pc.equal(dictionary.take(pa.array(hit)), vocab.take(pa.array(cand)))
+                same = np.asarray(same.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+                out[hit[same]] = cand[same]
+        miss = np.flatnonzero(out < 0)
+        # a static codec's miss is final (its members' hashes are distinct, so a value whose hash
+        # matched another member's is no member); new values, aliases or shared hashes need the dict
+        if miss.size and (self.dynamic or self.aliases or hx is None):
+            vals = dictionary.take(pa.array(miss)).to_pylist()
+            index, aliases = self.index, self.aliases
+            for k, u in zip(miss.tolist(), vals):
+                if not isinstance(u, str):
+                    continue
+                c = index.get(u, aliases.get(u, -1))
+                if c < 0 and self.dynamic:
+                    c = index[u] = len(self.values)
+                    self.values.append(u)
+                out[k] = c
+        return out
 
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if isinstance(col, pa.ChunkedArray):
@@ -314,18 +367,22 @@ class Codec:
         elif not pa.types.is_string(col.type):
             col = col.cast(pa.string())
         d = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
-        uniq = d.dictionary.to_pylist()
-        if self.dynamic:
-            for u in uniq:
-                if u is not None and u not in self.index:
-                    self.index[u] = len(self.values)
-                    self.values.append(u)
-        index, aliases = self.index, self.aliases
-        lut = np.array([index.get(u, aliases.get(u, -1)) if isinstance(u, str) else -1 for u in uniq] + [-1],
-                       dtype=np.intp)
+        n_uniq = len(d.dictionary)
+        if n_uniq > self.SMALL:
+            lut = np.append(self._lookup(d.dictionary), -1)
+        else:
+            uniq = d.dictionary.to_pylist()
+            if self.dynamic:
+                for u in uniq:
+                    if u is not None and u not in self.index:
+                        self.index[u] = len(self.values)
+                        self.values.append(u)
+            index, aliases = self.index, self.aliases
+            lut = np.array([index.get(u, aliases.get(u, -1)) if isinstance(u, str) else -1 for u in uniq] + [-1],
+                           dtype=np.intp)
         ind = d.indices
         if ind.null_count:
-            ind = pc.fill_null(ind, len(uniq))
+            ind = pc.fill_null(ind, n_uniq)
         return lut[np.asarray(ind.to_numpy(zero_copy_only=False), dtype=np.intp)]
 
     def state(self) -> np.ndarray:
@@ -334,6 +391,7 @@ class Codec:
     def load(self, values: np.ndarray) -> None:
         self.values = [str(v) for v in values.tolist()]
         self.index = {v: i for i, v in enumerate(self.values)}
+        self._by_hash = None
 
 
 _WEIGHTS: dict[tuple[bytes, bytes], np.ndarray] = {}
