@@ -1,6 +1,7 @@
-"""Id columns to codes (the engine's only string work): a batch with many distinct ids is looked
-up by hash, a small one in the dict; both must give the same codes, learn new ids of a dynamic
-codec in the same order, and treat unknown ids, nulls and aliases alike."""
+"""The engine's string work, compiled: event-id hashes must stay bit for bit what they have always
+been (a checkpoint's de-duplication state is a set of them), and id columns must get the codes a
+plain dict lookup gives - new ids of a dynamic codec learnt in the order they first appear,
+unknown ids, nulls and other spellings alike."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,63 @@ from indicators.engine.kernels import Codec
 
 
 def reference(codec_vocab, values, *, dynamic=False, aliases=None):
-    """What the dict alone gives (the path every batch took before the hash lookup)."""
-    c = Codec(codec_vocab, dynamic=dynamic, aliases=aliases)
-    c.SMALL = 10 ** 9
-    return c, c.encode(pa.array(values, pa.string()))
+    """The codes a dict gives, row by row (and what a dynamic codec learns)."""
+    vocab = list(codec_vocab)
+    index = {v: i for i, v in enumerate(vocab)}
+    alias = {a: index[v] for a, v in (aliases or {}).items()}
+    out = []
+    for v in values:
+        if v is None:
+            out.append(-1)
+            continue
+        if v not in index and v not in alias and dynamic:
+            index[v] = len(vocab)
+            vocab.append(v)
+        out.append(index.get(v, alias.get(v, -1)))
+    return vocab, np.array(out)
+
+
+_M1, _M2, _GOLD = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53), np.uint64(0x9E3779B97F4A7C15)
+
+
+def reference_hash(values, salt=0) -> np.ndarray:
+    """The event-id hash as defined (and as numpy computed it before it was compiled), one
+    Python integer at a time."""
+    mask = (1 << 64) - 1
+    out = []
+    for v in values:
+        b = (v or "").encode("utf-8")
+        h = ((len(b) + salt) * int(_GOLD)) & mask
+        for k in range(0, len(b), 8):
+            w = int.from_bytes(b[k:k + 8], "little")
+            x = ((h ^ w) * int(_M1)) & mask
+            h = x ^ (x >> 32)
+        h ^= int(_GOLD)
+        h ^= h >> 33
+        h = (h * int(_M1)) & mask
+        h ^= h >> 33
+        h = (h * int(_M2)) & mask
+        h ^= h >> 33
+        out.append(h or 1)
+    return np.array(out, dtype=np.uint64)
+
+
+def test_event_id_hashes_keep_their_definition():
+    from indicators.engine.kernels import hash_strings
+    g = np.random.default_rng(5)
+    alphabet = list("abcXYZ019-_/@.") + ["塔", "广", "é"]
+    values = ["".join(g.choice(alphabet, g.integers(0, 41))) for _ in range(3000)] + ["", None, "x" * 200]
+    for salt in (0, 7, 0x1000193 * 3 + 7):
+        want = reference_hash(values, salt)
+        arr = pa.array(values, pa.string())
+        assert (hash_strings(arr, salt) == want).all()
+        assert (hash_strings(arr.slice(1000, 500), salt) == want[1000:1500]).all()          # an offset slice
+        assert (hash_strings(arr.dictionary_encode(), salt) == want).all()
+        assert (hash_strings(pa.chunked_array([arr[:10], arr[10:]]), salt) == want).all()
+        assert (hash_strings(arr.cast(pa.large_string()), salt) == want).all()
+    # pinned values: a change of definition would orphan every checkpoint's de-duplication state
+    assert [hex(int(x)) for x in hash_strings(pa.array(["", "w1", "video:cam-1/fall@1712345678901.0"]), 7)] == \
+        [hex(int(x)) for x in reference_hash(["", "w1", "video:cam-1/fall@1712345678901.0"], 7)]
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -24,11 +78,11 @@ def test_the_hash_lookup_gives_the_dicts_codes(seed):
     pool = vocab[:2000] + [f"unknown-{k}" for k in range(300)] + [None]
     values = [pool[i] for i in g.integers(0, len(pool), 5000)]
     for dynamic in (False, True):
-        want_codec, want = reference(vocab, values, dynamic=dynamic)
+        want_vocab, want = reference(vocab, values, dynamic=dynamic)
         c = Codec(vocab, dynamic=dynamic)
         got = c.encode(pa.array(values, pa.string()))
         assert (got == want).all()
-        assert c.values == want_codec.values                    # a dynamic codec learnt the same ids, in order
+        assert c.values == want_vocab                           # a dynamic codec learnt the same ids, in order
         if not dynamic:
             assert (got[[v is not None and v.startswith("unknown") for v in values]] == -1).all()
         assert (got[[v is None for v in values]] == -1).all()
@@ -50,11 +104,13 @@ def test_aliases_and_a_small_batch_agree():
     assert (small == want[:5]).all()
 
 
-def test_a_vocabulary_whose_members_share_a_hash_falls_back_to_the_dict(monkeypatch):
-    import indicators.engine.kernels as K
+def test_a_crowded_table_still_finds_every_member_and_no_stranger():
+    from indicators.engine import compiled as C
     vocab = [f"cam-{k}" for k in range(100)]
-    values = vocab[::-1] + ["x"]
-    real = K.hash_strings
-    monkeypatch.setattr(K, "hash_strings", lambda arr, salt=0: real(arr, salt) & np.uint64(0xF))   # 16 buckets
-    got = Codec(vocab).encode(pa.array(values))
-    assert list(got) == list(range(99, -1, -1)) + [-1]
+    values = vocab[::-1] + ["x", None, "cam-100", "cam-1 "]
+    lk = C.Lookup(vocab, list(range(100)))
+    lk.keys, lk.slots = C._build(lk.vdata, lk.voffsets.astype(np.int32), np.uint64(0), 128)   # long probe chains
+    assert list(lk.codes(pa.array(values))) == list(range(99, -1, -1)) + [-1] * 4
+    c = Codec(vocab)
+    assert list(c.encode(pa.array(values).cast(pa.large_string()))) == list(range(99, -1, -1)) + [-1] * 4
+    assert list(c.encode(pa.array([3, 4]).cast(pa.int64()))) == [-1, -1]      # not strings: cast, no member
