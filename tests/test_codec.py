@@ -109,8 +109,16 @@ def test_a_crowded_table_still_finds_every_member_and_no_stranger():
     vocab = [f"cam-{k}" for k in range(100)]
     values = vocab[::-1] + ["x", None, "cam-100", "cam-1 "]
     lk = C.Lookup(vocab, list(range(100)))
-    lk.keys, lk.slots = C._build(lk.vdata, lk.voffsets.astype(np.int32), np.uint64(0), 128)   # long probe chains
+    lk.keys, lk.slots = C._build(lk.v64, lk.vraw, lk.voffsets.astype(np.int32), np.uint64(0), 128)   # long chains
     assert list(lk.codes(pa.array(values))) == list(range(99, -1, -1)) + [-1] * 4
     c = Codec(vocab)
     assert list(c.encode(pa.array(values).cast(pa.large_string()))) == list(range(99, -1, -1)) + [-1] * 4
     assert list(c.encode(pa.array([3, 4]).cast(pa.int64()))) == [-1, -1]      # not strings: cast, no member
+
+
+def test_a_batch_is_put_in_time_order_stably():
+    from indicators.engine.compiled import time_order
+    g = np.random.default_rng(2)
+    for n, span in ((10, 5), (5000, 1900), (100_000, 1000), (3000, 10 ** 9)):
+        t = 1_712_345_678_000 + g.integers(0, span, n)
+        assert (time_order(t) == np.argsort(t, kind="stable")).all()

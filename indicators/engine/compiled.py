@@ -8,6 +8,8 @@ offsets and the UTF-8 bytes), one pass per column, no Python object per row:
   and murmur3 finaliser), so de-duplication state in a checkpoint stays valid across versions.
 * :func:`set_contains` / :func:`set_insert` - the de-duplication set's probes (linear probing
   over non-zero uint64 keys), the first of twins in a batch being the new one.
+* :func:`time_order` - the stable order of a batch's event times (a counting sort over the
+  batch's few seconds of milliseconds).
 * :class:`Lookup` - an open-addressing table of a vocabulary's hashes (members and their other
   spellings); :meth:`Lookup.codes` gives each row of a column its member's code, every hit
   confirmed by comparing the bytes, -1 where the string is no member (or null).
@@ -27,18 +29,53 @@ _GOLD = np.uint64(0x9E3779B97F4A7C15)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _hash_one(data, start, length, salt):
+def _fast_word(w64, p):
+    """The little-endian word of bytes p .. p+7, from two aligned reads (word p//8 + 1 must exist)."""
+    q = p >> 3
+    r = p & 7
+    if r == 0:
+        return w64[q]
+    return (w64[q] >> np.uint64(8 * r)) | (w64[q + 1] << np.uint64(64 - 8 * r))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slow_word(raw, p):
+    """The same, byte by byte: at the very end of a buffer, where the next word does not exist."""
+    w = np.uint64(0)
+    for b in range(min(8, len(raw) - p)):
+        w |= np.uint64(raw[p + b]) << np.uint64(8 * b)
+    return w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _masked(w, rem):
+    if rem < 8:
+        return w & ((np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1))
+    return w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fits(w64, start, length):
+    """Every word of the string can be read the fast way."""
+    return ((start + length) >> 3) + 1 < len(w64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hash_one(w64, raw, start, length, salt):
     h = (np.uint64(length) + salt) * _GOLD
     k = 0
-    while k < length:
-        w = np.uint64(0)
-        m = min(8, length - k)
-        for b in range(m):                                   # little-endian word of bytes k .. k+7
-            w |= np.uint64(data[start + k + b]) << np.uint64(8 * b)
-        x = (h ^ w) * _M1
-        x ^= x >> np.uint64(32)
-        h = x
-        k += 8
+    if _fits(w64, start, length):
+        while k < length:
+            x = (h ^ _masked(_fast_word(w64, start + k), length - k)) * _M1
+            x ^= x >> np.uint64(32)
+            h = x
+            k += 8
+    else:
+        while k < length:
+            x = (h ^ _masked(_slow_word(raw, start + k), length - k)) * _M1
+            x ^= x >> np.uint64(32)
+            h = x
+            k += 8
     h ^= _GOLD
     h ^= h >> np.uint64(33)
     h *= _M1
@@ -50,24 +87,39 @@ def _hash_one(data, start, length, salt):
     return h
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _same(a64, araw, a, b64, braw, b, length):
+    fast = _fits(a64, a, length) and _fits(b64, b, length)
+    k = 0
+    while k < length:
+        if fast:
+            x, y = _fast_word(a64, a + k), _fast_word(b64, b + k)
+        else:
+            x, y = _slow_word(araw, a + k), _slow_word(braw, b + k)
+        if _masked(x, length - k) != _masked(y, length - k):
+            return False
+        k += 8
+    return True
+
+
 @njit(cache=True, nogil=True)
-def _hash_rows(data, offsets, valid, salt):
+def _hash_rows(w64, raw, offsets, valid, salt):
     n = len(offsets) - 1
     out = np.empty(n, dtype=np.uint64)
     for i in range(n):
         a = offsets[i]
         ln = offsets[i + 1] - a if valid[i] else 0           # a null hashes like ""
-        out[i] = _hash_one(data, a, ln, salt)
+        out[i] = _hash_one(w64, raw, a, ln, salt)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _build(data, offsets, salt, size):
+def _build(w64, raw, offsets, salt, size):
     keys = np.zeros(size, dtype=np.uint64)
     slots = np.full(size, -1, dtype=np.int64)                # the entry in each slot
     mask = size - 1
     for e in range(len(offsets) - 1):
-        h = _hash_one(data, offsets[e], offsets[e + 1] - offsets[e], salt)
+        h = _hash_one(w64, raw, offsets[e], offsets[e + 1] - offsets[e], salt)
         s = np.int64(h & np.uint64(mask))
         while keys[s] != 0:
             s = (s + 1) & mask
@@ -77,7 +129,7 @@ def _build(data, offsets, salt, size):
 
 
 @njit(cache=True, nogil=True)
-def _probe(data, offsets, valid, keys, slots, vdata, voffsets, vcodes, salt):
+def _probe(w64, raw, offsets, valid, keys, slots, v64, vraw, voffsets, vcodes, salt):
     n = len(offsets) - 1
     mask = len(keys) - 1
     out = np.full(n, -1, dtype=np.int64)
@@ -86,21 +138,15 @@ def _probe(data, offsets, valid, keys, slots, vdata, voffsets, vcodes, salt):
             continue
         a = offsets[i]
         ln = offsets[i + 1] - a
-        h = _hash_one(data, a, ln, salt)
+        h = _hash_one(w64, raw, a, ln, salt)
         s = np.int64(h & np.uint64(mask))
         while keys[s] != 0:
             if keys[s] == h:
                 e = slots[s]
                 va = voffsets[e]
-                if voffsets[e + 1] - va == ln:
-                    same = True
-                    for b in range(ln):
-                        if data[a + b] != vdata[va + b]:
-                            same = False
-                            break
-                    if same:
-                        out[i] = vcodes[e]
-                        break
+                if voffsets[e + 1] - va == ln and _same(w64, raw, a, v64, vraw, va, ln):
+                    out[i] = vcodes[e]
+                    break
             s = (s + 1) & mask
     return out
 
@@ -139,27 +185,61 @@ def set_insert(keys, h):
     return out
 
 
-def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bytes, offsets rebased to the bytes, validity) of a string array, no copies but the validity."""
+@njit(cache=True, nogil=True)
+def _counting_order(t, lo, span):
+    counts = np.zeros(span + 1, dtype=np.int64)
+    for i in range(len(t)):
+        counts[t[i] - lo + 1] += 1
+    for k in range(1, span + 1):
+        counts[k] += counts[k - 1]
+    order = np.empty(len(t), dtype=np.intp)
+    for i in range(len(t)):
+        j = t[i] - lo
+        order[counts[j]] = i
+        counts[j] += 1
+    return order
+
+
+def time_order(t: np.ndarray) -> np.ndarray:
+    """The stable order of event times ``t`` (int64 ms): a counting sort when they span at most a
+    few times as many milliseconds as there are events (a feed batch: a second or two), else
+    numpy's stable sort."""
+    n = len(t)
+    if n < 64:
+        return np.argsort(t, kind="stable")
+    lo, hi = int(t.min()), int(t.max())
+    if hi - lo > 4 * n + 4096:
+        return np.argsort(t, kind="stable")
+    return _counting_order(np.ascontiguousarray(t, dtype=np.int64), lo, hi - lo + 1)
+
+
+def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(the bytes' whole 8-byte words, the bytes, offsets into them, validity) of a string array:
+    views of Arrow's buffers (the words copied only when the bytes do not start on 8 bytes)."""
     if pa.types.is_large_string(arr.type):
         arr = arr.cast(pa.string())
     n = len(arr)
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else np.zeros(1, np.uint8)
+    raw = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    whole = len(raw) >> 3
+    if raw.ctypes.data % 8 == 0:
+        w64 = raw[:whole * 8].view(np.uint64)
+    else:
+        w64 = np.frombuffer(raw[:whole * 8].tobytes(), dtype=np.uint64)
     if arr.null_count:
         valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
     else:
         valid = np.ones(n, dtype=np.bool_)
-    return data, offsets, valid
+    return w64, raw, offsets, valid
 
 
 def hash_column(arr: pa.Array, salt: int = 0) -> np.ndarray:
     """64-bit hashes of a plain string array (see the module docstring)."""
     if len(arr) == 0:
         return np.zeros(0, dtype=np.uint64)
-    data, offsets, valid = _buffers(arr)
-    return _hash_rows(data, offsets, valid, np.uint64(salt & 0xFFFFFFFFFFFFFFFF))
+    w64, raw, offsets, valid = _buffers(arr)
+    return _hash_rows(w64, raw, offsets, valid, np.uint64(salt & 0xFFFFFFFFFFFFFFFF))
 
 
 class Lookup:
@@ -168,20 +248,20 @@ class Lookup:
     def __init__(self, entries: list[str], codes: list[int]) -> None:
         self.n = len(entries)
         arr = pa.array(entries, pa.string())
-        data, offsets, _ = _buffers(arr)
-        self._keep = arr                                      # the buffers the views point into
-        self.vdata, self.voffsets = data, offsets.astype(np.int64)
+        w64, raw, offsets, _ = _buffers(arr)
+        self._arr = arr                                       # the buffers the views read
+        self.v64, self.vraw, self.voffsets = w64, raw, offsets.astype(np.int64)
         self.vcodes = np.asarray(codes, dtype=np.int64)
         size = 1 << max(4, int(2 * max(1, self.n) - 1).bit_length())
-        self.keys, self.slots = _build(data, offsets, np.uint64(0), size)
+        self.keys, self.slots = _build(w64, raw, offsets, np.uint64(0), size)
 
     def codes(self, arr: pa.Array) -> np.ndarray:
         """Each row's code (-1: not an entry, or null); ``arr`` a plain string array."""
         if len(arr) == 0:
             return np.zeros(0, dtype=np.intp)
-        data, offsets, valid = _buffers(arr)
-        return _probe(data, offsets, valid, self.keys, self.slots, self.vdata, self.voffsets, self.vcodes,
-                      np.uint64(0)).astype(np.intp)
+        w64, raw, offsets, valid = _buffers(arr)
+        return _probe(w64, raw, offsets, valid, self.keys, self.slots, self.v64, self.vraw, self.voffsets,
+                      self.vcodes, np.uint64(0)).astype(np.intp)
 
 
-__all__ = ["Lookup", "hash_column", "set_contains", "set_insert"]
+__all__ = ["Lookup", "hash_column", "set_contains", "set_insert", "time_order"]

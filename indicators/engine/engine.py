@@ -53,6 +53,7 @@ from indicators.feeds.schemas import ALLOWED_LATENESS, SCHEMAS
 from twin_assets.fsio import atomic_write
 
 from .encode import PRIMARY, Encoder
+from .compiled import time_order
 from .kernels import Forecaster, LinearTrend, SeenSet
 from .plan import IDLE, NO_DATA, OK, QUALITY_NAMES, STALE, Plan
 from .state import RowCache, TickCtx
@@ -300,7 +301,7 @@ class Engine:
         if len(keep):
             t = b["t"]
             if len(t) > 1 and (t[1:] < t[:-1]).any():      # out of order: sort once here, so a tick slices views
-                order = np.argsort(t, kind="stable")
+                order = time_order(t)
                 b = {k: v[order] for k, v in b.items()}
             self.plan.prepare(kind, b)
             self.pending[kind].append(b)
