@@ -315,6 +315,10 @@ class Service:
         """Bring the provisional engine up to its watermark, computing the values of its last tick
         only (its states take every tick's events; nobody reads the ticks in between)."""
         fresh = self.fresh
+        # its clock is the service's: a tick is complete for the screens once the clock has passed
+        # its end, whether or not a later event came (one that comes after goes to its next tick
+        # there; the final engine puts it where it belongs)
+        fresh.heartbeat(self.clock())
         wm = fresh.watermark
         if wm is None:
             return
