@@ -295,10 +295,14 @@ def recording_ticks(directory: str | Path, catalog, families: Sequence[str], *,
     """The engine's ticks over a recording (``scenic-twin simulate``), fed only the feeds the
     families read - the other indicators are not learnt, their feeds cost nothing here - and
     evaluated every ``every`` of event time only (the states still take every event)."""
+    import logging
+
+    import pyarrow as pa
+
     from indicators.engine import Engine
+    from indicators.engine.kernels import to_ms
     from indicators.engine.replay import read_batches
     from indicators.feeds.schemas import SCHEMAS
-    from indicators.engine.kernels import to_ms
 
     kinds = {s for f in catalog.families if f.id in set(families) for s in f.source}
     step = int(every / timedelta(milliseconds=1))
@@ -310,12 +314,15 @@ def recording_ticks(directory: str | Path, catalog, families: Sequence[str], *,
     for kind, payload in read_batches(directory):
         if kind not in kinds or kind not in SCHEMAS:
             continue
-        import pyarrow as pa
         table = payload if isinstance(payload, pa.Table) else pa.Table.from_batches([payload])
         if table.num_rows == 0:
             continue
-        eng.ingest(kind, table)
-        m = int(to_ms(table.column("event_time")).max())
+        try:
+            eng.ingest(kind, table)
+            m = int(to_ms(table.column("event_time").drop_null()).max())
+        except (ValueError, pa.ArrowException) as e:         # a batch the engine cannot read: said, skipped
+            logging.getLogger(__name__).warning("skipping a %s batch of %s: %s", kind, directory, e)
+            continue
         newest = m if newest is None else max(newest, m)
         batches += 1
         if progress is not None and batches % 200 == 0:
@@ -328,5 +335,4 @@ def recording_ticks(directory: str | Path, catalog, families: Sequence[str], *,
 
 
 __all__ = ["DAY_KINDS", "DEFAULT_FAMILIES", "Norms", "Proposal", "day_kind", "family_ids", "learn", "learnable",
-           "propose",
-           "recording_ticks"]
+           "propose", "recording_ticks"]
