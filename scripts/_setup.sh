@@ -39,7 +39,12 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+# Debian libraries the installed Python packages load and a minimal Debian lacks:
+#   libgomp1   libgomp.so.1, numba's OpenMP threading layer (the engine's compiled kernels)
+RUN_DEBIAN_PACKAGES=(libgomp1)
+
 install_project() {   # install_project EXTRAS  ("" or "[test]")
+  apt_install "${RUN_DEBIAN_PACKAGES[@]}"
   step "installing scenic-twin$1 and its dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
   .venv/bin/python -m pip install --disable-pip-version-check --progress-bar on -q -e ".$1"

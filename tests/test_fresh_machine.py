@@ -252,6 +252,12 @@ def test_debian_packages_are_named_in_one_place():
     generic = [ln for ln in setup if not ln.startswith("apt_install ")]
     assert all('"${missing[@]}"' in ln for ln in generic), generic  # the body of apt_install itself
     elsewhere = [arg for ln in setup if ln.startswith("apt_install ") for arg in shlex.split(ln)[1:]]
-    assert elsewhere == ["python3-venv"], (
+    assert elsewhere == ["python3-venv", "${RUN_DEBIAN_PACKAGES[@]}"], (
         f"scripts/_setup.sh installs {elsewhere}: Debian packages for the tests belong in "
-        "TEST_DEBIAN_PACKAGES of scripts/test")
+        "TEST_DEBIAN_PACKAGES of scripts/test, libraries the installed packages load in RUN_DEBIAN_PACKAGES")
+    # the main job's libraries (scripts/run installs them too): named once, none of them a test tool
+    runs = re.findall(r"^RUN_DEBIAN_PACKAGES=\(([^)]*)\)", (SCRIPT.parent / "_setup.sh").read_text(), re.M)
+    assert len(runs) == 1, runs
+    run_pkgs = runs[0].split()
+    assert run_pkgs and not set(run_pkgs) & set(wanted), (run_pkgs, wanted)
+    assert all(p.startswith("lib") for p in run_pkgs), run_pkgs
