@@ -152,37 +152,33 @@ def _probe(w64, raw, offsets, valid, keys, slots, v64, vraw, voffsets, vcodes, s
 
 
 @njit(cache=True, nogil=True)
-def set_contains(keys, h):
-    """For an open-addressing set of non-zero uint64 keys (linear probing): which of ``h`` it holds."""
+def _set_probe(keys, h, insert):
+    """An open-addressing set of non-zero uint64 keys (linear probing): True for each of ``h``
+    it holds (``insert`` False), or for each it did not hold and now does (``insert`` True: the
+    first of twins in ``h`` is the new one)."""
     mask = len(keys) - 1
     out = np.zeros(len(h), dtype=np.bool_)
     for i in range(len(h)):
         s = np.int64(h[i] & np.uint64(mask))
-        while keys[s] != 0:
-            if keys[s] == h[i]:
-                out[i] = True
-                break
+        while keys[s] != 0 and keys[s] != h[i]:
             s = (s + 1) & mask
-    return out
-
-
-@njit(cache=True, nogil=True)
-def set_insert(keys, h):
-    """Insert ``h`` into the set; True for each row whose key was not there (the first of twins)."""
-    mask = len(keys) - 1
-    out = np.zeros(len(h), dtype=np.bool_)
-    for i in range(len(h)):
-        s = np.int64(h[i] & np.uint64(mask))
-        while True:
-            k = keys[s]
-            if k == 0:
+        if insert:
+            if keys[s] == 0:
                 keys[s] = h[i]
                 out[i] = True
-                break
-            if k == h[i]:
-                break
-            s = (s + 1) & mask
+        else:
+            out[i] = keys[s] != 0
     return out
+
+
+def set_contains(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Which of ``h`` the set ``keys`` holds."""
+    return _set_probe(keys, h, False)
+
+
+def set_insert(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Insert ``h`` into the set ``keys``; True for each row whose key was not there."""
+    return _set_probe(keys, h, True)
 
 
 @njit(cache=True, nogil=True)
