@@ -122,6 +122,7 @@ class Service:
         self.inventory, self.catalog = self._load_inventory(load_catalog)
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
+        self._wake = threading.Event()          # set by a batch (and by stop): the engine steps early
 
         self.live_objects = LiveObjects()
         self.bus = None
@@ -184,6 +185,9 @@ class Service:
         log.info("engine restored at feed seq %s, replayed %d batches", covered, replayed)
         self.fresh = self._fresh_engine() if cfg.provisional else None
         self.fresh_latest = None
+        self.fresh_peek = None           # the open tick, peeked at (Engine.peek): the newest events on screen
+        self._peek_due = 0               # batches since the last peek
+        self._last_peek = 0.0
         self.history = History(cfg.var / "history", self.catalog.ids, retention=cfg.history_retention,
                                decimals=[unit_decimals(i.family.unit) for i in self.catalog.indicators])
         # ticks after the checkpoint are recomputed: drop what was written of them
@@ -278,6 +282,7 @@ class Service:
             self.engine.ingest(kind, table, feed_seq=seq)
             if self.fresh is not None:
                 self.fresh.ingest(kind, table)
+                self._peek_due += 1
             self.pipeline.offer(kind, table)
             self.live_objects.offer(kind, table)
             newest = pc.max(table.column("event_time")).as_py() if table.num_rows else None
@@ -286,6 +291,8 @@ class Service:
                 newest = prev
             self._feed_seen[kind] = (newest or prev, self.clock())
             self._last_batch_wall = time.monotonic()
+        if self._peeking:
+            self._wake.set()             # an early step: its values on the screens now, not at the next beat
 
     # ------------------------------------------------------------ ticking
     def step(self) -> int:
@@ -325,6 +332,31 @@ class Service:
         last = fresh.tick_limit(wm)
         for t in fresh.ticks(wm, want=lambda T: T == last):
             self.fresh_latest = t
+        # early firing: the tick the newest events fall in, with the events in so far (its end may be
+        # up to a tick away); at most every PEEK_EVERY_S and only when a batch came since the last peek
+        mono = time.monotonic()
+        if self._peeking and self._peek_due and mono - self._last_peek >= self.PEEK_EVERY_S:
+            self._peek_due = 0
+            self._last_peek = mono
+            self.fresh_peek = fresh.peek()
+
+    PEEK_EVERY_S = 0.2                   # a peek costs a copy of the window state and one tick (~5 ms)
+    STEP_EVERY_S = 0.5                   # the engine's beat; a batch brings a peek's step forward
+
+    @property
+    def _peeking(self) -> bool:
+        """Peek at the open tick only when the clock runs at about real time: faster, a tick ends
+        within a fraction of the beat anyway (at 30x every 33 ms) and the beat shows it."""
+        return self.fresh is not None and self.cfg.speed <= 2.0
+
+    def _until_next_step(self, began: float) -> float:
+        """Seconds to the next step (the last began at ``began``): the beat, or sooner when a batch
+        came and a peek is due."""
+        mono = time.monotonic()
+        wait = began + self.STEP_EVERY_S - mono
+        if self._peeking and self._peek_due:
+            wait = min(wait, self._last_peek + self.PEEK_EVERY_S - mono)
+        return wait
 
     def _sample_trends(self, tick) -> None:
         ms = tick.time_ms
@@ -347,9 +379,11 @@ class Service:
         with self.lock:
             tick, provisional = self.latest, False
             final_as_of = None if tick is None else tick.time
-            fresh = self.fresh_latest
-            if fresh is not None and (tick is None or fresh.time_ms > tick.time_ms):
-                tick, provisional = fresh, True      # ahead of the final tick (ServiceConfig.provisional)
+            for fresh in (self.fresh_latest, self.fresh_peek):
+                if fresh is not None and (tick is None or fresh.time_ms > tick.time_ms):
+                    tick, provisional = fresh, True      # ahead of the final tick (ServiceConfig.provisional)
+            # a peeked tick holds the events up to now: its end may still be ahead of the clock
+            as_of = None if tick is None else min(tick.time, now) if provisional else tick.time
             values = {} if tick is None else {
                 i: (None if v != v else float(v), QUALITY_NAMES[q])
                 for i, v, q in zip(self.pipeline.ids, tick.values.tolist(), tick.quality.tolist())}
@@ -374,7 +408,7 @@ class Service:
                                             None if arr is None else max(0.0, (now - arr).total_seconds()))
             self._version += 1
             return Snapshot(
-                version=self._version, now=now, as_of=None if tick is None else tick.time, values=values,
+                version=self._version, now=now, as_of=as_of, values=values,
                 provisional=provisional, final_as_of=final_as_of,
                 kpis={} if tick is None else self._kpis.compute(tick.values),
                 alerts=alerts, rules=self.pipeline.rules, cases=cases, plans=tuple(rt.plans.values()),
@@ -1033,6 +1067,7 @@ class Service:
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
+            began = time.monotonic()
             try:
                 self._keep_time()
                 self.step()
@@ -1041,7 +1076,10 @@ class Service:
             except Exception as e:
                 log.exception("engine step failed; continuing")
                 self._health["engine"] = {"ok": False, "problem": "step_failed", "reason": f"engine step failed: {e}"}
-            self.stop_event.wait(0.5)
+            # the next step at the beat, or sooner when a batch comes (_on_batch wakes this)
+            while not self.stop_event.is_set() and (wait := self._until_next_step(began)) > 0:
+                self._wake.wait(wait)
+                self._wake.clear()
 
     def checkpoint(self) -> None:
         """History first, then the engine: after a crash between the two, the
@@ -1077,6 +1115,7 @@ class Service:
     def stop(self) -> None:
         """Stop the threads (each finishes its step), then take the last checkpoint."""
         self.stop_event.set()
+        self._wake.set()
         for hook in self.stop_event_hooks:
             hook()
         for th in self._threads.values():

@@ -114,3 +114,74 @@ def test_the_screens_run_ahead_marked_provisional_and_the_final_ticks_do_not_cha
     for T, (values, quality) in finals.items():
         np.testing.assert_array_equal(values, plain_finals[T][0], err_msg=f"final tick {T}")
         np.testing.assert_array_equal(quality, plain_finals[T][1], err_msg=f"final tick {T}")
+
+
+def test_a_peek_shows_the_open_tick_now_and_leaves_the_engine_as_it_was(catalog):
+    """Early firing: ``peek`` computes the tick the newest events fall in with the events in so
+    far - the same values that tick would have if it closed now - and the engine goes on exactly
+    as an engine that never peeked (same ticks, same changes)."""
+    tables = synthetic_feeds(catalog, T0, 30, seed=5, scale=0.05)
+    peeked = Engine(catalog, allowed_lateness=timedelta(0), behind="next_tick", start=T0)
+    plain = copy.deepcopy(peeked)
+    heard = []
+    peeked.subscribe(lambda ch: heard.append(ch.time_ms))
+    peeks = closed = 0
+    for kind, t in arrival_order(tables, 300):        # batches of 0.3 s: ticks are open between them
+        for e in (peeked, plain):
+            e.ingest(kind, t)
+        p = peeked.peek()
+        if p is not None:
+            # what the tick would be if it closed with exactly these events
+            now = copy.deepcopy(plain)
+            now.clock.wm_floor = p.time_ms
+            last = None
+            for last in now.ticks(datetime.fromtimestamp(p.time_ms / 1000, timezone.utc)):
+                pass
+            assert last is not None and last.time_ms == p.time_ms
+            np.testing.assert_array_equal(p.values, last.values)
+            np.testing.assert_array_equal(p.quality, last.quality)
+            peeks += 1
+            assert not heard or max(heard) <= peeked.clock.last_tick < p.time_ms   # nobody hears a peek
+        a = list(peeked.ticks(peeked.watermark))
+        b = list(plain.ticks(plain.watermark))
+        assert [x.time_ms for x in a] == [x.time_ms for x in b]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.values, y.values)
+            np.testing.assert_array_equal(x.changed, y.changed)
+        closed += len(a)
+    assert peeks > 20 and closed > 20
+    assert heard
+
+
+def test_at_real_time_an_observation_is_on_screen_at_the_next_step_before_its_tick_ends(tmp_path, monkeypatch):
+    """The wall's temperature shows a new observation at the step after it came (the service peeks
+    at the open tick), not once the clock has passed the tick's end; "as of" never runs ahead of
+    the clock; and when the tick closes it keeps the value."""
+    monkeypatch.setattr(Service, "PEEK_EVERY_S", 0.0)
+    published: list = []
+    s = Service(ServiceConfig(var=tmp_path, speed=1, start=START, simulate=False), publish=published.append)
+    stations = ("aws-canton_tower-base", "aws-canton_tower-top")
+
+    def observe(at, celsius, k):
+        r = s.ingestor.submit("weather", [{"event_id": f"t{k}-{st}", "event_time": at, "station_id": st,
+                                            "temperature_c": celsius} for st in stations], source="test")
+        assert r.accepted == 2, r
+
+    for k in range(5):
+        s.sim_clock.set(START + timedelta(seconds=k, milliseconds=500))
+        observe(START + timedelta(seconds=k, milliseconds=400), 20.0, k)
+        s.step()
+    assert s.snapshot.kpis["temperature"] == 20.0
+    at = START + timedelta(seconds=5, milliseconds=300)
+    s.sim_clock.set(at + timedelta(milliseconds=50))              # 0.65 s before the tick's end
+    observe(at, 12.3, 5)
+    s.step()
+    snap = s.snapshot
+    assert snap.provisional and snap.kpis["temperature"] == pytest.approx(12.3, abs=1e-3)
+    assert s.fresh_latest.time < at < s.fresh_peek.time           # shown from the open tick
+    assert snap.as_of == snap.now                                   # the values hold the events up to now
+    s.sim_clock.set(START + timedelta(seconds=6, milliseconds=100))
+    s.step()
+    assert s.fresh_latest.time > at and s.snapshot.kpis["temperature"] == pytest.approx(12.3, abs=1e-3)
+    assert s.snapshot.as_of == s.fresh_latest.time <= s.snapshot.now
+    s.alert_store.close()

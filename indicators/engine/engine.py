@@ -35,6 +35,7 @@ arguments.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -438,6 +439,41 @@ class Engine:
         while self.clock.last_tick < limit:
             end = min(limit, self.clock.last_tick + _MAX_TICKS_PER_CHUNK * self.tick_ms)
             yield from self._run(end, want)
+
+    def peek(self) -> Tick | None:
+        """The values of the tick the newest event falls in, computed now with the events in so
+        far, *without* closing it: this engine stays exactly as it was (the tick is computed on a
+        scratch copy of the state), so the tick is computed again, whole, when time passes its end.
+        None when no event is pending past the last computed tick.
+
+        This is early firing for the screens (the service's provisional engine: an event shows at
+        the next step, not after its tick's end); alerts, trends and history never read it.  Cost:
+        one copy of the window state (a few ms) and one tick."""
+        c = self.clock
+        if c.max_t is None or c.last_tick is None or c.max_t <= c.last_tick:
+            return None
+        T = -(-c.max_t // self.tick_ms) * self.tick_ms
+        scratch = self.__dict__.get("_scratch")
+        if scratch is None:
+            self.__dict__["_scratch"] = None            # not part of the copy
+            scratch = copy.deepcopy(self)
+            scratch._subs = []                          # nobody hears a peek
+            self.__dict__["_scratch"] = scratch
+        scratch._load(self._state_arrays(), self._meta())
+        scratch.clock.wm_floor = T if c.wm_floor is None else max(T, c.wm_floor)
+        last = None
+        for last in scratch.ticks(_dt(T), want=lambda t: t == T):
+            pass
+        return last
+
+    def __deepcopy__(self, memo):
+        """A copy without the scratch copy :meth:`peek` keeps."""
+        cls = self.__class__
+        out = cls.__new__(cls)
+        memo[id(self)] = out
+        for k, v in self.__dict__.items():
+            out.__dict__[k] = None if k == "_scratch" else copy.deepcopy(v, memo)
+        return out
 
     def tick_limit(self, to: datetime) -> int | None:
         """The last tick boundary (epoch ms) :meth:`ticks` would compute up to ``to`` (None: no watermark yet)."""
