@@ -8,7 +8,11 @@ history, feed log, stores, checkpoints …) and the simulated clock it reports o
 Growth is the least-squares slope over the samples after ``--warmup-hours`` (caches, windows and
 the day's first partitions fill in the first hours), both per simulated hour - what the data
 makes grow, the figure for a real-time server - and per hour of this run's wall time (what a
-leak in time, not in data, would show).  The speed the server actually kept is printed too: a
+leak in time, not in data, would show).  A third slope is that of each simulated hour's lowest
+sample (the *floor*): what the server keeps, without the passing peaks of an hour's compaction, a
+backtest or the allocator holding freed memory for a while - a leak raises the floor, a peak does
+not.  A day's load curve moves memory too (the evening's crowds and events): run two days with
+``--warmup-hours 24`` to compare a day with the day before.  The speed the server actually kept is printed too: a
 server that falls behind shows less data per real hour, not less growth per simulated hour.
 """
 from __future__ import annotations
@@ -114,6 +118,12 @@ def summarise(samples: list[dict], *, hours: float, speed: float, scenario: str,
     rss_sim = _slope_per_hour([(s["sim_h"] * 3600, s["rss_mb"]) for s in after])
     rss_real = _slope_per_hour([(s["real_s"], s["rss_mb"]) for s in after])
     disk_sim = _slope_per_hour([(s["sim_h"] * 3600, s["disk_mb"]) for s in after])
+    floor: dict[int, tuple[float, float]] = {}
+    for s in after:
+        h = int(s["sim_h"])
+        if h not in floor or s["rss_mb"] < floor[h][1]:
+            floor[h] = (s["sim_h"] * 3600, s["rss_mb"])
+    rss_floor = _slope_per_hour(list(floor.values())) if len(floor) >= 3 else None
     last = samples[-1] if samples else None
     kept = (last["sim_h"] * 3600 / last["real_s"]) if last and last["real_s"] else None
     by_day = {}
@@ -126,6 +136,7 @@ def summarise(samples: list[dict], *, hours: float, speed: float, scenario: str,
             "warmup_hours": warmup_hours, "samples": samples,
             "rss_mb_per_sim_hour": None if rss_sim is None else round(rss_sim, 3),
             "rss_mb_per_real_hour": None if rss_real is None else round(rss_real, 3),
+            "rss_floor_mb_per_sim_hour": None if rss_floor is None else round(rss_floor, 3),
             "disk_mb_per_sim_day": None if disk_sim is None else round(disk_sim * 24, 2),
             "disk_mb_per_sim_day_by_entry": by_day,
             "rss_mb_end": last["rss_mb"] if last else None, "disk_mb_end": last["disk_mb"] if last else None,
@@ -140,6 +151,7 @@ def text(r: dict) -> str:
              f"  RSS after warm-up: {f(r['rss_mb_per_sim_hour'], 'MB per simulated hour')}, "
              f"{f(r['rss_mb_per_real_hour'], 'MB per hour of this run')} (goal ≤ {r['goal_rss_mb_per_hour']:g} MB/h); "
              f"{r['rss_mb_end']} MB at the end",
+             f"  RSS floor (each simulated hour's lowest sample): {f(r.get('rss_floor_mb_per_sim_hour'), 'MB per simulated hour')}",
              f"  state folder: {f(r['disk_mb_per_sim_day'], 'MB per simulated day')}; {r['disk_mb_end']} MB at the end"]
     for k, v in sorted(r["disk_mb_per_sim_day_by_entry"].items(), key=lambda kv: -kv[1]):
         if v:

@@ -21,6 +21,20 @@ def test_growth_is_the_slope_after_the_warm_up_per_simulated_and_per_real_hour()
     assert flat["disk_mb_per_sim_day_by_entry"]["alerts.sqlite"] == 0.0 and flat["speed_kept"] == 100.0
     leak = summarise(_samples(3.0, 2.0), hours=8, speed=100, scenario="s", warmup_hours=2)
     assert round(leak["rss_mb_per_sim_hour"], 6) == 3.0 and round(leak["rss_mb_per_real_hour"], 6) == 300.0
+    assert round(leak["rss_floor_mb_per_sim_hour"], 6) == 3.0
+
+
+def test_the_floor_ignores_passing_peaks_and_shows_a_leak_under_them():
+    """Four samples an hour; one in four is a 60 MB peak that comes and goes (a compaction), more of
+    them late in the run: the least-squares slope reads it as growth, the hourly floor does not -
+    and a real leak under the same peaks shows in the floor."""
+    def samples(leak):
+        return [{"real_s": q * 9.0, "sim_h": q / 4, "by_entry_mb": {}, "disk_mb": 1.0,
+                 "rss_mb": 400 + leak * q / 4 + (60 if q % 4 == 1 and q > 24 else 0)} for q in range(4 * 12 + 1)]
+    peaks = summarise(samples(0.0), hours=12, speed=400, scenario="s", warmup_hours=2)
+    assert peaks["rss_mb_per_sim_hour"] > 1.0 and abs(peaks["rss_floor_mb_per_sim_hour"]) < 1e-9
+    leak = summarise(samples(2.0), hours=12, speed=400, scenario="s", warmup_hours=2)
+    assert round(leak["rss_floor_mb_per_sim_hour"], 6) == 2.0
 
 
 def test_a_short_soak_of_the_real_server_reports_memory_and_disk_per_hour(capsys):
