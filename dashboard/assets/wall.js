@@ -194,8 +194,14 @@
     if (!$("alert-list")) return;
     renderKpis(w); renderAlerts(w); renderCases(w);
     if (w.plans) fill("plan-panel", planNodes(w.plans));
-    if (window.scenicTwin && window.scenicTwin.applyLive) window.scenicTwin.applyLive(w);
+    // the 3D scene is drawn again only when what it shows changed: a push that moves a tile's number
+    // (a provisional value, the clock) leaves the GPU - or a wall's software renderer - alone
+    if (S.twinDirty && window.scenicTwin && window.scenicTwin.applyLive) {
+      S.twinDirty = false;
+      window.scenicTwin.applyLive(w);
+    }
   }
+  const TWIN_KEYS = ["zones", "markers", "video", "buses", "staff"];     // what twin.js reads of the wall view
 
   // ------------------------------------------------------------------ console
   function act(payload) {
@@ -343,7 +349,10 @@
       document.body.classList.remove("st-disconnected");
       const conn = $("conn"); if (conn) { conn.textContent = ""; conn.className = "st-conn"; }
     }
-    if (live.wall) Object.assign(S.wall, live.wall);
+    if (live.wall) {
+      Object.assign(S.wall, live.wall);
+      if (TWIN_KEYS.some((k) => k in live.wall)) S.twinDirty = true;
+    }
     if (live.ops) Object.assign(S.ops, live.ops);
     // a push carries only the keys that changed since the last one: merge, never replace
     // (the patrol list's window start moves every push, its rows seldom)
