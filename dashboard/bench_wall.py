@@ -49,7 +49,8 @@ def _slope_per_hour(samples: list[tuple[float, float]]) -> float | None:
     return None if den == 0 else sum((t - mx) * (v - my) for t, v in samples) / den * 3600
 
 
-def run(minutes: float, every: float, speed: float, scenario: str, start: str, out=sys.stderr) -> dict:
+def run(minutes: float, every: float, speed: float, scenario: str, start: str, out=None) -> dict:
+    out = out or sys.stderr           # looked up at the call (a test's captured stream)
     import httpx
     from playwright.sync_api import sync_playwright
     port = _free_port()
