@@ -52,6 +52,20 @@ def _sizes(var: Path) -> dict[str, int]:
     return out
 
 
+def _open_cases(var: Path) -> int | None:
+    """Cases not closed, read from the alert store (read-only): an unattended server's work queue
+    grows - nobody closes a case in a soak - and with it what the console lists and holds."""
+    import sqlite3
+    path = var / "alerts.sqlite"
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as db:
+            return int(db.execute("SELECT COUNT(*) FROM cases WHERE status <> 'closed'").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
 def _sim_now(base: str) -> datetime | None:
     import httpx
     try:
@@ -97,6 +111,7 @@ def run(hours: float = 24.0, speed: float = 240.0, scenario: str = "normal-weekd
                 sim_h = (now - sim0).total_seconds() / 3600
                 samples.append({"real_s": round(time.monotonic() - t0, 1), "sim_h": round(sim_h, 3),
                                 "rss_mb": round(rss / 1024, 1), "disk_mb": round(sum(sizes.values()) / 1e6, 2),
+                                "open_cases": _open_cases(var),
                                 "by_entry_mb": {k: round(v / 1e6, 2) for k, v in sorted(sizes.items())}})
                 s = samples[-1]
                 print(f"  {s['sim_h']:6.2f} simulated h ({s['real_s']:6.0f} s): RSS {s['rss_mb']:7.1f} MB, "
@@ -141,6 +156,7 @@ def summarise(samples: list[dict], *, hours: float, speed: float, scenario: str,
             "disk_mb_per_sim_day": None if disk_sim is None else round(disk_sim * 24, 2),
             "disk_mb_per_sim_day_by_entry": by_day,
             "rss_mb_end": last["rss_mb"] if last else None, "disk_mb_end": last["disk_mb"] if last else None,
+            "open_cases": [after[0].get("open_cases"), last.get("open_cases")] if after else None,
             "goal_rss_mb_per_hour": GOAL_RSS_MB_PER_H}
 
 
@@ -153,6 +169,8 @@ def text(r: dict) -> str:
              f"{f(r['rss_mb_per_real_hour'], 'MB per hour of this run')} (goal ≤ {r['goal_rss_mb_per_hour']:g} MB/h); "
              f"{r['rss_mb_end']} MB at the end",
              f"  RSS floor (each simulated hour's lowest sample): {f(r.get('rss_floor_mb_per_sim_hour'), 'MB per simulated hour')}",
+             f"  open cases after the warm-up → at the end: {' → '.join(str(x) for x in (r.get('open_cases') or []))} "
+             f"(nobody closes them in a soak; the console lists every open case)",
              f"  state folder: {f(r['disk_mb_per_sim_day'], 'MB per simulated day')}; {r['disk_mb_end']} MB at the end"]
     for k, v in sorted(r["disk_mb_per_sim_day_by_entry"].items(), key=lambda kv: -kv[1]):
         if v:

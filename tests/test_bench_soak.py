@@ -45,6 +45,7 @@ def test_a_short_soak_of_the_real_server_reports_memory_and_disk_per_hour(capsys
     assert r["rss_mb_end"] > 50 and r["disk_mb_end"] > 0
     assert r["rss_mb_per_sim_hour"] is not None and r["disk_mb_per_sim_day"] is not None
     assert "history" in r["samples"][-1]["by_entry_mb"]      # the tick history is where the state folder grows
+    assert all(isinstance(x, int) and x >= 0 for x in r["open_cases"])   # read from the alert store
 
 
 def test_a_soak_shorter_than_its_warm_up_is_refused(capsys):
