@@ -1075,6 +1075,7 @@ class Service:
                 self._health["engine"] = {"ok": True, "problem": "", "reason": ""}
             except Exception as e:
                 log.exception("engine step failed; continuing")
+                self._peek_due = 0       # a failed step is retried at the beat, not at once
                 self._health["engine"] = {"ok": False, "problem": "step_failed", "reason": f"engine step failed: {e}"}
             # the next step at the beat, or sooner when a batch comes (_on_batch wakes this)
             while not self.stop_event.is_set() and (wait := self._until_next_step(began)) > 0:

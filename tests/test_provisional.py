@@ -185,3 +185,27 @@ def test_at_real_time_an_observation_is_on_screen_at_the_next_step_before_its_ti
     assert s.fresh_latest.time > at and s.snapshot.kpis["temperature"] == pytest.approx(12.3, abs=1e-3)
     assert s.snapshot.as_of == s.fresh_latest.time <= s.snapshot.now
     s.alert_store.close()
+
+
+def test_a_failing_step_is_retried_at_the_beat_not_in_a_tight_loop(tmp_path):
+    """A batch waiting for a peek brings the next step forward; when the step fails, the loop
+    must not retry at once again and again (a busy loop flooding the log), but at the beat."""
+    import threading
+    import time
+    s = Service(ServiceConfig(var=tmp_path, speed=1, start=START, simulate=False))
+    calls = []
+
+    def broken():
+        calls.append(time.monotonic())
+        raise RuntimeError("boom")
+    s.step = broken
+    s._peek_due = 3                       # batches came: a peek is due
+    th = threading.Thread(target=s._loop)
+    th.start()
+    time.sleep(1.2)
+    s.stop_event.set()
+    s._wake.set()
+    th.join(5)
+    assert 2 <= len(calls) <= 4, len(calls)          # at 0, 0.5 and 1.0 s
+    assert s.health()["engine"]["problem"] == "step_failed"
+    s.alert_store.close()
