@@ -108,12 +108,24 @@ def test_a_crowded_table_still_finds_every_member_and_no_stranger():
     from indicators.engine import compiled as C
     vocab = [f"cam-{k}" for k in range(100)]
     values = vocab[::-1] + ["x", None, "cam-100", "cam-1 "]
-    lk = C.Lookup(vocab, list(range(100)))
-    lk.keys, lk.slots = C._build(lk.v64, lk.vraw, lk.voffsets.astype(np.int32), np.uint64(0), 128)   # long chains
+    lk = C.Lookup(vocab, list(range(100)), size=128)                   # long chains
     assert list(lk.codes(pa.array(values))) == list(range(99, -1, -1)) + [-1] * 4
     c = Codec(vocab)
     assert list(c.encode(pa.array(values).cast(pa.large_string()))) == list(range(99, -1, -1)) + [-1] * 4
     assert list(c.encode(pa.array([3, 4]).cast(pa.int64()))) == [-1, -1]      # not strings: cast, no member
+
+
+def test_a_hash_match_is_no_hit_unless_the_bytes_match():
+    """A stranger whose 64-bit hash equals a member's (a collision) must not take its code: here
+    the table's copy of a member's bytes is altered, so the member's own rows hash-match a slot
+    whose bytes differ - as a colliding stranger's would."""
+    from indicators.engine import compiled as C
+    vocab = ["CT-LAMP-0001-north-bank", "CT-LAMP-0002-north-bank", "short"]
+    lk = C.Lookup(vocab, [10, 11, 12])
+    rows = pa.array(vocab + ["CT-LAMP-0001-north-bank"])
+    assert list(lk.codes(rows)) == [10, 11, 12, 10]
+    lk.words[1] ^= np.uint64(1)                   # the second word of entry 0 (its bytes 8..15)
+    assert list(lk.codes(rows)) == [-1, 11, 12, -1]
 
 
 def test_a_batch_is_put_in_time_order_stably():

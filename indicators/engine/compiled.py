@@ -6,8 +6,9 @@ offsets and the UTF-8 bytes), one pass per column, no Python object per row:
 * :func:`hash_column` - the 64-bit hash of every string of a column, bit for bit the hash that
   :func:`indicators.engine.kernels.hash_strings` has always computed (its word-at-a-time rounds
   and murmur3 finaliser), so de-duplication state in a checkpoint stays valid across versions.
-* :func:`set_contains` / :func:`set_insert` - the de-duplication set's probes (linear probing
-  over non-zero uint64 keys), the first of twins in a batch being the new one.
+* :func:`set_contains` / :func:`set_insert` / :func:`seen_add` - the de-duplication sets' probes
+  (linear probing over non-zero uint64 keys; ``seen_add`` both generations in one pass), the
+  first of twins in a batch being the new one.
 * :func:`time_order` - the stable order of a batch's event times (a counting sort over the
   batch's few seconds of milliseconds).
 * :class:`Lookup` - an open-addressing table of a vocabulary's hashes (members and their other
@@ -87,21 +88,6 @@ def _hash_one(w64, raw, start, length, salt):
     return h
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _same(a64, araw, a, b64, braw, b, length):
-    fast = _fits(a64, a, length) and _fits(b64, b, length)
-    k = 0
-    while k < length:
-        if fast:
-            x, y = _fast_word(a64, a + k), _fast_word(b64, b + k)
-        else:
-            x, y = _slow_word(araw, a + k), _slow_word(braw, b + k)
-        if _masked(x, length - k) != _masked(y, length - k):
-            return False
-        k += 8
-    return True
-
-
 @njit(cache=True, nogil=True)
 def _hash_rows(w64, raw, offsets, valid, salt):
     n = len(offsets) - 1
@@ -114,60 +100,103 @@ def _hash_rows(w64, raw, offsets, valid, salt):
 
 
 @njit(cache=True, nogil=True)
-def _build(w64, raw, offsets, salt, size):
-    keys = np.zeros(size, dtype=np.uint64)
-    slots = np.full(size, -1, dtype=np.int64)                # the entry in each slot
+def _build(w64, raw, offsets, codes, size):
+    """The table of a vocabulary: three words a slot (hash, the entry's first word in ``words``
+    << 32 | its byte length, its code), so a probe finds all it needs in one cache line; and the
+    entries' bytes, each from a word boundary and zero-padded to whole words."""
+    n = len(offsets) - 1
+    start = np.zeros(n + 1, dtype=np.int64)
+    for e in range(n):
+        start[e + 1] = start[e] + ((offsets[e + 1] - offsets[e] + 7) >> 3)
+    words = np.zeros(start[n] + 1, dtype=np.uint64)
+    tab = np.zeros(3 * size, dtype=np.uint64)
     mask = size - 1
-    for e in range(len(offsets) - 1):
-        h = _hash_one(w64, raw, offsets[e], offsets[e + 1] - offsets[e], salt)
+    for e in range(n):
+        a = offsets[e]
+        ln = offsets[e + 1] - a
+        k = 0
+        while k < ln:
+            words[start[e] + (k >> 3)] = _masked(_slow_word(raw, a + k), ln - k)
+            k += 8
+        h = _hash_one(w64, raw, a, ln, np.uint64(0))
         s = np.int64(h & np.uint64(mask))
-        while keys[s] != 0:
+        while tab[3 * s] != 0:
             s = (s + 1) & mask
-        keys[s] = h
-        slots[s] = e
-    return keys, slots
+        tab[3 * s] = h
+        tab[3 * s + 1] = (np.uint64(start[e]) << np.uint64(32)) | np.uint64(ln)
+        tab[3 * s + 2] = np.uint64(codes[e])
+    return tab, words
 
 
 @njit(cache=True, nogil=True)
-def _probe(w64, raw, offsets, valid, keys, slots, v64, vraw, voffsets, vcodes, salt):
+def _probe(w64, raw, offsets, valid, tab, words):
     n = len(offsets) - 1
-    mask = len(keys) - 1
+    mask = len(tab) // 3 - 1
     out = np.full(n, -1, dtype=np.int64)
     for i in range(n):
         if not valid[i]:
             continue
         a = offsets[i]
         ln = offsets[i + 1] - a
-        h = _hash_one(w64, raw, a, ln, salt)
+        h = _hash_one(w64, raw, a, ln, np.uint64(0))
         s = np.int64(h & np.uint64(mask))
-        while keys[s] != 0:
-            if keys[s] == h:
-                e = slots[s]
-                va = voffsets[e]
-                if voffsets[e + 1] - va == ln and _same(w64, raw, a, v64, vraw, va, ln):
-                    out[i] = vcodes[e]
+        while tab[3 * s] != 0:
+            if tab[3 * s] == h and np.int64(tab[3 * s + 1] & np.uint64(0xFFFFFFFF)) == ln:
+                base = np.int64(tab[3 * s + 1] >> np.uint64(32))
+                fast = _fits(w64, a, ln)
+                same = True
+                k = 0
+                while k < ln:                                # the bytes, not only the hash
+                    x = _fast_word(w64, a + k) if fast else _slow_word(raw, a + k)
+                    if _masked(x, ln - k) != words[base + (k >> 3)]:
+                        same = False
+                        break
+                    k += 8
+                if same:
+                    out[i] = np.int64(tab[3 * s + 2])
                     break
             s = (s + 1) & mask
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _slot(keys, x):
+    """Where ``x`` is in the open-addressing set ``keys`` (linear probing), or the empty slot
+    where it would go."""
+    mask = len(keys) - 1
+    s = np.int64(x & np.uint64(mask))
+    while keys[s] != 0 and keys[s] != x:
+        s = (s + 1) & mask
+    return s
+
+
 @njit(cache=True, nogil=True)
 def _set_probe(keys, h, insert):
-    """An open-addressing set of non-zero uint64 keys (linear probing): True for each of ``h``
-    it holds (``insert`` False), or for each it did not hold and now does (``insert`` True: the
-    first of twins in ``h`` is the new one)."""
-    mask = len(keys) - 1
+    """An open-addressing set of non-zero uint64 keys: True for each of ``h`` it holds
+    (``insert`` False), or for each it did not hold and now does (``insert`` True: the first of
+    twins in ``h`` is the new one)."""
     out = np.zeros(len(h), dtype=np.bool_)
     for i in range(len(h)):
-        s = np.int64(h[i] & np.uint64(mask))
-        while keys[s] != 0 and keys[s] != h[i]:
-            s = (s + 1) & mask
+        s = _slot(keys, h[i])
         if insert:
             if keys[s] == 0:
                 keys[s] = h[i]
                 out[i] = True
         else:
             out[i] = keys[s] != 0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _seen_add(prev, cur, h, check_prev):
+    out = np.zeros(len(h), dtype=np.bool_)
+    for i in range(len(h)):
+        if check_prev and prev[_slot(prev, h[i])] != 0:
+            continue
+        s = _slot(cur, h[i])
+        if cur[s] == 0:
+            cur[s] = h[i]
+            out[i] = True
     return out
 
 
@@ -179,6 +208,13 @@ def set_contains(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
 def set_insert(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Insert ``h`` into the set ``keys``; True for each row whose key was not there."""
     return _set_probe(keys, h, True)
+
+
+def seen_add(prev: np.ndarray, cur: np.ndarray, h: np.ndarray, check_prev: bool = True) -> np.ndarray:
+    """One pass of de-duplication over two sets: True for each of ``h`` that neither ``prev``
+    (unless ``check_prev`` is False: it is empty) nor ``cur`` held, now put into ``cur``; the
+    first of twins in ``h`` is the new one.  ``cur`` must have room for every row."""
+    return _seen_add(prev, cur, h, check_prev)
 
 
 @njit(cache=True, nogil=True)
@@ -239,25 +275,26 @@ def hash_column(arr: pa.Array, salt: int = 0) -> np.ndarray:
 
 
 class Lookup:
-    """Strings to codes: ``entries[i]`` has code ``codes[i]`` (a member, or another spelling of one)."""
+    """Strings to codes: ``entries[i]`` has code ``codes[i]`` (a member, or another spelling of one).
 
-    def __init__(self, entries: list[str], codes: list[int]) -> None:
+    ``size``: the table's slots (a power of two above the entries; default: at most half full)."""
+
+    def __init__(self, entries: list[str], codes: list[int], size: int | None = None) -> None:
         self.n = len(entries)
-        arr = pa.array(entries, pa.string())
-        w64, raw, offsets, _ = _buffers(arr)
-        self._arr = arr                                       # the buffers the views read
-        self.v64, self.vraw, self.voffsets = w64, raw, offsets.astype(np.int64)
-        self.vcodes = np.asarray(codes, dtype=np.int64)
-        size = 1 << max(4, int(2 * max(1, self.n) - 1).bit_length())
-        self.keys, self.slots = _build(w64, raw, offsets, np.uint64(0), size)
+        if any(c < 0 for c in codes):
+            raise ValueError("a lookup's codes are >= 0 (-1 means: no member)")
+        w64, raw, offsets, _ = _buffers(pa.array(entries, pa.string()))
+        size = size or 1 << max(4, int(2 * max(1, self.n) - 1).bit_length())
+        if size & (size - 1) or size <= self.n:
+            raise ValueError(f"a lookup of {self.n} entries needs a power-of-two size above that, not {size}")
+        self.tab, self.words = _build(w64, raw, offsets, np.asarray(codes, dtype=np.int64), size)
 
     def codes(self, arr: pa.Array) -> np.ndarray:
         """Each row's code (-1: not an entry, or null); ``arr`` a plain string array."""
         if len(arr) == 0:
             return np.zeros(0, dtype=np.intp)
         w64, raw, offsets, valid = _buffers(arr)
-        return _probe(w64, raw, offsets, valid, self.keys, self.slots, self.v64, self.vraw, self.voffsets,
-                      self.vcodes, np.uint64(0)).astype(np.intp)
+        return _probe(w64, raw, offsets, valid, self.tab, self.words).astype(np.intp, copy=False)
 
 
-__all__ = ["Lookup", "hash_column", "set_contains", "set_insert", "time_order"]
+__all__ = ["Lookup", "hash_column", "seen_add", "set_contains", "set_insert", "time_order"]

@@ -58,10 +58,11 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray, salt: int = 0) -> np.ndarray:
 
 
 class _Table:
-    """Open-addressing set of non-zero uint64 keys (linear probing, compiled probes)."""
+    """Open-addressing set of non-zero uint64 keys (linear probing, compiled probes), at most
+    half full (linear probing's runs stay short; a smaller table stays in cache longer)."""
 
     def __init__(self, capacity: int = 1 << 12) -> None:
-        size = 1 << max(4, int(4 * capacity - 1).bit_length())
+        size = 1 << max(4, int(2 * capacity - 1).bit_length())
         self.keys = np.zeros(size, dtype=np.uint64)
         self.used = 0
 
@@ -80,19 +81,23 @@ class _Table:
         from .compiled import set_contains
         return set_contains(self.keys, np.ascontiguousarray(h, dtype=np.uint64))
 
+    def reserve(self, more: int) -> None:
+        """Room for ``more`` keys without passing half full."""
+        if (self.used + more) * 2 > len(self.keys):
+            self._grow(self.used + more)
+
     def insert_new(self, h: np.ndarray) -> np.ndarray:
         """Insert keys; True for each row that was not in the table and is the
         first of its value in ``h`` to be placed (later twins are False)."""
         from .compiled import set_insert
-        if (self.used + len(h)) * 4 > len(self.keys):      # load <= 1/4 keeps probe runs short
-            self._grow(self.used + len(h))
+        self.reserve(len(h))
         new = set_insert(self.keys, np.ascontiguousarray(h, dtype=np.uint64))
         self.used += int(new.sum())
         return new
 
     def _grow(self, need: int) -> None:
         old = self.keys[self.keys != 0]
-        size = 1 << max(4, int(need * 8 - 1).bit_length())
+        size = 1 << max(4, int(need * 4 - 1).bit_length())
         self.keys = np.zeros(size, dtype=np.uint64)
         self.used = 0
         if len(old):
@@ -124,10 +129,10 @@ class SeenSet:
         """True for ids not seen before (and the first of their value in ``h``)."""
         if len(h) == 0:
             return np.zeros(0, dtype=bool)
-        fresh = ~self.prev.contains(h) if self.prev.used else np.ones(len(h), dtype=bool)
-        new = np.zeros(len(h), dtype=bool)
-        idx = np.flatnonzero(fresh)
-        new[idx] = self.cur.insert_new(h[idx])
+        from .compiled import seen_add
+        self.cur.reserve(len(h))
+        new = seen_add(self.prev.keys, self.cur.keys, np.ascontiguousarray(h, dtype=np.uint64), self.prev.used > 0)
+        self.cur.used += int(np.count_nonzero(new))
         if new.any():
             self.cur_max = max(self.cur_max, int(t[new].max()))
         return new
