@@ -128,6 +128,31 @@ def test_a_hash_match_is_no_hit_unless_the_bytes_match():
     assert list(lk.codes(rows)) == [-1, 11, 12, -1]
 
 
+def test_a_dynamic_codec_learning_ids_batch_by_batch_codes_like_one_that_knew_them():
+    """Case, vehicle and staff ids are learnt as they come: the lookup takes the new ones in place
+    (growing while it would pass half full), and every id keeps the code it first got."""
+    from indicators.engine import compiled as C
+    g = np.random.default_rng(5)
+    ids = [f"GZ-HZ-2025-{k:06d}" for k in range(3000)]
+    learner = Codec([], dynamic=True)
+    seen: list[str] = []
+    for _ in range(60):                               # batches of repeats and a few new ids, nulls
+        batch = [ids[int(k)] for k in g.integers(0, min(3000, 50 * (len(seen) // 40 + 1)), 40)] + [None]
+        got = learner.encode(pa.array(batch, pa.string()))
+        for v in batch:
+            if v is not None and v not in seen:
+                seen.append(v)
+        assert list(got) == [seen.index(v) if v is not None else -1 for v in batch]
+    assert learner.values == seen and len(learner._lookup.tab) // 3 >= 2 * len(seen)
+    again = pa.array(seen[::-1], pa.string())
+    assert (learner.encode(again) == Codec(seen).encode(again)).all()
+    rest = [v for v in ids if v not in seen]
+    assert list(learner.encode(pa.array(rest + seen[:1]))) == list(range(len(seen), 3000)) + [0]
+    lk = C.Lookup(["a"], [0], size=16)
+    lk.add([f"x{k}" for k in range(100)], list(range(1, 101)))           # from 16 slots to 256
+    assert list(lk.codes(pa.array(["a", "x0", "x99", "x100"]))) == [0, 1, 100, -1]
+
+
 def test_a_batch_is_put_in_time_order_stably():
     from indicators.engine.compiled import time_order
     g = np.random.default_rng(2)

@@ -99,33 +99,43 @@ def _hash_rows(w64, raw, offsets, valid, salt):
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _place(tab, h, meta, code):
+    mask = len(tab) // 3 - 1
+    s = np.int64(h & np.uint64(mask))
+    while tab[3 * s] != 0:
+        s = (s + 1) & mask
+    tab[3 * s] = h
+    tab[3 * s + 1] = meta
+    tab[3 * s + 2] = code
+
+
 @njit(cache=True, nogil=True)
-def _build(w64, raw, offsets, codes, size):
-    """The table of a vocabulary: three words a slot (hash, the entry's first word in ``words``
-    << 32 | its byte length, its code), so a probe finds all it needs in one cache line; and the
-    entries' bytes, each from a word boundary and zero-padded to whole words."""
-    n = len(offsets) - 1
-    start = np.zeros(n + 1, dtype=np.int64)
-    for e in range(n):
-        start[e + 1] = start[e] + ((offsets[e + 1] - offsets[e] + 7) >> 3)
-    words = np.zeros(start[n] + 1, dtype=np.uint64)
-    tab = np.zeros(3 * size, dtype=np.uint64)
-    mask = size - 1
-    for e in range(n):
+def _insert(tab, words, at, w64, raw, offsets, codes):
+    """Put entries (no member yet) into a lookup table: three words a slot (hash, the entry's
+    first word in ``words`` << 32 | its byte length, its code), so a probe finds all it needs in
+    one cache line; their bytes go into ``words`` from word ``at`` on, each entry from a word
+    boundary and zero-padded to whole words.  Returns the next free word."""
+    for e in range(len(offsets) - 1):
         a = offsets[e]
         ln = offsets[e + 1] - a
         k = 0
         while k < ln:
-            words[start[e] + (k >> 3)] = _masked(_slow_word(raw, a + k), ln - k)
+            words[at + (k >> 3)] = _masked(_slow_word(raw, a + k), ln - k)
             k += 8
-        h = _hash_one(w64, raw, a, ln, np.uint64(0))
-        s = np.int64(h & np.uint64(mask))
-        while tab[3 * s] != 0:
-            s = (s + 1) & mask
-        tab[3 * s] = h
-        tab[3 * s + 1] = (np.uint64(start[e]) << np.uint64(32)) | np.uint64(ln)
-        tab[3 * s + 2] = np.uint64(codes[e])
-    return tab, words
+        _place(tab, _hash_one(w64, raw, a, ln, np.uint64(0)), (np.uint64(at) << np.uint64(32)) | np.uint64(ln),
+               np.uint64(codes[e]))
+        at += (ln + 7) >> 3
+    return at
+
+
+@njit(cache=True, nogil=True)
+def _rehash(old, new):
+    """Every slot of ``old`` into the (larger, empty) table ``new``; the hashes are kept, so the
+    entries' bytes need not be read."""
+    for s in range(len(old) // 3):
+        if old[3 * s] != 0:
+            _place(new, old[3 * s], old[3 * s + 1], old[3 * s + 2])
 
 
 @njit(cache=True, nogil=True)
@@ -277,17 +287,45 @@ def hash_column(arr: pa.Array, salt: int = 0) -> np.ndarray:
 class Lookup:
     """Strings to codes: ``entries[i]`` has code ``codes[i]`` (a member, or another spelling of one).
 
-    ``size``: the table's slots (a power of two above the entries; default: at most half full)."""
+    ``size``: the table's slots (a power of two above the entries; default: at most half full).
+    :meth:`add` puts more entries in (a dynamic vocabulary learning ids), growing the table
+    when it would pass half full - never rebuilt from the strings."""
 
     def __init__(self, entries: list[str], codes: list[int], size: int | None = None) -> None:
-        self.n = len(entries)
+        size = size or 1 << max(4, int(2 * max(1, len(entries)) - 1).bit_length())
+        if size & (size - 1) or size <= len(entries):
+            raise ValueError(f"a lookup of {len(entries)} entries needs a power-of-two size above that, not {size}")
+        self.n, self.at = 0, 0
+        self.tab = np.zeros(3 * size, dtype=np.uint64)
+        self.words = np.zeros(16, dtype=np.uint64)
+        self._put(entries, codes)
+
+    def add(self, entries: list[str], codes: list[int]) -> None:
+        """More entries (none of them one already): the table doubles while it would be more than
+        half full."""
+        size = len(self.tab) // 3
+        if (self.n + len(entries)) * 2 > size:
+            while (self.n + len(entries)) * 2 > size:
+                size *= 2
+            tab = np.zeros(3 * size, dtype=np.uint64)
+            _rehash(self.tab, tab)
+            self.tab = tab
+        self._put(entries, codes)
+
+    def _put(self, entries: list[str], codes: list[int]) -> None:
+        if not entries:
+            return
         if any(c < 0 for c in codes):
             raise ValueError("a lookup's codes are >= 0 (-1 means: no member)")
         w64, raw, offsets, _ = _buffers(pa.array(entries, pa.string()))
-        size = size or 1 << max(4, int(2 * max(1, self.n) - 1).bit_length())
-        if size & (size - 1) or size <= self.n:
-            raise ValueError(f"a lookup of {self.n} entries needs a power-of-two size above that, not {size}")
-        self.tab, self.words = _build(w64, raw, offsets, np.asarray(codes, dtype=np.int64), size)
+        need = self.at + int(((np.diff(offsets) + 7) >> 3).sum()) + 1
+        if need > len(self.words):
+            words = np.zeros(max(need, 2 * len(self.words)), dtype=np.uint64)
+            words[:self.at] = self.words[:self.at]
+            self.words = words
+        self.at = int(_insert(self.tab, self.words, np.int64(self.at), w64, raw, offsets,
+                              np.asarray(codes, dtype=np.int64)))
+        self.n += len(entries)
 
     def codes(self, arr: pa.Array) -> np.ndarray:
         """Each row's code (-1: not an entry, or null); ``arr`` a plain string array."""

@@ -256,11 +256,15 @@ class Codec:
             if miss.size:
                 m = arr.take(pa.array(miss))
                 new = [u for u in pc.unique(m.drop_null()).to_pylist() if u not in self.index]
-                for u in new:                                   # in the order they first appear
-                    self.index[u] = len(self.values)
-                    self.values.append(u)
                 if new:
-                    out[miss] = self._table().codes(m)
+                    self._table()
+                    first = len(self.values)
+                    for u in new:                               # in the order they first appear
+                        self.index[u] = len(self.values)
+                        self.values.append(u)
+                    self._lookup.add(new, list(range(first, len(self.values))))
+                    self._lookup_n = len(self.values)
+                    out[miss] = self._lookup.codes(m)
         return out
 
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
