@@ -263,12 +263,16 @@ def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     n = len(arr)
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    raw = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    whole = len(raw) >> 3
-    if raw.ctypes.data % 8 == 0:
-        w64 = raw[:whole * 8].view(np.uint64)
+    data = bufs[2]
+    if data is None or data.size == 0:                       # no bytes at all: nulls and "" only
+        raw, w64 = np.zeros(0, np.uint8), np.zeros(0, np.uint64)
     else:
-        w64 = np.frombuffer(raw[:whole * 8].tobytes(), dtype=np.uint64)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        whole = len(raw) >> 3
+        if data.address % 8 == 0:
+            w64 = np.frombuffer(data, dtype=np.uint64, count=whole)
+        else:
+            w64 = np.frombuffer(raw[:whole * 8].tobytes(), dtype=np.uint64)
     if arr.null_count:
         valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
     else:

@@ -51,6 +51,7 @@ class Encoder:
             "route": Codec(m["route"]), "stop": Codec(m["stop"]), "station": Codec(m["station"]),
             "segment": Codec(m["segment"]), "signal": Codec(m["signal"]), "colour": Codec(WARNING_COLOURS),
             "category": Codec(m["category"]), "case_status": Codec(CASE_STATUSES),
+            "warning_status": Codec(("cancelled",)),
             "staff_status": Codec(STAFF_STATUSES),
             "department": Codec(m["department"], aliases=dims.department_aliases),
             "vehicle": Codec(dynamic=True), "wstation": Codec(dynamic=True), "case": Codec(dynamic=True),
@@ -134,12 +135,14 @@ class Encoder:
     def _warning(self, t: pa.Table, out: dict) -> None:
         out["signal"] = self._c("signal", t, "signal")
         colour = self._c("colour", t, "colour")
-        cancelled = np.asarray(pc.equal(t.column("status"), "cancelled").fill_null(False).to_numpy(zero_copy_only=False),
-                               dtype=bool)
+        cancelled = self._c("warning_status", t, "status") == 0
         out["level"] = np.where(cancelled | (colour < 0), 0, colour + 1).astype(np.float64)
         exp = t.column("expires")
-        ms = to_ms(pc.fill_null(exp.cast(pa.int64()), NO_EXPIRY)) if exp.null_count else to_ms(exp)
-        out["expires"] = ms
+        if exp.null_count:
+            out["expires"] = np.where(np.asarray(pc.is_valid(exp).to_numpy(zero_copy_only=False), dtype=bool),
+                                      to_ms(exp.fill_null(0)), NO_EXPIRY)
+        else:
+            out["expires"] = to_ms(exp)
 
     def _case(self, t: pa.Table, out: dict) -> None:
         out["case"] = self._c("case", t, "case_id")

@@ -173,8 +173,18 @@ def quantise(v: np.ndarray) -> np.ndarray:
     return np.round(v * 65536.0) / 65536.0
 
 
+def _one_chunk(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
 def to_float(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A numeric Arrow column as float64 with NaN for nulls."""
+    col = _one_chunk(col)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        # numpy widens exactly as Arrow's cast would, and a null becomes NaN, without a compute call
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
     col = col.cast(pa.float64())
     if col.null_count:
         col = pc.fill_null(col, float("nan"))
@@ -183,8 +193,11 @@ def to_float(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def to_ms(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A timestamp column as int64 epoch milliseconds."""
+    col = _one_chunk(col)
     if pa.types.is_timestamp(col.type) and col.type.unit != "ms":
         col = col.cast(pa.timestamp("ms", tz=col.type.tz))
+    if pa.types.is_timestamp(col.type) and not col.null_count:
+        return col.to_numpy().view(np.int64)                  # the int64 values as they are
     return np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
