@@ -296,14 +296,15 @@ class Engine:
         new = self.seen.add(b["h"][on_time], t[on_time])
         keep = on_time[new]
         n_dup = len(on_time) - len(keep)
-        if len(keep) < len(t):
-            b = {k: v[keep] for k, v in b.items()}
+        take = keep if len(keep) < len(t) else None          # the rows kept, in time order: one gather
+        tk = t[keep] if take is not None else t
+        if len(tk) > 1 and (tk[1:] < tk[:-1]).any():        # out of order: sort once here, so a tick slices views
+            order = time_order(tk)
+            take = keep[order] if take is not None else order
+        if take is not None:
+            b = {k: v[take] for k, v in b.items()}
         unknown = int((b[PRIMARY[kind]] < 0).sum()) if len(keep) else 0
         if len(keep):
-            t = b["t"]
-            if len(t) > 1 and (t[1:] < t[:-1]).any():      # out of order: sort once here, so a tick slices views
-                order = time_order(t)
-                b = {k: v[order] for k, v in b.items()}
             self.plan.prepare(kind, b)
             self.pending[kind].append(b)
             hi = int(b["t"].max())
