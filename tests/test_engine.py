@@ -347,6 +347,22 @@ def test_seen_set_agrees_with_a_python_set(batches):
         assert new.tolist() == want
 
 
+def test_seen_set_remembers_the_previous_generation_through_its_filter():
+    """60,000 ids in the previous generation set a good part of its filter's bits: a re-sent one
+    must be found behind a set bit, a fresh one (clear bit or a false positive) taken as new."""
+    g = np.random.default_rng(11)
+    old, fresh = (g.integers(1, 2 ** 63, 60_000, dtype=np.int64).astype(np.uint64) for _ in range(2))
+    s = SeenSet()
+    assert s.add(old, np.full(len(old), 1_000, dtype=np.int64)).all()
+    s.rotate(500)                                            # the generation becomes the previous one
+    assert s.prev.used == 60_000 and s.cur.used == 0
+    mixed = np.concatenate([fresh[:30_000], old[::2], fresh[:10]])
+    new = s.add(mixed, np.full(len(mixed), 3_000, dtype=np.int64))
+    assert new[:30_000].all() and not new[30_000:].any()
+    assert not s.add(old, np.full(len(old), 3_000, dtype=np.int64)).any()
+    assert s.add(fresh[30_000:], np.full(30_000, 3_000, dtype=np.int64)).all()
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1000)), min_size=1, max_size=60, unique_by=lambda x: x))
 def test_last_per_entity_picks_the_largest_key(pairs):

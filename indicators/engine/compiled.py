@@ -7,8 +7,9 @@ offsets and the UTF-8 bytes), one pass per column, no Python object per row:
   :func:`indicators.engine.kernels.hash_strings` has always computed (its word-at-a-time rounds
   and murmur3 finaliser), so de-duplication state in a checkpoint stays valid across versions.
 * :func:`set_contains` / :func:`set_insert` / :func:`seen_add` - the de-duplication sets' probes
-  (linear probing over non-zero uint64 keys; ``seen_add`` both generations in one pass), the
-  first of twins in a batch being the new one.
+  (linear probing over non-zero uint64 keys, with a filter of two bits a slot that spares a new
+  id most probes; ``seen_add`` both generations in one pass), the first of twins in a batch being
+  the new one.
 * :func:`time_order` - the stable order of a batch's event times (a counting sort over the
   batch's few seconds of milliseconds).
 * :class:`Lookup` - an open-addressing table of a vocabulary's hashes (members and their other
@@ -180,17 +181,27 @@ def _slot(keys, x):
     return s
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bit(bits, x):
+    """(word, mask) of ``x``'s bit in a set's filter (a power-of-two number of bits, indexed by
+    the hash's high half: the slot is its low bits)."""
+    j = np.int64((x >> np.uint64(32)) & np.uint64(len(bits) * 64 - 1))
+    return j >> 6, np.uint64(1) << np.uint64(j & 63)
+
+
 @njit(cache=True, nogil=True)
-def _set_probe(keys, h, insert):
+def _set_probe(keys, bits, h, insert):
     """An open-addressing set of non-zero uint64 keys: True for each of ``h`` it holds
     (``insert`` False), or for each it did not hold and now does (``insert`` True: the first of
-    twins in ``h`` is the new one)."""
+    twins in ``h`` is the new one; its filter bit is set)."""
     out = np.zeros(len(h), dtype=np.bool_)
     for i in range(len(h)):
         s = _slot(keys, h[i])
         if insert:
             if keys[s] == 0:
                 keys[s] = h[i]
+                w, m = _bit(bits, h[i])
+                bits[w] |= m
                 out[i] = True
         else:
             out[i] = keys[s] != 0
@@ -198,33 +209,38 @@ def _set_probe(keys, h, insert):
 
 
 @njit(cache=True, nogil=True)
-def _seen_add(prev, cur, h, check_prev):
+def _seen_add(prev, prev_bits, cur, cur_bits, h):
     out = np.zeros(len(h), dtype=np.bool_)
     for i in range(len(h)):
-        if check_prev and prev[_slot(prev, h[i])] != 0:
+        x = h[i]
+        w, m = _bit(prev_bits, x)
+        if prev_bits[w] & m and prev[_slot(prev, x)] != 0:   # the filter spares most new ids the probe
             continue
-        s = _slot(cur, h[i])
+        s = _slot(cur, x)
         if cur[s] == 0:
-            cur[s] = h[i]
+            cur[s] = x
+            w, m = _bit(cur_bits, x)
+            cur_bits[w] |= m
             out[i] = True
     return out
 
 
 def set_contains(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Which of ``h`` the set ``keys`` holds."""
-    return _set_probe(keys, h, False)
+    return _set_probe(keys, np.zeros(1, np.uint64), h, False)
 
 
-def set_insert(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Insert ``h`` into the set ``keys``; True for each row whose key was not there."""
-    return _set_probe(keys, h, True)
+def set_insert(keys: np.ndarray, bits: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Insert ``h`` into the set ``keys`` (and its filter ``bits``); True for each row whose key
+    was not there."""
+    return _set_probe(keys, bits, h, True)
 
 
-def seen_add(prev: np.ndarray, cur: np.ndarray, h: np.ndarray, check_prev: bool = True) -> np.ndarray:
-    """One pass of de-duplication over two sets: True for each of ``h`` that neither ``prev``
-    (unless ``check_prev`` is False: it is empty) nor ``cur`` held, now put into ``cur``; the
-    first of twins in ``h`` is the new one.  ``cur`` must have room for every row."""
-    return _seen_add(prev, cur, h, check_prev)
+def seen_add(prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray], h: np.ndarray) -> np.ndarray:
+    """One pass of de-duplication over two sets, each (keys, filter bits): True for each of ``h``
+    that neither ``prev`` nor ``cur`` held, now put into ``cur``; the first of twins in ``h`` is
+    the new one.  ``cur`` must have room for every row."""
+    return _seen_add(prev[0], prev[1], cur[0], cur[1], h)
 
 
 @njit(cache=True, nogil=True)

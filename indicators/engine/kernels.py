@@ -59,17 +59,22 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray, salt: int = 0) -> np.ndarray:
 
 class _Table:
     """Open-addressing set of non-zero uint64 keys (linear probing, compiled probes), at most
-    half full (linear probing's runs stay short; a smaller table stays in cache longer)."""
+    half full (linear probing's runs stay short), with a one-hash filter of two bits a slot:
+    an id whose bit is clear is not in the set, no probe of the (large, uncached) table needed."""
 
     def __init__(self, capacity: int = 1 << 12) -> None:
-        size = 1 << max(4, int(2 * capacity - 1).bit_length())
+        self._alloc(1 << max(4, int(2 * capacity - 1).bit_length()))
+
+    def _alloc(self, size: int) -> None:
         self.keys = np.zeros(size, dtype=np.uint64)
+        self.bits = np.zeros(max(1, size // 32), dtype=np.uint64)
         self.used = 0
 
     def clear(self) -> "_Table":
         """Empty the table in place (cheaper than a new one: no fresh pages to fault in)."""
         if self.used:
             self.keys.fill(0)
+            self.bits.fill(0)
             self.used = 0
         return self
 
@@ -91,15 +96,13 @@ class _Table:
         first of its value in ``h`` to be placed (later twins are False)."""
         from .compiled import set_insert
         self.reserve(len(h))
-        new = set_insert(self.keys, np.ascontiguousarray(h, dtype=np.uint64))
+        new = set_insert(self.keys, self.bits, np.ascontiguousarray(h, dtype=np.uint64))
         self.used += int(new.sum())
         return new
 
     def _grow(self, need: int) -> None:
         old = self.keys[self.keys != 0]
-        size = 1 << max(4, int(need * 4 - 1).bit_length())
-        self.keys = np.zeros(size, dtype=np.uint64)
-        self.used = 0
+        self._alloc(1 << max(4, int(need * 2 - 1).bit_length()))
         if len(old):
             self.insert_new(old)
 
@@ -131,7 +134,8 @@ class SeenSet:
             return np.zeros(0, dtype=bool)
         from .compiled import seen_add
         self.cur.reserve(len(h))
-        new = seen_add(self.prev.keys, self.cur.keys, np.ascontiguousarray(h, dtype=np.uint64), self.prev.used > 0)
+        new = seen_add((self.prev.keys, self.prev.bits), (self.cur.keys, self.cur.bits),
+                       np.ascontiguousarray(h, dtype=np.uint64))
         self.cur.used += int(np.count_nonzero(new))
         if new.any():
             self.cur_max = max(self.cur_max, int(t[new].max()))
