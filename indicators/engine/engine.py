@@ -292,34 +292,40 @@ class Engine:
             late |= t <= wm
         if self.clock.last_tick is not None and self.behind == "drop":
             late |= t <= self.clock.last_tick
-        on_time = np.flatnonzero(~late)
-        new = self.seen.add(b["h"][on_time], t[on_time])
-        keep = on_time[new]
-        n_dup = len(on_time) - len(keep)
-        take = keep if len(keep) < len(t) else None          # the rows kept, in time order: one gather
-        tk = t[keep] if take is not None else t
+        n_late = int(np.count_nonzero(late))
+        if n_late:
+            on_time = np.flatnonzero(~late)
+            new = self.seen.add(b["h"][on_time], t[on_time])
+            keep, n_on = on_time[new], len(on_time)
+        else:                                               # the usual batch: no row to leave out yet
+            new = self.seen.add(b["h"], t)
+            keep, n_on = (None if new.all() else np.flatnonzero(new)), len(t)
+        n_keep = len(t) if keep is None else len(keep)
+        n_dup = n_on - n_keep
+        take = keep                                          # the rows kept (None: all), in time order: one gather
+        tk = t[keep] if keep is not None else t
         if len(tk) > 1 and (tk[1:] < tk[:-1]).any():        # out of order: sort once here, so a tick slices views
             order = time_order(tk)
-            take = keep[order] if take is not None else order
+            take = keep[order] if keep is not None else order
         if take is not None:
             b = {k: v[take] for k, v in b.items()}
-        unknown = int((b[PRIMARY[kind]] < 0).sum()) if len(keep) else 0
-        if len(keep):
+        unknown = int((b[PRIMARY[kind]] < 0).sum()) if n_keep else 0
+        if n_keep:
             self.plan.prepare(kind, b)
             self.pending[kind].append(b)
-            hi = int(b["t"].max())
+            hi = int(b["t"][-1])                             # in time order
             self.clock.max_t = hi if self.clock.max_t is None else max(self.clock.max_t, hi)
         self.seen.rotate(self.watermark_ms)
         if feed_seq is not None:
             self.clock.covered_seq = feed_seq
         st = self.stats[kind]
-        st["accepted"] += len(keep)
+        st["accepted"] += n_keep
         st["duplicates"] += n_dup
-        st["late"] += int(late.sum())
+        st["late"] += n_late
         st["unknown"] += unknown
         if n_behind:
             st["behind"] = st.get("behind", 0) + n_behind
-        return IngestResult(len(keep), n_dup, int(late.sum()), unknown)
+        return IngestResult(n_keep, n_dup, n_late, unknown)
 
     def batch_run(self) -> "BatchRun":
         """Start collecting consecutive batches for :meth:`ingest_many`."""
