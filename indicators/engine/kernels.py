@@ -271,8 +271,8 @@ class Codec:
         if self.dynamic:
             miss = np.flatnonzero(out < 0)
             if miss.size:
-                m = arr.take(pa.array(miss))
-                new = [u for u in pc.unique(m.drop_null()).to_pylist() if u not in self.index]
+                vals = (arr.take(pa.array(miss)) if miss.size < len(arr) else arr).to_pylist()
+                new = [u for u in dict.fromkeys(vals) if u is not None and u not in self.index]
                 if new:
                     self._table()
                     first = len(self.values)
@@ -281,7 +281,7 @@ class Codec:
                         self.values.append(u)
                     self._lookup.add(new, list(range(first, len(self.values))))
                     self._lookup_n = len(self.values)
-                    out[miss] = self._lookup.codes(m)
+                    out[miss] = [-1 if u is None else self.index[u] for u in vals]
         return out
 
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
