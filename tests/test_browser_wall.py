@@ -342,8 +342,16 @@ def test_hostile_warning_text_stays_text_on_the_wall_and_the_console(own_server,
         post(srv.base, "warning", {"event_id": f"x{i}", "event_time": t.isoformat(), "source": "test",
                                    "signal": "rainstorm", "colour": "orange", "status": "issued",
                                    "area": text, "headline": text})
-        wall.wait_for_function("(t) => { const h = document.querySelector('.st-warning .st-headline');"
-                               " return !!h && h.textContent === t; }", arg=text[:200], timeout=60_000)
+        try:
+            wall.wait_for_function("(t) => { const h = document.querySelector('.st-warning .st-headline');"
+                                   " return !!h && h.textContent === t; }", arg=text[:200], timeout=60_000)
+        except Exception as exc:                         # say which payload and what the wall was doing
+            seen = wall.evaluate("() => ({headline: (document.querySelector('.st-warning .st-headline') || {}).textContent,"
+                                 " pushes: window.scenicWall && window.scenicWall.pushes,"
+                                 " quiet_ms: window.scenicWall && Date.now() - window.scenicWall.lastBeat,"
+                                 " disconnected: document.body.classList.contains('st-disconnected')})")
+            raise AssertionError(f"payload {i} of {len(payloads)} not on the wall within 60 s: {text!r}; "
+                                 f"the wall: {seen}") from exc
         injected = wall.evaluate("""() => document.querySelectorAll(
             '#banners script, #banners img, #banners svg, #banners iframe, #banners a, #banners object, '
             + '#banners embed, #banners input, #banners details, #banners video, #banners style').length""")
