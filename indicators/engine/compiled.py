@@ -6,7 +6,7 @@ offsets and the UTF-8 bytes), one pass per column, no Python object per row:
 * :func:`hash_column` - the 64-bit hash of every string of a column, bit for bit the hash that
   :func:`indicators.engine.kernels.hash_strings` has always computed (its word-at-a-time rounds
   and murmur3 finaliser), so de-duplication state in a checkpoint stays valid across versions.
-* :func:`set_contains` / :func:`set_insert` / :func:`seen_add` - the de-duplication sets' probes
+* :func:`set_insert` / :func:`seen_add` - the de-duplication sets' probes
   (linear probing over non-zero uint64 keys, with a filter of two bits a slot that spares a new
   id most probes; ``seen_add`` both generations in one pass), the first of twins in a batch being
   the new one.
@@ -190,21 +190,17 @@ def _bit(bits, x):
 
 
 @njit(cache=True, nogil=True)
-def _set_probe(keys, bits, h, insert):
-    """An open-addressing set of non-zero uint64 keys: True for each of ``h`` it holds
-    (``insert`` False), or for each it did not hold and now does (``insert`` True: the first of
-    twins in ``h`` is the new one; its filter bit is set)."""
+def _set_insert(keys, bits, h):
+    """Put ``h`` into an open-addressing set of non-zero uint64 keys: True for each key it did not
+    hold and now does (the first of twins in ``h`` is the new one), its filter bit set."""
     out = np.zeros(len(h), dtype=np.bool_)
     for i in range(len(h)):
         s = _slot(keys, h[i])
-        if insert:
-            if keys[s] == 0:
-                keys[s] = h[i]
-                w, m = _bit(bits, h[i])
-                bits[w] |= m
-                out[i] = True
-        else:
-            out[i] = keys[s] != 0
+        if keys[s] == 0:
+            keys[s] = h[i]
+            w, m = _bit(bits, h[i])
+            bits[w] |= m
+            out[i] = True
     return out
 
 
@@ -225,15 +221,10 @@ def _seen_add(prev, prev_bits, cur, cur_bits, h):
     return out
 
 
-def set_contains(keys: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Which of ``h`` the set ``keys`` holds."""
-    return _set_probe(keys, np.zeros(1, np.uint64), h, False)
-
-
 def set_insert(keys: np.ndarray, bits: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Insert ``h`` into the set ``keys`` (and its filter ``bits``); True for each row whose key
     was not there."""
-    return _set_probe(keys, bits, h, True)
+    return _set_insert(keys, bits, h)
 
 
 def seen_add(prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray], h: np.ndarray) -> np.ndarray:
@@ -366,9 +357,8 @@ def warm_up() -> None:
     lk.codes(words)
     keys, bits = np.zeros(16, np.uint64), np.zeros(1, np.uint64)
     set_insert(keys, bits, np.array([3], np.uint64))
-    set_contains(keys, np.array([3], np.uint64))
     seen_add((keys, bits), (np.zeros(16, np.uint64), np.zeros(1, np.uint64)), np.array([5], np.uint64))
     time_order(np.arange(100, dtype=np.int64)[::-1].copy())
 
 
-__all__ = ["Lookup", "hash_column", "seen_add", "set_contains", "set_insert", "time_order", "warm_up"]
+__all__ = ["Lookup", "hash_column", "seen_add", "set_insert", "time_order", "warm_up"]

@@ -82,10 +82,6 @@ class _Table:
     def mask(self) -> int:
         return len(self.keys) - 1
 
-    def contains(self, h: np.ndarray) -> np.ndarray:
-        from .compiled import set_contains
-        return set_contains(self.keys, np.ascontiguousarray(h, dtype=np.uint64))
-
     def reserve(self, more: int) -> None:
         """Room for ``more`` keys without passing half full."""
         if (self.used + more) * 2 > len(self.keys):
