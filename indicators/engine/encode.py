@@ -27,7 +27,7 @@ from indicators.catalog.expand import Dimensions
 from indicators.catalog.model import STAFF_STATUSES
 from indicators.feeds.schemas import FACILITY_METRICS, WARNING_COLOURS
 
-from .kernels import Codec, hash_strings, quantise, to_float, to_ms
+from .kernels import Codec, hash_strings, one_chunk, quantise, to_float, to_ms
 
 __all__ = ["Encoder", "CASE_STATUSES", "CLOSED", "NO_EXPIRY", "DYNAMIC"]
 
@@ -149,9 +149,7 @@ class Encoder:
         out["category"] = self._c("category", t, "category")
         out["zone"] = self._c("zone", t, "zone_id")
         out["status"] = self._c("case_status", t, "status")
-        deps = t.column("departments")
-        if isinstance(deps, pa.ChunkedArray):
-            deps = deps.combine_chunks() if deps.num_chunks != 1 else deps.chunk(0)
+        deps = one_chunk(t.column("departments"))
         n = t.num_rows
         out["ndept"] = np.asarray(pc.fill_null(pc.list_value_length(deps), 0).to_numpy(zero_copy_only=False),
                                   dtype=np.int64)

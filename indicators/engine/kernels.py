@@ -47,8 +47,7 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray, salt: int = 0) -> np.ndarray:
     ``tests/test_codec.py`` pins it).  Compiled: one pass over the Arrow
     buffers (:func:`indicators.engine.compiled.hash_column`).
     """
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    arr = one_chunk(arr)
     if pa.types.is_dictionary(arr.type):                 # hash the distinct values once
         hd = np.append(hash_strings(arr.dictionary, salt), hash_strings(pa.array([""]), salt))
         ind = arr.indices.fill_null(len(arr.dictionary)) if arr.null_count else arr.indices
@@ -173,7 +172,8 @@ def quantise(v: np.ndarray) -> np.ndarray:
     return np.round(v * 65536.0) / 65536.0
 
 
-def _one_chunk(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+def one_chunk(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one Arrow array (its only chunk as it is; several combined)."""
     if isinstance(col, pa.ChunkedArray):
         return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     return col
@@ -181,7 +181,7 @@ def _one_chunk(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def to_float(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A numeric Arrow column as float64 with NaN for nulls."""
-    col = _one_chunk(col)
+    col = one_chunk(col)
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         # numpy widens exactly as Arrow's cast would, and a null becomes NaN, without a compute call
         return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -193,7 +193,7 @@ def to_float(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def to_ms(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A timestamp column as int64 epoch milliseconds."""
-    col = _one_chunk(col)
+    col = one_chunk(col)
     if pa.types.is_timestamp(col.type) and col.type.unit != "ms":
         col = col.cast(pa.timestamp("ms", tz=col.type.tz))
     if pa.types.is_timestamp(col.type) and not col.null_count:
@@ -281,8 +281,7 @@ class Codec:
         return out
 
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        col = one_chunk(col)
         if len(col) == 0:
             return np.zeros(0, dtype=np.intp)
         if pa.types.is_dictionary(col.type):                   # look up the distinct values once
