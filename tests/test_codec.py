@@ -93,6 +93,29 @@ def test_the_hash_lookup_gives_the_dicts_codes(seed):
     assert (again == first[::-1]).all() and len(c) == len({v for v in values if v is not None})
 
 
+def test_every_length_finds_its_member_and_no_near_miss():
+    """Ids of every length from 0 to 60 bytes (whole words, a partial last word, none), ASCII and
+    Chinese, as members, as rows at the very end of a column's bytes (read byte by byte), and as
+    strangers one byte away from a member: a trailing NUL, one byte changed at either end, one
+    byte shorter."""
+    from indicators.engine import compiled as C
+    g = np.random.default_rng(3)
+    alphabet = list("abz09-_") + ["塔"]
+    vocab = sorted({"".join(g.choice(alphabet, n)).encode()[:n].decode(errors="ignore") for n in range(61)
+                    for _ in range(3)} | {""})
+    codes = {v: k for k, v in enumerate(vocab)}
+    lk = C.Lookup(vocab, list(range(len(vocab))))
+    strangers = {v + "\x00" for v in vocab} | {v[:-1] + "Q" for v in vocab if v} | {"Q" + v[1:] for v in vocab if v} \
+        | {v[:-1] for v in vocab if v}
+    strangers -= set(vocab)
+    rows = vocab + sorted(strangers) + [None]
+    want = [codes.get(v, -1) if v is not None else -1 for v in rows]
+    assert list(lk.codes(pa.array(rows, pa.string()))) == want
+    for v in vocab:                              # alone in its column: its bytes end the buffer
+        assert list(lk.codes(pa.array([v]))) == [codes[v]]
+    assert list(lk.codes(pa.array(rows, pa.string()).slice(7))) == want[7:]
+
+
 def test_aliases_and_a_small_batch_agree():
     vocab = [f"dept-{k}" for k in range(200)]
     aliases = {f"部门{k}": f"dept-{k}" for k in range(200)}
