@@ -307,11 +307,13 @@ class Engine:
         if len(tk) > 1 and (tk[1:] < tk[:-1]).any():        # out of order: sort once here, so a tick slices views
             order = time_order(tk)
             take = keep[order] if keep is not None else order
-        if take is not None:
-            b = {k: v[take] for k, v in b.items()}
-        unknown = int((b[PRIMARY[kind]] < 0).sum()) if n_keep else 0
+        unknown = 0
         if n_keep:
-            self.plan.prepare(kind, b)
+            prim = b[PRIMARY[kind]]
+            unknown = int(np.count_nonzero((prim if keep is None else prim[keep]) < 0))
+            self.plan.prepare(kind, b)                       # before the gather: fewer columns to gather
+            if take is not None:
+                b = {k: v[take] for k, v in b.items()}
             self.pending[kind].append(b)
             hi = int(b["t"][-1])                             # in time order
             self.clock.max_t = hi if self.clock.max_t is None else max(self.clock.max_t, hi)
