@@ -165,7 +165,8 @@ def ops_layout(lang: str):
                 html.Select(id=ids.FILTER_ZONE, className="st-select")]),
             html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_ALERTS)])]),
         html.Section(className="st-panel st-ops-cases", children=[
-            html.H3(t("cases")), html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_CASES)])]),
+            html.H3(t("cases")), html.P(id=ids.OPS_CASES_MORE, className="st-hint"),
+            html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_CASES)])]),
         html.Section(className="st-panel st-ops-plans", children=[
             html.H3(t("plan")), html.Div(id=ids.OPS_PLANS)]),
         html.Section(className="st-panel st-ops-patrols", children=[

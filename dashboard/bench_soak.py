@@ -54,7 +54,7 @@ def _sizes(var: Path) -> dict[str, int]:
 
 def _open_cases(var: Path) -> int | None:
     """Cases not closed, read from the alert store (read-only): an unattended server's work queue
-    grows - nobody closes a case in a soak - and with it what the console lists and holds."""
+    grows - nobody closes a case in a soak - and with it what the service holds (the console lists 200)."""
     import sqlite3
     path = var / "alerts.sqlite"
     if not path.exists():
@@ -170,7 +170,7 @@ def text(r: dict) -> str:
              f"{r['rss_mb_end']} MB at the end",
              f"  RSS floor (each simulated hour's lowest sample): {f(r.get('rss_floor_mb_per_sim_hour'), 'MB per simulated hour')}",
              f"  open cases after the warm-up → at the end: {' → '.join(str(x) for x in (r.get('open_cases') or []))} "
-             f"(nobody closes them in a soak; the console lists every open case)",
+             f"(nobody closes them in a soak; the console lists 200, the overdue first)",
              f"  state folder: {f(r['disk_mb_per_sim_day'], 'MB per simulated day')}; {r['disk_mb_end']} MB at the end"]
     for k, v in sorted(r["disk_mb_per_sim_day_by_entry"].items(), key=lambda kv: -kv[1]):
         if v:

@@ -37,6 +37,7 @@ FILTER_FAMILY = "filter-family"
 FILTER_ZONE = "filter-zone"
 OPS_ALERTS = "ops-alerts"
 OPS_CASES = "ops-cases"
+OPS_CASES_MORE = "ops-cases-more"
 OPS_PLANS = "ops-plans"
 
 # the patrol phone

@@ -472,10 +472,11 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
     # calls to act first, then the log-only alerts (data/alerts/rationale.toml), each in severity order
     items = by_incident(sorted((alert_item(a, rule_for(snap, a.rule_id, names), names, now)
                                 for a in _by_severity(snap.alerts, now)), key=lambda i: i["log_only"]), snap)
-    cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in snap.cases]
+    cases = [case_item(c, names, now) | {"actions": _case_actions(c.status)} for c in _ops_cases(snap)]
     return {
         "v": snap.version, "now": fmt_local(now), "asof": fmt_local(snap.as_of),
-        "alerts": items, "cases": cases, "plans": _plan_items(snap, names),
+        "alerts": items, "cases": cases, "cases_open": sum(1 for c in snap.cases if c.status != "closed"),
+        "cases_total": len(snap.cases), "plans": _plan_items(snap, names),
         "staff": [{"id": s.staff_id, "status": s.status, "zh": person(s.staff_id)[0], "en": person(s.staff_id)[1],
                    "status_zh": STAFF_STATUS.get(s.status, (s.status, s.status))[0],
                    "status_en": STAFF_STATUS.get(s.status, (s.status, s.status))[1]}
@@ -485,6 +486,26 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
                       "en": FAMILY_NAMES.get(f, ("其他", "Other"))[1]}
                      for f in sorted({i["family"].split(".")[0] for i in items if i["family"]})],
     }
+
+
+OPS_CASES = 200          # the cases the console lists; it says how many more there are
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+
+def _ops_cases(snap: Snapshot) -> list:
+    """The console's cases in the order a dispatcher works them, at most :data:`OPS_CASES`:
+    the overdue first (the longest overdue first), then the other open cases by priority, the
+    newest first, then the recently closed.  A backlog of hundreds (a busy holiday, or nobody
+    closing cases in a soak) keeps every overdue case in view, and a push stays bounded."""
+    now = snap.now
+
+    def key(c):
+        if c.status == "closed":
+            return (2, 0, -(c.closed_at or c.opened_at).timestamp())
+        if c.due_at is not None and now > c.due_at:
+            return (0, 0, c.due_at.timestamp())
+        return (1, PRIORITY_RANK.get(c.priority, len(PRIORITY_RANK)), -c.opened_at.timestamp())
+    return sorted(snap.cases, key=key)[:OPS_CASES]
 
 
 CASE_ACTIONS = {"open": ("dispatch",), "dispatched": ("accept", "handle", "dispatch"), "handling": ("handle",),

@@ -522,8 +522,31 @@ def test_case_board_groups_cases_by_stage_with_true_counts(world):
             assert [i["id"] for i in st["items"]] == [c.case_id for c in moved[:V.CASES_PER_STAGE]], st["key"]
         assert sum(st["count"] for st in board) == len(s.cases)
     ops = ops_view(replace(snap, cases=tuple(made)), names)
-    assert [c["stage"] for c in ops["cases"]] == [STAGE_OF[c.status] for c in made]
+    assert sorted(c["id"] for c in ops["cases"]) == sorted(c.case_id for c in made)
+    assert [c["stage"] for c in ops["cases"]][-9:] == ["close"] * 9            # the recently closed last
     assert all(c["actions"] == [] for c in ops["cases"] if c["stage"] == "close")
+    assert ops["cases_total"] == len(made) and ops["cases_open"] == len(made) - 9
+
+
+def test_the_console_lists_a_backlog_overdue_first_and_says_how_many_it_leaves_out(world):
+    """Hundreds of open cases (a busy holiday; nobody closing them in a soak): the console lists
+    200, every overdue one first (the longest overdue first), then the open ones by priority,
+    newest first, the closed last - and says how many it does not list."""
+    snap, names = world.snap, world.names
+    base, now = snap.cases[0], snap.now
+    m = timedelta(minutes=1)
+    made = ([replace(base, case_id=f"late-{i}", status="dispatched", due_at=now - (i + 1) * m, opened_at=now - 90 * m)
+             for i in range(30)]
+            + [replace(base, case_id=f"new-{p}-{i}", status="open", priority=p, due_at=now + 60 * m,
+                       opened_at=now - (i + 1) * m) for p in ("normal", "urgent") for i in range(200)]
+            + [replace(base, case_id=f"done-{i}", status="closed", closed_at=now - m) for i in range(5)])
+    ops = ops_view(replace(snap, cases=tuple(made)), names)
+    got = [c["id"] for c in ops["cases"]]
+    assert len(got) == V.OPS_CASES == 200
+    assert got[:30] == [f"late-{i}" for i in range(29, -1, -1)]                # every overdue one, longest first
+    assert all(c["overdue"] for c in ops["cases"][:30])
+    assert got[30:200] == [f"new-urgent-{i}" for i in range(170)]             # then urgent, newest first
+    assert ops["cases_total"] == 435 and ops["cases_open"] == 430
 
 
 # --------------------------------------------------------------------------- 6 forecast alerts

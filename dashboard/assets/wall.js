@@ -21,7 +21,7 @@
     case: ["立案", "Open case"], escalate: ["上报升级", "Escalate"], escalated: ["已升级", "escalated to level"], nearest: ["最近的空闲人员（建议）", "Nearest available (suggested)"],
     ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
     tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
-    alertsMore: ["条告警", "more alerts"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
+    alertsMore: ["条告警", "more alerts"], casesMore: ["另有 {n} 件未列出（超时的排在最前）", "{n} more not listed (overdue first)"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
     member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     gaps: ["12小时内未巡路段", "Not patrolled in 12 hours"], noGaps: ["12小时内全线已巡", "Whole route patrolled in the last 12 hours"],
     virtual: ["虚拟巡查", "virtual"], onFoot: ["步行巡查", "on foot"], ongoing: ["进行中", "in progress"],
@@ -63,8 +63,10 @@
       return r.node;
     });
     box._rows = rows;
-    const cur = box.children;
-    if (cur.length !== nodes.length || nodes.some((n, i) => cur[i] !== n)) box.replaceChildren(...nodes);
+    // into order by moving only the rows out of place: a row that stays (or only shifts because
+    // one above came or went) is never taken out of the page, so a click on it is not lost
+    nodes.forEach((n, i) => { const at = box.children[i]; if (at !== n) box.insertBefore(n, at || null); });
+    while (box.children.length > nodes.length) box.lastChild.remove();
   }
 
   function spark(values) {
@@ -293,7 +295,7 @@
       td[3].textContent = a.since + (a.escalation ? " · " + tr("escalated") + " " + a.escalation + tr("level") : "")
         + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + pick(a, "assignee_") : "");
     });
-    keyed("ops-cases", (o.cases || []).slice(0, 200), (c) => c.id, (c) => {
+    keyed("ops-cases", o.cases || [], (c) => c.id, (c) => {
       const r = el("tr", null, null, { "data-case": c.id });
       for (let i = 0; i < 3; i++) r.appendChild(el("td"));
       r.appendChild(el("td", "st-actions"));
@@ -316,6 +318,11 @@
                                                            to: a.step === "dispatch" && who ? who.value : "" }))));
       }
     });
+    const moreCases = $("ops-cases-more");
+    if (moreCases) {                                // the server lists the first 200 in the order to work them
+      const n = (o.cases_total || 0) - (o.cases || []).length;
+      moreCases.textContent = n > 0 ? tr("casesMore").replace("{n}", n) : "";
+    }
     renderPatrols(S.patrols);
     fill("ops-plans", (o.plans || []).map((p) => {
       const box = planNodes([p])[0];
