@@ -489,14 +489,17 @@ def ops_view(snap: Snapshot, names: Names) -> dict[str, Any]:
 
 
 OPS_CASES = 200          # the cases the console lists; it says how many more there are
+RECENT_CASES = 50        # of them always the most recently moved (a report just in must be there to dispatch)
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
 
 def _ops_cases(snap: Snapshot) -> list:
-    """The console's cases in the order a dispatcher works them, at most :data:`OPS_CASES`:
-    the overdue first (the longest overdue first), then the other open cases by priority, the
-    newest first, then the recently closed.  A backlog of hundreds (a busy holiday, or nobody
-    closing cases in a soak) keeps every overdue case in view, and a push stays bounded."""
+    """The console's cases, at most :data:`OPS_CASES`: the :data:`RECENT_CASES` most recently
+    moved (what just came in or just changed), then as many more as fit in the order a
+    dispatcher works them - the overdue first (the longest overdue first), then the open by
+    priority, the newest first, then the recently closed - and all listed in that order.  A
+    backlog of hundreds (a busy holiday; nobody closing cases in a soak) keeps the overdue and
+    the new in view, and a push stays bounded."""
     now = snap.now
 
     def key(c):
@@ -505,7 +508,13 @@ def _ops_cases(snap: Snapshot) -> list:
         if c.due_at is not None and now > c.due_at:
             return (0, 0, c.due_at.timestamp())
         return (1, PRIORITY_RANK.get(c.priority, len(PRIORITY_RANK)), -c.opened_at.timestamp())
-    return sorted(snap.cases, key=key)[:OPS_CASES]
+
+    if len(snap.cases) <= OPS_CASES:
+        return sorted(snap.cases, key=key)
+    by_move = sorted(snap.cases, key=lambda c: -(c.closed_at or c.step_started_at or c.opened_at).timestamp())
+    recent = by_move[:RECENT_CASES]
+    rest = sorted(by_move[RECENT_CASES:], key=key)[:OPS_CASES - len(recent)]
+    return sorted(recent + rest, key=key)
 
 
 CASE_ACTIONS = {"open": ("dispatch",), "dispatched": ("accept", "handle", "dispatch"), "handling": ("handle",),

@@ -530,23 +530,32 @@ def test_case_board_groups_cases_by_stage_with_true_counts(world):
 
 def test_the_console_lists_a_backlog_overdue_first_and_says_how_many_it_leaves_out(world):
     """Hundreds of open cases (a busy holiday; nobody closing them in a soak): the console lists
-    200, every overdue one first (the longest overdue first), then the open ones by priority,
-    newest first, the closed last - and says how many it does not list."""
+    200 - the 50 most recently moved always (a report just in must be there to dispatch), every
+    overdue one (the longest overdue first), then the open ones by priority, newest first, the
+    closed last - and says how many it does not list."""
     snap, names = world.snap, world.names
     base, now = snap.cases[0], snap.now
     m = timedelta(minutes=1)
-    made = ([replace(base, case_id=f"late-{i}", status="dispatched", due_at=now - (i + 1) * m, opened_at=now - 90 * m)
-             for i in range(30)]
-            + [replace(base, case_id=f"new-{p}-{i}", status="open", priority=p, due_at=now + 60 * m,
-                       opened_at=now - (i + 1) * m) for p in ("normal", "urgent") for i in range(200)]
-            + [replace(base, case_id=f"done-{i}", status="closed", closed_at=now - m) for i in range(5)])
+
+    def case(cid, status, opened, **kw):
+        return replace(base, case_id=cid, status=status, opened_at=opened, step_started_at=opened, **kw)
+    made = ([case(f"late-{i}", "dispatched", now - 90 * m, due_at=now - (i + 1) * m) for i in range(30)]
+            + [case(f"new-urgent-{i}", "open", now - (i + 1) * m, priority="urgent", due_at=now + 60 * m)
+               for i in range(200)]
+            + [case(f"new-normal-{i}", "open", now - (i + 1.5) * m, priority="normal", due_at=now + 60 * m)
+               for i in range(200)]
+            + [case(f"done-{i}", "closed", now - 600 * m, closed_at=now - 500 * m) for i in range(5)])
     ops = ops_view(replace(snap, cases=tuple(made)), names)
     got = [c["id"] for c in ops["cases"]]
     assert len(got) == V.OPS_CASES == 200
     assert got[:30] == [f"late-{i}" for i in range(29, -1, -1)]                # every overdue one, longest first
     assert all(c["overdue"] for c in ops["cases"][:30])
-    assert got[30:200] == [f"new-urgent-{i}" for i in range(170)]             # then urgent, newest first
+    # the 50 most recently moved (25 urgent, 25 normal), and the rest filled up by priority
+    assert got[30:175] == [f"new-urgent-{i}" for i in range(145)]
+    assert got[175:] == [f"new-normal-{i}" for i in range(25)]
     assert ops["cases_total"] == 435 and ops["cases_open"] == 430
+    small = ops_view(replace(snap, cases=tuple(made[:30] + made[-5:])), names)
+    assert [c["id"] for c in small["cases"]] == [f"late-{i}" for i in range(29, -1, -1)] + [f"done-{i}" for i in range(5)]
 
 
 # --------------------------------------------------------------------------- 6 forecast alerts
