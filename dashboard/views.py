@@ -329,11 +329,16 @@ def case_item(c, names: Names, now: datetime) -> dict[str, Any]:
             "departments": [{"zh": names.dept(d)[0], "en": names.dept(d)[1]} for d in c.departments]}
 
 
+def _moved(c) -> datetime:
+    """When a case last moved: closed, its current step begun, or opened."""
+    return c.closed_at or c.step_started_at or c.opened_at
+
+
 def _cases(snap: Snapshot, names: Names) -> list[dict[str, Any]]:
     stages = []
     # per stage the board shows a few: the most recently moved (a case the dispatcher just handled
     # is on the wall at once, not behind a hundred older ones; the overdue count has its own tile)
-    moved = {c.case_id: (c.closed_at or c.step_started_at or c.opened_at) for c in snap.cases}
+    moved = {c.case_id: _moved(c) for c in snap.cases}
     items = sorted((case_item(c, names, snap.now) for c in snap.cases), key=lambda i: -moved[i["id"]].timestamp())
     for key, _ in CASE_STAGES:
         mine = [i for i in items if i["stage"] == key]
@@ -511,7 +516,7 @@ def _ops_cases(snap: Snapshot) -> list:
 
     if len(snap.cases) <= OPS_CASES:
         return sorted(snap.cases, key=key)
-    by_move = sorted(snap.cases, key=lambda c: -(c.closed_at or c.step_started_at or c.opened_at).timestamp())
+    by_move = sorted(snap.cases, key=lambda c: -_moved(c).timestamp())
     recent = by_move[:RECENT_CASES]
     rest = sorted(by_move[RECENT_CASES:], key=key)[:OPS_CASES - len(recent)]
     return sorted(recent + rest, key=key)
