@@ -371,6 +371,22 @@ class Service:
         except Exception:
             log.exception("publishing the snapshot failed")
 
+    def _buses_expected(self, now: datetime) -> tuple[bool, datetime | None]:
+        """(whether some bus route is in service at ``now``, since when the earliest of those runs).
+        Routes run to the catalog's timetables (``route_service``); with a route that has none, buses
+        are always expected (True, None).  Call under ``self.lock`` (the engine's duty table)."""
+        routes = self.catalog.dims.members.get("route", ())
+        service = getattr(self.catalog.file, "route_service", {}) or {}
+        if not routes or any(r not in service for r in routes):
+            return True, None
+        duty = self.engine.plan.duty
+        ks = [duty.index(service[r]) for r in routes]
+        is_open, since, _ = duty.at(int(now.timestamp() * 1000))
+        running = [k for k in ks if is_open[k]]
+        if not running:
+            return False, None
+        return True, datetime.fromtimestamp(int(min(since[k] for k in running)) / 1000, UTC)
+
     def build_snapshot(self) -> Snapshot:
         """The current state as one immutable snapshot (see :mod:`indicators.snapshot`)."""
         from indicators.engine.plan import QUALITY_NAMES
@@ -404,8 +420,15 @@ class Service:
             for kind in ("crowd", "gate", "video", "facility", "bus", "station", "traffic", "weather",
                          "warning", "case", "staff"):
                 ev, arr = self._feed_seen.get(kind, (None, None))
-                feeds[kind] = FeedFreshness(kind, ev, arr, feed_limit_s(kind),
-                                            None if arr is None else max(0.0, (now - arr).total_seconds()))
+                limit, since = feed_limit_s(kind), arr
+                if kind == "bus" and limit is not None:
+                    expected, opened = self._buses_expected(now)
+                    if not expected:
+                        limit = None         # no route runs now: a silent bus feed is the timetable
+                    elif opened is not None and (since is None or opened > since):
+                        since = opened       # silence counts from the first route's start of service
+                feeds[kind] = FeedFreshness(kind, ev, arr, limit,
+                                            None if since is None else max(0.0, (now - since).total_seconds()))
             self._version += 1
             return Snapshot(
                 version=self._version, now=now, as_of=as_of, values=values,

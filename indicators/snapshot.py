@@ -12,7 +12,9 @@ A feed is *stale* when nothing arrived from it for longer than its limit:
 three reporting periods of the feed's cadence (``FEED_CADENCE_S``, from
 docs/feeds.md), never less than two minutes.  Event-driven feeds (AI video,
 warnings, cases) have no cadence: silence there is normal, so they are
-never marked stale.  An indicator is stale when the engine says so (its
+never marked stale.  Buses run to the routes' timetables: while no route is
+in service the bus feed is not judged, and in the morning its silence counts
+from the start of service (``Service._buses_expected``).  An indicator is stale when the engine says so (its
 input is older than the family's ``freshness_s``).
 """
 from __future__ import annotations

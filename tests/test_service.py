@@ -99,3 +99,27 @@ def test_a_failing_engine_step_shows_as_degraded_while_its_thread_lives(tmp_path
     s._threads["engine"].join(5)
     h = s.health()["engine"]
     assert h["ok"] is False and h["problem"] == "stopped"
+
+
+def test_a_silent_bus_feed_is_an_outage_only_while_some_route_runs(tmp_path):
+    """Routes 262 and 468 run 06:00-23:00 (data/catalog, [routes]): after the last bus the
+    unattended wall must not say the bus feed stopped, and in the morning silence counts from
+    the start of service, not from last night's last bus."""
+    s = make(tmp_path, [])
+    cst = timezone(timedelta(hours=8))
+    last_bus = datetime(2026, 10, 1, 22, 59, tzinfo=cst)
+    s._feed_seen["bus"] = (last_bus, last_bus)
+
+    def bus_at(h, m):
+        s.sim_clock.set(datetime(2026, 10, 2, h, m, tzinfo=cst) if h < 23 else datetime(2026, 10, 1, h, m, tzinfo=cst))
+        return s.build_snapshot().feeds["bus"]
+
+    assert bus_at(23, 30).stale is False and bus_at(3, 0).stale is False        # no route runs
+    assert bus_at(6, 1).stale is False                                          # a minute into service
+    assert bus_at(6, 3).stale is True                                           # 3 min in, no bus yet
+    assert bus_at(6, 3).age_s == 180.0
+    arrived = datetime(2026, 10, 2, 6, 2, tzinfo=cst)
+    s._feed_seen["bus"] = (arrived, arrived)
+    assert bus_at(6, 3).stale is False and bus_at(6, 3).age_s == 60.0
+    assert bus_at(6, 5).stale is True                                           # the usual 2-minute limit
+    s.alert_store.close()
