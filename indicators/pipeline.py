@@ -62,11 +62,15 @@ def zone_indicator(family: str, zone: str) -> str:
 def rule_defaults(catalog) -> Iterator[Any]:
     """The catalog's default thresholds as alert-rule defaults."""
     from indicators.alerts.rules import RuleDefaults
+    from indicators.snapshot import EVENT_DRIVEN
     for ind in catalog.indicators:
         f, th = ind.family, ind.thresholds
         tiers = {t: v for t, v in zip(("blue", "yellow", "orange", "red"), th.tiers()) if v is not None}
+        # a family of an event-driven feed (warnings, cases, AI video) has no value until something
+        # happens - no warning yet, nothing of a category closed today: that silence is normal, not
+        # an alert state for the console
         yield RuleDefaults(ind.text, th.direction, tiers, f.freshness_s, f.id, dict(ind.scope),
-                           f.name_zh, f.name_en, f.unit)
+                           f.name_zh, f.name_en, f.unit, nodata="ok" if f.feed in EVENT_DRIVEN else "nodata")
 
 
 def usable_rows(kind: str, table: pa.Table) -> pa.Table | None:

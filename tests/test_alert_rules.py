@@ -264,3 +264,29 @@ def test_full_bins_and_blind_cameras_are_no_facility_failure_but_a_dark_lamp_cir
     for k in range(5, 10):                               # a lamp circuit goes dark
         tick(k, bin=60.0, toilet=50.0, lamp=40.0)
     assert any(p.plan_id == "facility_failure" for p in rt.plans.values())
+
+
+def test_silence_of_an_event_driven_feed_is_no_alert_state_unless_a_supervisor_says_so():
+    """Before any warning is received the warning signal levels have no value, and so do today's
+    on-time ratios of a category nothing of which has closed yet: the console must not list those
+    as "no data" states with action buttons.  A periodic feed's silence still is one."""
+    from indicators.alerts.state import Evaluation, transition
+    from indicators.catalog import load_catalog
+    from indicators.pipeline import rule_defaults
+    defaults = list(rule_defaults(load_catalog()))
+    rules = build_rules(defaults)
+    by_family: dict[str, set[str]] = {}
+    for d in defaults:
+        by_family.setdefault(d.family, set()).add(rules[d.indicator_id].nodata)
+    assert by_family["warning.level"] == {"ok"}
+    assert by_family["case.close_rate"] == {"ok"}
+    assert by_family["crowd.load_rate"] == {"nodata"} and by_family["crowd.count"] == {"nodata"}
+    now = datetime(2026, 10, 1, 20, 0, tzinfo=timezone.utc)
+    quiet = Evaluation(now, None, "no_data")
+    warn = next(d.indicator_id for d in defaults if d.family == "warning.level")
+    crowd = next(d.indicator_id for d in defaults if d.family == "crowd.load_rate")
+    assert transition(None, quiet, rules[warn], now).state.status == "normal"
+    assert transition(None, quiet, rules[crowd], now).state.status == "no_data"
+    # the supervisors' document still decides
+    kept = build_rules(defaults, {"override": {warn: {"nodata": "nodata"}}})
+    assert transition(None, quiet, kept[warn], now).state.status == "no_data"

@@ -85,6 +85,7 @@ class RuleDefaults:
     name_zh: str = ""
     name_en: str = ""
     unit: str = ""
+    nodata: str = "nodata"          # the no-data policy unless a threshold document sets one
 
 
 @dataclass(frozen=True)
@@ -406,7 +407,7 @@ def _compile(doc: Mapping[str, Any] | None, defaults: Mapping[str, RuleDefaults]
         pending_s, keep_s = dur("for", DEFAULT_FOR_S), dur("keep_firing_for", 0.0)
         policies = {}
         for key, allowed in (("nodata", NODATA_POLICIES), ("error", ERROR_POLICIES)):
-            policies[key] = ov.get(key, allowed[0])
+            policies[key] = ov.get(key, d.nodata if key == "nodata" else allowed[0])
             if policies[key] not in allowed:
                 out.append(Problem(f"{path}.{key}", f"must be one of {', '.join(allowed)}, got {policies[key]!r}"))
         escalate = dict(DEFAULT_ESCALATE_AFTER_S)

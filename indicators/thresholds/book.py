@@ -125,7 +125,9 @@ class Book:
             "pending": {"seconds": rule.pending_s, "source": src("for"),
                         "default_s": DEFAULT_FOR_S},
             "keep_firing": {"seconds": rule.keep_firing_s, "source": src("keep_firing_for")},
-            "nodata": {"value": rule.nodata, "source": src("nodata")},
+            # an event-driven family's "ok" comes from the catalog (its feed), the others' "nodata" is built in
+            "nodata": {"value": rule.nodata, "source": src("nodata", fallback="catalog" if d.nodata != "nodata"
+                                                            else "built-in")},
             "error": {"value": rule.error, "source": src("error")},
             "escalate_after": {"seconds": dict(rule.escalate_after_s), "source": src("escalate_after"),
                                "default_s": dict(DEFAULT_ESCALATE_AFTER_S)},
