@@ -112,6 +112,8 @@ def _shell():
         dcc.Store(id=ids.LIVE_APPLIED),
         dcc.Store(id=ids.PING),
         dcc.Store(id=ids.PONG),
+        dcc.Store(id=ids.RESYNC),
+        dcc.Store(id=ids.RESYNC_ACK),
         dcc.Store(id=ids.ACTION),
     ])
 
@@ -184,6 +186,13 @@ PUSH_BACKLOG = 2
 """Pushes a screen may have queued and not yet taken; past it, pushes to it are skipped (drop to
 the latest state): Dash's per-socket outbound queue has no bound, and one slow screen must not
 hold memory or time for the others."""
+
+
+def _screen(ws) -> int:
+    """One browser connection, the same for each callback it runs (Dash gives every callback its
+    own websocket object, all on the connection's one outbound queue)."""
+    q = getattr(ws, "_outbound_queue", None)
+    return id(q if q is not None else ws)
 
 
 def _backlog(ws) -> int:
@@ -354,11 +363,15 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                          Output(ids.LIVE_APPLIED, "data"), Input(ids.LIVE, "data"), Input(ids.LANG, "value"))
 
     # ------------------------------------------------------------- live push
+    resync_wanted: set[int] = set()       # screens whose next push carries everything (see _resync)
+
     @auth.callback(app, "viewer", persistent=True)
     async def _push():
         """One per browser connection: wait for a newer snapshot, push what changed of its views."""
         ws = ctx.websocket
         seq, sent = -1, {}
+        screen = _screen(ws)
+        prev = None              # the beat of the last push queued to this screen
         who = auth.current()
         want_ops = who is not None and who.can("operator")
         want_patrol = who is not None and who.can("patrol")
@@ -369,8 +382,14 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                 # more; the next push sends what changed since the last one queued - the latest state
                 hub.skipped += 1
                 continue
+            full = screen in resync_wanted
+            if full:
+                # the page found a push missing (see _resync): everything again, not what changed
+                resync_wanted.discard(screen)
+                sent = {}
             if snap.version == 0:
-                set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms()}})
+                set_props(ids.LIVE, {"data": {"beat": seq, "prev": prev, "at": _now_ms()}})
+                prev = seq
                 continue
             model = {"wall": views.get("wall", snap)}
             if want_ops:
@@ -387,7 +406,21 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                     patch[view] = changed
                     sent[view] = m
             # a beat every push keeps the page's watchdog quiet even when nothing changed
-            set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms(), "built": snap.built_ms, **patch}})
+            # "prev" lets the page see a push it never took: Dash runs the render once with the newest
+            # data when several pushes arrive together, and the changes the earlier ones carried
+            # would be lost for good (the next push carries only what changed since)
+            set_props(ids.LIVE, {"data": {"beat": seq, "prev": prev, "full": full, "at": _now_ms(),
+                                          "built": snap.built_ms, **patch}})
+            prev = seq
+        resync_wanted.discard(screen)
+
+    @auth.callback(app, "viewer", Output(ids.RESYNC_ACK, "data"), Input(ids.RESYNC, "data"), prevent_initial_call=True)
+    def _resync(n):
+        """The page saw a gap in the pushes' beats: its connection's next push carries every key."""
+        ws = ctx.websocket
+        if ws is not None:
+            resync_wanted.add(_screen(ws))
+        return n if isinstance(n, int) else None
 
     @auth.callback(app, "viewer", Output(ids.PONG, "data"), Input(ids.PING, "data"), prevent_initial_call=True)
     def _ping(n):

@@ -13,6 +13,8 @@ LIVE = "live-state"
 LIVE_APPLIED = "live-applied"
 PING = "ping"
 PONG = "pong"
+RESYNC = "live-resync"            # the page lost a push: send it everything again
+RESYNC_ACK = "live-resync-ack"
 ACTION = "action"
 ACTION_RESULT = "action-result"
 

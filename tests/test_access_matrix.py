@@ -66,6 +66,7 @@ PINNED_CALLBACKS = {
     "_route": "viewer",              # page + who; /ops content is gated inside by the caller's role
     "_push": "viewer",               # the live push; the ops part only for operators (inside)
     "_ping": "viewer",
+    "_resync": "viewer",             # the page lost a push: its next push carries every key
     "_show_details": "viewer",
     "_act": "operator",              # ack / assign / silence / cases / plans
     "_patrol_act": "patrol",         # a phone's report, case step (only the caller's cases) or patrol progress

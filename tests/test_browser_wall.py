@@ -339,7 +339,7 @@ def test_hostile_warning_text_stays_text_on_the_wall_and_the_console(own_server,
     srv.login(wall)
     for i, text in enumerate(payloads):
         t = sim_now(srv.base)
-        post(srv.base, "warning", {"event_id": f"x{i}", "event_time": t.isoformat(), "source": "test",
+        took = post(srv.base, "warning", {"event_id": f"x{i}", "event_time": t.isoformat(), "source": "test",
                                    "signal": "rainstorm", "colour": "orange", "status": "issued",
                                    "area": text, "headline": text})
         try:
@@ -350,8 +350,12 @@ def test_hostile_warning_text_stays_text_on_the_wall_and_the_console(own_server,
                                  " pushes: window.scenicWall && window.scenicWall.pushes,"
                                  " quiet_ms: window.scenicWall && Date.now() - window.scenicWall.lastBeat,"
                                  " disconnected: document.body.classList.contains('st-disconnected')})")
+            srv.log.flush()
+            log = (srv.var.parent / "server.log").read_bytes()[-3000:].decode("utf-8", "replace")
             raise AssertionError(f"payload {i} of {len(payloads)} not on the wall within 60 s: {text!r}; "
-                                 f"the wall: {seen}") from exc
+                                 f"the wall: {seen}; the ingest answered {took}; "
+                                 f"/healthz {httpx.get(srv.base + '/healthz', timeout=10).text}; "
+                                 f"the server's log ends: {log}") from exc
         injected = wall.evaluate("""() => document.querySelectorAll(
             '#banners script, #banners img, #banners svg, #banners iframe, #banners a, #banners object, '
             + '#banners embed, #banners input, #banners details, #banners video, #banners style').length""")
@@ -363,3 +367,27 @@ def test_hostile_warning_text_stays_text_on_the_wall_and_the_console(own_server,
         html = httpx.get(srv.base + "/login", params={"next": text}, timeout=30).text
         assert text not in html
     ctx.close()
+
+
+def test_a_change_pushed_while_the_page_is_busy_still_reaches_the_wall(own_server, page):
+    """A push carries only what changed since the previous one.  A page busy for a while (a
+    software-rendered frame, a slow wall PC) takes the pushes queued meanwhile in one go, and Dash
+    runs the render once with the last of them: a change in an earlier one must not be lost."""
+    srv = own_server("--no-simulate", "--speed", "60")
+    srv.start()
+    srv.login(page)
+    for i, colour in enumerate(("yellow", "orange", "red")):
+        headline = f"测试暴雨{colour}预警 {i}"
+        t = sim_now(srv.base)
+        post(srv.base, "warning", {"event_id": f"busy{i}", "event_time": t.isoformat(), "source": "test",
+                                   "signal": "rainstorm", "colour": colour, "status": "issued",
+                                   "area": "海珠区", "headline": headline})
+        # the page's thread is held while the warning becomes current and several pushes come
+        page.evaluate("() => { const until = Date.now() + 12000; while (Date.now() < until) {} }")
+        try:
+            page.wait_for_function("(t) => { const h = document.querySelector('.st-warning .st-headline');"
+                                   " return !!h && h.textContent === t; }", arg=headline, timeout=30_000)
+        except Exception as exc:
+            seen = page.evaluate("() => ({headline: (document.querySelector('.st-warning .st-headline') || {})"
+                                 ".textContent, pushes: window.scenicWall.pushes, gaps: window.scenicWall.gaps})")
+            raise AssertionError(f"warning {i} not on the wall 30 s after the page was free again: {seen}") from exc

@@ -10,7 +10,7 @@
  */
 (function () {
   "use strict";
-  const S = { wall: {}, ops: {}, lang: "zh", lastBeat: Date.now(), downSince: null, pings: 0,
+  const S = { wall: {}, ops: {}, lang: "zh", lastBeat: Date.now(), downSince: null, pings: 0, seq: null, gaps: 0,
               filters: { tier: "", family: "", zone: "" } };
   window.scenicWall = S;
 
@@ -347,7 +347,27 @@
     }
   }, 5000);
 
+  // Each push carries the beat of the one before it.  When the page was busy, Dash runs the render
+  // once with the newest of the pushes that came meanwhile: the keys the earlier ones changed never
+  // arrive (the next push sends only what changed since).  Seen as a gap in the beats, the page
+  // asks for everything again (at most every 3 s until a full push comes).
+  function checkBeats(live) {
+    if (typeof live.beat !== "number" || live.beat === S.seq) return;
+    if (live.full) S.needFull = false;
+    if (live.prev !== null && live.prev !== undefined && live.prev !== S.seq) {
+      S.gaps = (S.gaps || 0) + 1;
+      S.needFull = true;
+    }
+    S.seq = live.beat;
+    const now = Date.now();
+    if (S.needFull && now - (S.resyncAt || 0) > 3000 && window.dash_clientside && window.dash_clientside.set_props) {
+      S.resyncAt = now;
+      window.dash_clientside.set_props("live-resync", { data: S.gaps });
+    }
+  }
+
   function merge(live) {
+    checkBeats(live);
     S.lastBeat = Date.now();
     S.pushes = (S.pushes || 0) + 1;
     S.pushBytes = (S.pushBytes || 0) + JSON.stringify(live).length;   // for `scenic-twin bench wall`
