@@ -197,10 +197,15 @@ def test_an_assigned_case_moves_accept_arrive_handled_from_the_phone_and_the_con
     phone.wait_for_selector(f"{item} button.st-step-handle", timeout=60_000)
     phone.locator(f"{item} button.st-step-handle").tap()               # without a note: asked for one
     assert phone.locator(f"{item} textarea").get_attribute("placeholder") == "请填写处置说明"
+    # a push that changes the list redraws it: still asked for the note, and what is typed stays
+    redraw = ("(n) => { const m = window.scenicPatrol.mine; window.scenicPatrol.apply({mine: Object.assign({}, m,"
+              " {items: m.items.map((c) => Object.assign({}, c, {walk_m: n}))})}); }")
+    phone.evaluate(redraw, 11)
+    assert phone.locator(f"{item} textarea").get_attribute("placeholder") == "请填写处置说明"
     phone.fill(f"{item} textarea", "已紧固井盖")
-    # a push redraws the list while the officer types: the note stays
-    phone.evaluate("window.scenicPatrol.apply({mine: Object.assign({}, window.scenicPatrol.mine)})")
+    phone.evaluate(redraw, 12)
     assert phone.locator(f"{item} textarea").input_value() == "已紧固井盖"
+    assert "12" in phone.locator(f"{item} .st-my-meta").inner_text()           # it was redrawn
     phone.locator(f"{item} button.st-step-handle").tap()
     ops.wait_for_function(f"document.querySelector('{row}').dataset.stage === 'verify'", timeout=60_000)
     phone.wait_for_function(f"!document.querySelector('{item} button')", timeout=60_000)
@@ -228,20 +233,25 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
     phone.evaluate("window.scenicPatrol.playing = false")
     for kind, text in (("fire_hydrant", "消防栓水压"), ("lamp_pole", "路灯亮灯"), ("checkpoint", None)):
         a = inventory[inventory["type"] == kind].iloc[2]
-        before = phone.evaluate("""([lon, lat]) => { const t = window.scenicTwin; const f = t.frames;
-            t.deck.setProps({initialViewState: {longitude: lon, latitude: lat, zoom: 21, pitch: 0, bearing: 0}});
-            return f; }""", [a.geometry.x, a.geometry.y])
-        phone.wait_for_function(f"window.scenicTwin.frames > {before}", timeout=60_000)
-        picked = _tap_world(phone, a.geometry.x, a.geometry.y, float(a.base_elevation_m) + 0.3)
+
+        def aim_and_tap():
+            before = phone.evaluate("""([lon, lat]) => { const t = window.scenicTwin; const f = t.frames;
+                t.deck.setProps({initialViewState: {longitude: lon, latitude: lat, zoom: 21, pitch: 0, bearing: 0}});
+                return f; }""", [a.geometry.x, a.geometry.y])
+            phone.wait_for_function(f"window.scenicTwin.frames > {before}", timeout=60_000)
+            return _tap_world(phone, a.geometry.x, a.geometry.y, float(a.base_elevation_m) + 0.3)
+
+        picked = aim_and_tap()
         for _ in range(2):
             # Under a loaded CI machine Chromium once reported our 60 ms tap as held 1.6 s (the page
-            # then rightly took it for a long press).  Only that case is tapped again, and only after
-            # going back to the scene; a wrong pick or no selection still fails below.
+            # then rightly took it for a long press).  Only that case is tapped again, after going back
+            # to the scene and aiming anew (the long press may have moved the view); a wrong pick or
+            # no selection still fails below.
             last = phone.evaluate("(window.scenicTwin.taps || []).slice(-1)[0] || null")
             if not last or last["ms"] <= phone.evaluate("window.scenicTwin.tapMaxMs || 1500"):
                 break
             phone.locator("#tab-roam").tap()
-            picked = _tap_world(phone, a.geometry.x, a.geometry.y, float(a.base_elevation_m) + 0.3)
+            picked = aim_and_tap()
         try:
             phone.wait_for_function(f"document.querySelector('#twin-details').innerText.includes('{a.name_zh}')",
                                     timeout=30_000)

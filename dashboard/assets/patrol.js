@@ -25,7 +25,8 @@
   const P = { route: null, s: 0, playing: false, speed: 1, view: "eye", timeScale: 1, stopLeft: 0, elapsed: 0,
               visited: [], intervals: [], cur: null, anomalies: [], patrolId: null, ended: false, lastFrame: null,
               lastCam: 0, lastProgress: 0, atCp: null, live: {}, mine: {}, lang: "zh", reportXY: null,
-              reportWhere: null, queue: [], inflight: null, results: [], callouts: [], tab: "roam", photo: null };
+              reportWhere: null, queue: [], inflight: null, results: [], callouts: [], tab: "roam", photo: null,
+              askedNote: new Set(), mineSig: null };
   window.scenicPatrol = P;
 
   const T = {
@@ -324,6 +325,10 @@
     if (!box) return;
     const m = P.mine || {};
     const items = m.items || [];
+    // a push that changes nothing here leaves the list alone: a button being tapped stays in the page
+    const sig = JSON.stringify([items, m.staff, P.lang]);
+    if (sig === P.mineSig && box.children.length) return;
+    P.mineSig = sig;
     // what the officer is typing survives the redraw a push causes (every second or so)
     const typed = {};
     let focused = null;
@@ -348,8 +353,9 @@
       const row = el("div", "st-my-actions");
       let note = null;
       if ((c.steps || []).includes("handle")) {
-        note = el("textarea", "st-my-notes", null, { placeholder: tr("notePh"), maxlength: "500", rows: "2",
-                                                     "data-case": c.id });
+        // once the officer was asked for a note, the redraw keeps asking
+        note = el("textarea", "st-my-notes", null, { placeholder: tr(P.askedNote.has(c.id) ? "needNote" : "notePh"),
+                                                     maxlength: "500", rows: "2", "data-case": c.id });
         if (typed[c.id]) note.value = typed[c.id];
         li.appendChild(note);
       }
@@ -357,7 +363,7 @@
         const b = el("button", "st-step st-step-" + s, tr(s), { type: "button" });
         b.addEventListener("click", () => {
           const text = note ? note.value.trim() : "";
-          if (s === "handle" && !text) { note.focus(); note.placeholder = tr("needNote"); return; }
+          if (s === "handle" && !text) { P.askedNote.add(c.id); note.focus(); note.placeholder = tr("needNote"); return; }
           const act = { kind: "case_step", key: `${c.id}|${s}`, id: c.id, step: s, note: text,
                         xy: P.route ? at(P.s).map((v) => Math.round(v * 10) / 10) : null };
           if (s === "handle" && P.photo) return withPhoto(act);
