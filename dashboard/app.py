@@ -388,7 +388,7 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
                 resync_wanted.discard(screen)
                 sent = {}
             if snap.version == 0:
-                set_props(ids.LIVE, {"data": {"beat": seq, "prev": prev, "at": _now_ms()}})
+                set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms(), "prev": prev}})
                 prev = seq
                 continue
             model = {"wall": views.get("wall", snap)}
@@ -409,8 +409,9 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
             # "prev" lets the page see a push it never took: Dash runs the render once with the newest
             # data when several pushes arrive together, and the changes the earlier ones carried
             # would be lost for good (the next push carries only what changed since)
-            set_props(ids.LIVE, {"data": {"beat": seq, "prev": prev, "full": full, "at": _now_ms(),
-                                          "built": snap.built_ms, **patch}})
+            # (beat, at, built lead, in that order: the benches read them from the raw frames)
+            set_props(ids.LIVE, {"data": {"beat": seq, "at": _now_ms(), "built": snap.built_ms,
+                                          "prev": prev, "full": full, **patch}})
             prev = seq
         resync_wanted.discard(screen)
 
