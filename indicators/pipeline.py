@@ -111,7 +111,7 @@ class Pipeline:
 
     def __init__(self, catalog, inventory, store, clock: Callable[[], datetime], notifier, *,
                  cadence: Cadence = Cadence(), thresholds: Mapping[str, Any] | None = _MISSING,
-                 baseline=None):
+                 baseline=None, reject: Callable[[list], Any] | None = None):
         from twin_assets import inventory as inv
 
         from indicators.alerts import routing
@@ -146,6 +146,10 @@ class Pipeline:
         self.evaluations = 0
         self.errors = 0
         self.unusable_rows = 0
+        self.reject = reject
+        """Receives the feed records an evaluation failed on (``BadRecord``, code
+        ``evaluation_error``): the service's dead-letter store.  Without one they are logged."""
+        self.set_aside = 0
 
     # ------------------------------------------------------------------ input
     def offer(self, kind: str, table: pa.Table) -> None:
@@ -189,14 +193,68 @@ class Pipeline:
         events = self._take_pending()
         try:
             res = self.runtime.on_tick(tick.time, values, events)
-        except Exception:                       # bad feed rows must not stop alerting
-            log.exception("alert evaluation at %s failed; retried without the feed records", tick.time)
+        except Exception:                       # feed records it cannot read must not stop alerting
+            if not events:
+                raise
+            log.exception("alert evaluation at %s failed; looking for the feed records it could not read",
+                          tick.time)
             self.errors += 1
-            res = self.runtime.on_tick(tick.time, values, {})
+            res = self._without_unreadable(tick.time, values, events)
         self.last_eval = tick.time
         if not res.skipped:
             self.evaluations += 1
         return res
+
+    def _without_unreadable(self, t: datetime, values, events: dict[str, pa.Table]):
+        """After a failed evaluation: find the records it failed on (rehearsals on halves of each
+        kind's rows, which commit nothing), set them aside with the reason, and evaluate with the
+        rest.  If that still fails, every record of the tick is set aside and the thresholds are
+        evaluated alone.  Nothing is dropped in silence: the records go to ``reject``."""
+        bad: list[tuple[str, pa.Table, str]] = []
+        good: dict[str, pa.Table] = {}
+        for kind, table in events.items():
+            rows = self._unreadable(t, values, kind, table)
+            if rows:
+                bad += [(kind, table.slice(i, 1), why) for i, why in rows]
+                skip = {i for i, _ in rows}
+                table = table.take([i for i in range(table.num_rows) if i not in skip])
+            if table.num_rows:
+                good[kind] = table
+        try:
+            res = self.runtime.on_tick(t, values, good)
+        except Exception as exc:
+            log.exception("alert evaluation at %s failed without the records it could not read too; "
+                          "evaluated without any feed record", t)
+            why = f"the alert evaluation failed with this tick's records: {type(exc).__name__}: {exc}"
+            bad += [(k, tb.slice(i, 1), why) for k, tb in good.items() for i in range(tb.num_rows)]
+            res = self.runtime.on_tick(t, values, {})
+        self._set_aside(bad, t)
+        return res
+
+    def _unreadable(self, t: datetime, values, kind: str, table: pa.Table, at: int = 0) -> list[tuple[int, str]]:
+        """(row, reason) of the rows of ``table`` an evaluation fails on, by halving."""
+        err = self.runtime.rehearse(t, values, {kind: table})
+        if err is None:
+            return []
+        if table.num_rows == 1:
+            return [(at, f"the alert evaluation failed on this record: {type(err).__name__}: {err}")]
+        h = table.num_rows // 2
+        return (self._unreadable(t, values, kind, table.slice(0, h), at)
+                + self._unreadable(t, values, kind, table.slice(h), at + h))
+
+    def _set_aside(self, bad: list[tuple[str, pa.Table, str]], t: datetime) -> None:
+        from indicators.feeds.validate import EVALUATION_ERROR, BadRecord, to_raw
+        if not bad:
+            return
+        self.set_aside += len(bad)
+        records = []
+        for k, row, why in bad:
+            rec = row.to_pylist()[0]
+            log.error("%s record %s set aside: %s", k, rec.get("event_id"), why)
+            records.append(BadRecord(kind=k, raw=to_raw(rec), reason=why, index=0, code=EVALUATION_ERROR,
+                                     where=f"alert evaluation at {t.isoformat()}"))
+        if self.reject is not None:
+            self.reject(records)
 
     # ------------------------------------------------------------------ thresholds
     def use_thresholds(self, doc: Mapping[str, Any] | None, version: int | None) -> None:

@@ -198,7 +198,8 @@ class Service:
                             else ast.open_store(cfg.var / "alerts.sqlite"))
         self.notifier = ListNotifier(keep=1000)
         self.pipeline = Pipeline(self.catalog, self.inventory, self.alert_store, self.clock, self.notifier,
-                                 cadence=Cadence(cfg.alerts_every, cfg.alerts_warmup))
+                                 cadence=Cadence(cfg.alerts_every, cfg.alerts_warmup),
+                                 reject=lambda records: self.dead.put(records, received_at=self.clock()))
         self.alerts = self.pipeline.runtime
         self.ingestor.subscribe(self._on_batch)
         from indicators.patrols import PatrolStore, route_from_inventory

@@ -31,6 +31,8 @@ last history days (scored with a profile fitted on the days before them).
 """
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Sequence
@@ -126,6 +128,15 @@ class ZoneForecaster:
         self.dtype = 0
         k = np.arange(1, self.horizon + 1)
         self._damp = np.cumsum(self.phi[:, None] ** k[None, :], axis=1)   # φ + … + φ^h, (Z, H)
+
+    _STATE = ("level", "trend", "ratio", "last_load", "flow_xy", "flow_xx", "flow_v")
+
+    def copy(self) -> "ZoneForecaster":
+        """An independent copy of the running state (parameters and profile shared: never changed)."""
+        c = copy.copy(self)
+        for k in self._STATE:
+            setattr(c, k, getattr(self, k).copy())
+        return c
 
     def _season(self, minute: int | np.ndarray) -> np.ndarray:
         m = np.asarray(minute)

@@ -33,6 +33,7 @@ transaction each and return the new object.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import tomllib
@@ -281,34 +282,73 @@ class AlertRuntime:
                 raise ValueError("tick_time must be timezone-aware")
             if self.last_tick is not None and tick_time <= self.last_tick:
                 return TickResult(tick_time, skipped=True)
-            w = _Work(self)
-            rows = {k: _rows(t) for k, t in (events or {}).items() if k in FEEDS_USED}
-            self._fold_feeds(w, rows, tick_time)
-            for rid in self._candidates(values):
-                rule = self.rules[rid]
-                if not rule.enabled:
-                    continue
-                val, q = values.get(rule.indicator_id, (None, "no_data"))
-                ev = Evaluation(tick_time, None if val is None else float(val), q)
-                w.alert(transition(w.prev((rid, "")), ev, rule, tick_time), rule)
-            self._alert_cases(w, tick_time)
-            self._compound(w, tick_time)
-            self._forecast(w, values, rows.get("gate", []), tick_time)
-            self._video_cases(w, rows.get("video", []), tick_time)
-            self._feed_cases(w, rows.get("case", []), tick_time)
-            self._deadlines(w, tick_time)
-            w.recent = {k: s for k, s in w.recent.items()
-                        if (tick_time - s.status_since).total_seconds() < CHATTER_WINDOW_S}
-            w.batch.meta["last_tick"] = iso(tick_time)
-            if w.warnings_changed:
-                w.batch.meta["warnings"] = _warnings_to_meta(w.warnings)
-            self.store.apply(w.batch)
-            self._adopt(w)
-            self.last_tick = tick_time
-            result = TickResult(tick_time, False, list(w.batch.events), list(w.batch.plan_events),
-                                list(w.batch.case_steps), list(w.batch.messages))
+            saved = self._begin()
+            try:
+                result = self._tick(tick_time, values, events)
+            except BaseException:
+                self._rollback(saved)
+                raise
         self.flush_outbox()
         return result
+
+    def _begin(self) -> tuple:
+        """Before a tick: the state a tick changes in place (staff positions, recent video
+        events, the forecaster) is copied, so a tick that raises leaves the runtime as it was."""
+        saved = (self.staff, self.videos, self._forecaster, self._fc_minute, self._fc_updates)
+        self.staff, self.videos = dict(self.staff), list(self.videos)
+        if self._forecaster is not None:
+            self._forecaster = self._forecaster.copy()
+        return saved
+
+    def _rollback(self, saved: tuple) -> None:
+        self.staff, self.videos, self._forecaster, self._fc_minute, self._fc_updates = saved
+
+    def rehearse(self, tick_time: datetime, values: Mapping[str, tuple[float | None, str]],
+                 events: Mapping[str, Any] | None = None) -> Exception | None:
+        """Evaluate a tick as :meth:`on_tick` would, on a copy that commits nothing, sends
+        nothing and changes nothing here; returns the exception it raised (None: it would pass).
+        The pipeline uses it to find the feed records a failed evaluation could not read."""
+        with self._lock:
+            shadow = copy.copy(self)
+            shadow._lock = threading.RLock()
+            shadow.store = _NoCommit(self.store)
+            shadow.notifier = _Unsent()
+            shadow._outbox = []
+            try:
+                shadow._begin()
+                shadow._tick(tick_time, values, events)
+            except Exception as exc:              # noqa: BLE001 - the answer is the exception
+                return exc
+        return None
+
+    def _tick(self, tick_time: datetime, values: Mapping[str, tuple[float | None, str]],
+              events: Mapping[str, Any] | None) -> TickResult:
+        w = _Work(self)
+        rows = {k: _rows(t) for k, t in (events or {}).items() if k in FEEDS_USED}
+        self._fold_feeds(w, rows, tick_time)
+        for rid in self._candidates(values):
+            rule = self.rules[rid]
+            if not rule.enabled:
+                continue
+            val, q = values.get(rule.indicator_id, (None, "no_data"))
+            ev = Evaluation(tick_time, None if val is None else float(val), q)
+            w.alert(transition(w.prev((rid, "")), ev, rule, tick_time), rule)
+        self._alert_cases(w, tick_time)
+        self._compound(w, tick_time)
+        self._forecast(w, values, rows.get("gate", []), tick_time)
+        self._video_cases(w, rows.get("video", []), tick_time)
+        self._feed_cases(w, rows.get("case", []), tick_time)
+        self._deadlines(w, tick_time)
+        w.recent = {k: s for k, s in w.recent.items()
+                    if (tick_time - s.status_since).total_seconds() < CHATTER_WINDOW_S}
+        w.batch.meta["last_tick"] = iso(tick_time)
+        if w.warnings_changed:
+            w.batch.meta["warnings"] = _warnings_to_meta(w.warnings)
+        self.store.apply(w.batch)
+        self._adopt(w)
+        self.last_tick = tick_time
+        return TickResult(tick_time, False, list(w.batch.events), list(w.batch.plan_events),
+                          list(w.batch.case_steps), list(w.batch.messages))
 
     def _adopt(self, w: "_Work") -> None:
         """After the commit: the working copy becomes the state."""
@@ -775,6 +815,29 @@ class AlertRuntime:
 
 
 # --------------------------------------------------------------------------- the working copy of a tick
+class _NoCommit:
+    """A store for :meth:`AlertRuntime.rehearse`: reads go to the real store, the commit goes nowhere."""
+
+    def __init__(self, store: AlertStore) -> None:
+        self._store = store
+
+    def apply(self, batch: Batch) -> None:
+        pass
+
+    def mark_sent(self, keys: Sequence[str], at: datetime) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _Unsent:
+    """A notifier for :meth:`AlertRuntime.rehearse`: nobody is paged by a rehearsal."""
+
+    def send(self, message: Message) -> None:
+        pass
+
+
 class _Work:
     """Copies of the runtime's state that one tick (or action) changes, and the
     batch that records the changes.  Adopted only after the commit."""

@@ -71,9 +71,10 @@ LATE = "late"
 UNKNOWN_REFERENCE = "unknown_reference"   # a zone, gate, camera, asset … id the inventory does not have
 CONFLICTING_DUPLICATE = "conflicting_duplicate"   # an event id accepted before, sent again with other content
 UNMAPPED = "unmapped"             # read well, but nothing says where in the twin it goes (configure a mapping)
+EVALUATION_ERROR = "evaluation_error"   # accepted, but the alert evaluation failed on it (kept for a fix and a replay)
 REASON_CODES: tuple[str, ...] = (
     MISSING_FIELD, BAD_TYPE, OUT_OF_RANGE, BAD_ENUM, BAD_ID, PARSE_ERROR,
-    UNKNOWN_KIND, LATE, UNKNOWN_REFERENCE, CONFLICTING_DUPLICATE, UNMAPPED,
+    UNKNOWN_KIND, LATE, UNKNOWN_REFERENCE, CONFLICTING_DUPLICATE, UNMAPPED, EVALUATION_ERROR,
 )
 
 RAW_LIMIT = 4096                      # bytes of raw JSON kept per bad record
