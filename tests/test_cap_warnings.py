@@ -377,3 +377,24 @@ def test_unsigned_messages_are_accepted_unless_their_source_requires_signatures(
     monkeypatch.setenv(cap.SIGNED_ONLY_SETTING, "gz-meteo-cap, cma-cap")
     assert one(SIGNAL, source="other-feed")["signature"] == "unsigned"
     assert "is unsigned, and source 'gz-meteo-cap' accepts only" in rejected(SIGNAL, source="gz-meteo-cap")
+
+
+def test_a_signal_sent_before_the_one_held_but_delivered_after_it_changes_nothing():
+    """Out of order across batches (two feeds, a retry): the red rainstorm signal is held; the
+    yellow one sent a minute earlier arrives next.  It must not downgrade the control room to
+    yellow, nor may an old cancel end the red one; a newer update or cancel still does, and an
+    old message of another signal still counts."""
+    t0 = dt.datetime(2026, 6, 1, 2, 0, tzinfo=dt.timezone.utc)
+
+    def row(eid, minute, signal, colour, status="issued"):
+        return {"event_id": eid, "event_time": t0 + dt.timedelta(minutes=minute), "signal": signal,
+                "colour": colour, "status": status}
+
+    now = t0 + dt.timedelta(minutes=10)
+    held = fold_warnings({}, [row("r2", 5, "rainstorm", "red")], now)
+    late = fold_warnings(held, [row("r1", 4, "rainstorm", "yellow", "updated"), row("c0", 3, "rainstorm", "", "cancelled"),
+                                row("f1", 2, "fog", "blue")], now)
+    assert {k: w.colour for k, w in late.items()} == {"rainstorm": "red", "fog": "blue"}
+    newer = fold_warnings(late, [row("r3", 6, "rainstorm", "orange", "updated")], now)
+    assert newer["rainstorm"].colour == "orange"
+    assert "rainstorm" not in fold_warnings(newer, [row("c1", 7, "rainstorm", "", "cancelled")], now)

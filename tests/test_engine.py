@@ -191,6 +191,40 @@ def test_behind_the_ticks_the_service_engine_applies_at_the_next_tick_what_the_i
         eng.ingest_many([("crowd", _crowd(catalog, [("e", t0 + 40_000, "west_plaza", 1)]))])
 
 
+def _warning(rows):
+    """A warning table from (event id, ms, signal, colour, status) rows."""
+    return to_table("warning", {"event_id": np.array([r[0] for r in rows], dtype=object),
+                                "event_time": [r[1] for r in rows], "source": np.array(["t"] * len(rows), dtype=object),
+                                "signal": np.array([r[2] for r in rows], dtype=object),
+                                "colour": np.array([r[3] for r in rows], dtype=object),
+                                "status": np.array([r[4] for r in rows], dtype=object)})
+
+
+def test_behind_the_ticks_an_older_message_does_not_replace_a_newer_one(catalog):
+    """The service's engine applies an event whose tick is computed at the next tick; a message
+    that is older than the one its signal (or zone, sensor, case) holds is no newer value: a
+    yellow rainstorm signal sent before the red one but delivered after it must not downgrade
+    the wall to yellow.  An older message of another signal, or a newer one, still applies."""
+    t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    rain = catalog.index("warning.level:area=canton_tower,signal=rainstorm@now")
+    fog = catalog.index("warning.level:area=canton_tower,signal=fog@now")
+    crowd = catalog.index("crowd.count:zone=west_plaza@now")
+    eng = Engine(catalog, tick=TICK, allowed_lateness=timedelta(seconds=5), behind="next_tick")
+    eng.ingest("warning", _warning([("r-red", t0 + 20_000, "rainstorm", "red", "issued")]))
+    eng.ingest("crowd", _crowd(catalog, [("n", t0 + 20_000, "west_plaza", 500)]))
+    eng.ingest("crowd", _crowd(catalog, [("x", t0 + 40_000, "east_plaza", 1)]))      # the clock goes on
+    eng.advance(START + timedelta(minutes=1))                                          # ticks to 35 s done
+    eng.ingest("warning", _warning([("r-yellow", t0 + 12_000, "rainstorm", "yellow", "updated"),  # older
+                                    ("f-blue", t0 + 12_000, "fog", "blue", "issued")]))
+    eng.ingest("crowd", _crowd(catalog, [("o", t0 + 15_000, "west_plaza", 90)]))     # older than 500
+    eng.heartbeat(START + timedelta(minutes=2))
+    last = [t for t in eng.ticks(START + timedelta(seconds=45))][-1]
+    assert last.values[rain] == 5 and last.values[fog] == 2 and last.values[crowd] == 500
+    eng.ingest("warning", _warning([("r-orange", t0 + 50_000, "rainstorm", "orange", "updated")]))  # newer
+    eng.heartbeat(START + timedelta(minutes=3))
+    assert [t for t in eng.ticks(START + timedelta(seconds=60))][-1].values[rain] == 4
+
+
 def test_an_event_at_the_watermark_is_late_whether_or_not_advance_ran(catalog):
     t0 = (START - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
     i = catalog.index("crowd.count:zone=west_plaza@now")

@@ -151,13 +151,19 @@ def fold_warnings(current: Mapping[str, WarningSignal], rows: Iterable[Mapping[s
     the active warning of its signal (feeds without CAP lifecycle), as does
     one whose references match nothing when that warning's own message is
     unknown.  Issued/updated rows set the signal's colour; a past ``expires``
-    ends it.  White typhoon signals are kept (they are below blue)."""
+    ends it.  White typhoon signals are kept (they are below blue).  A row
+    without references that is older than the message its signal holds (sent
+    before it, delivered after it: another batch) changes nothing."""
     out = dict(current)
     for r in sorted(rows, key=lambda r: r["event_time"]):
         sig = r["signal"]
         message = message_key(r["cap_message"]) if r.get("cap_message") else ""
         ended = {message_key(ref) for ref in (r.get("references") or ())}
         ended_keys = {_generic_key(m) for m in ended}
+        key = sig if sig in WARNING_SIGNALS else _generic_key(message or str(r.get("event_id") or ""))
+        held = out.get(key)
+        if not ended and held is not None and held.issued_at is not None and r["event_time"] < held.issued_at:
+            continue                  # sent before the message its signal holds, delivered after it: not newer
         matched = [k for k, w in out.items() if (w.message and w.message in ended) or k in ended_keys]
         for k in matched:
             del out[k]
@@ -166,7 +172,6 @@ def fold_warnings(current: Mapping[str, WarningSignal], rows: Iterable[Mapping[s
             if sig in WARNING_SIGNALS and not matched and (not ended or (active and not active.message)):
                 out.pop(sig, None)
             continue
-        key = sig if sig in WARNING_SIGNALS else _generic_key(message or str(r.get("event_id") or ""))
         out[key] = WarningSignal(sig, r["colour"], r["event_time"], r.get("expires"),
                                  str(r.get("headline") or "")[:200], str(r.get("event_id") or ""),
                                  message, str(r.get("event") or "")[:200])

@@ -278,7 +278,9 @@ class Engine:
         wm = self.watermark_ms
         n_behind = 0
         if self.behind == "next_tick":
-            # the ingestor judged lateness; a tick computed already cannot take the event, the next one does
+            # the ingestor judged lateness; a tick computed already cannot take the event, the next one does.
+            # "et" keeps each event's own time: the latest-state states judge "newer" by it
+            b["et"] = t
             lt = self.clock.last_tick
             if lt is not None:
                 back = t <= lt

@@ -53,6 +53,25 @@ def tie_key(t: np.ndarray, tie: np.ndarray, ctx: TickCtx) -> np.ndarray:
     return ((t - (ctx.T - ctx.tick_ms)) << np.int64(41)) | tie
 
 
+def newest(ent: np.ndarray, t: np.ndarray, tie: np.ndarray, ctx: TickCtx, n: int,
+           et: np.ndarray | None = None, held: np.ndarray | None = None) -> np.ndarray:
+    """Mask of the rows holding the newest event of their entity (``ent`` valid codes < ``n``).
+
+    ``et``: the events' own times, when the engine moved late rows into the next tick (the
+    service's engine, ``behind="next_tick"``: their ``t`` is the tick's start, no longer their
+    time).  Then the newest is judged by ``et``, and a row older than the event its entity
+    holds already (``held``, per entity) is no newer value: a message that arrives after a
+    newer one of the same signal, case or sensor does not replace it."""
+    if et is None:
+        return last_per_entity(ent, tie_key(t, tie, ctx), n)
+    key = np.empty(len(et), dtype=np.int64)
+    key[np.lexsort((tie, et))] = np.arange(len(et))
+    win = last_per_entity(ent, key, n)
+    if held is not None:
+        win &= et >= held[ent]
+    return win
+
+
 def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
     if len(a) >= n:
         return a
@@ -119,10 +138,13 @@ class Latest:
             cell = ent[r] * C + c
             vals = stacked[r, c]
         self.ensure(int(ent[r].max()) + 1)
-        win = last_per_entity(cell, tie_key(b["t"][r], b["tie"][r], ctx), len(self.value) * C)
+        et = b.get("et")
+        et = None if et is None else et[r]
+        held = self.time.reshape(-1)
+        win = newest(cell, b["t"][r], b["tie"][r], ctx, len(self.value) * C, et, held)
         cell = cell[win]
         self.value.reshape(-1)[cell] = vals[win]
-        self.time.reshape(-1)[cell] = b["t"][r[win]]
+        held[cell] = (b["t"][r] if et is None else et)[win]
         self.version += 1
 
     def state(self) -> dict:
@@ -499,11 +521,13 @@ class Cases:
         if not m.any():
             return
         case, t = case[m], b["t"][m]
-        np.minimum.at(self.opened, case, t)
-        win = last_per_entity(case, tie_key(t, b["tie"][m], ctx), len(self.opened))
+        et = b.get("et")
+        et = None if et is None else et[m]
+        np.minimum.at(self.opened, case, t if et is None else et)
+        win = newest(case, t, b["tie"][m], ctx, len(self.opened), et, self.time)
         c = case[win]
         self.version += 1
-        self.time[c] = t[win]
+        self.time[c] = (t if et is None else et)[win]
         for f in ("status", "category", "zone", "depts", "ndept"):
             getattr(self, f)[c] = b[f][m][win]
 
@@ -580,11 +604,13 @@ class Warnings:
         if not m.any():
             return
         sig, t = sig[m], b["t"][m]
-        win = last_per_entity(sig, tie_key(t, b["tie"][m], ctx), len(self.level))
+        et = b.get("et")
+        et = None if et is None else et[m]
+        win = newest(sig, t, b["tie"][m], ctx, len(self.level), et, self.time)
         s = sig[win]
         self.level[s] = b["level"][m][win]
         self.expires[s] = b["expires"][m][win]
-        self.time[s] = t[win]
+        self.time[s] = (t if et is None else et)[win]
         self.version += 1
 
     def levels(self, T: int) -> np.ndarray:
