@@ -6,6 +6,7 @@ tick again *without any* feed record: a new warning or case arriving in the same
 logged only.  Now the pipeline finds the records the evaluation fails on (rehearsals that commit
 nothing), dead-letters them with the reason, and evaluates with the others; and a failed
 evaluation leaves the runtime as it was (the video events it had folded are not counted twice).
+Also here: a record older than the one the runtime holds (a staff position) does not replace it.
 """
 from __future__ import annotations
 
@@ -128,3 +129,24 @@ def test_when_even_the_readable_records_fail_together_all_are_set_aside_and_thre
     kept = pipe.dead.list("warning", code=EVALUATION_ERROR)
     assert sorted(r["raw"].count('"w-a"') + 2 * r["raw"].count('"w-b"') for r in kept) == [1, 2]
     assert all("ValueError" in r["reason"] for r in kept)
+
+
+def test_a_staff_position_sent_before_the_one_held_is_not_taken(pipe):
+    """Phones resend positions after a dead spot: one from a minute ago, delivered after the current
+    one, must not move the officer back (the nearest-staff suggestion would send the wrong person)."""
+    p = pipe.pipe
+    lon, lat = 113.3245, 23.1064
+
+    def position(eid, seconds, dlon):
+        return pa.Table.from_pylist([{"event_id": eid, "event_time": T0 - timedelta(seconds=seconds),
+                                      "staff_id": "p-01", "lon": lon + dlon, "lat": lat, "status": "available"}])
+
+    p.offer("staff", position("s-new", 5, 0.0))
+    p.on_tick(_tick(pipe.catalog, T0))
+    here = (p.runtime.staff["p-01"].x, p.runtime.staff["p-01"].y)
+    p.offer("staff", position("s-old", 60, 0.004))                # 400 m away, a minute older
+    p.on_tick(_tick(pipe.catalog, T0 + timedelta(seconds=15)))
+    assert (p.runtime.staff["p-01"].x, p.runtime.staff["p-01"].y) == here
+    p.offer("staff", position("s-next", -10, 0.004))               # newer: taken
+    p.on_tick(_tick(pipe.catalog, T0 + timedelta(seconds=30)))
+    assert p.runtime.staff["p-01"].x != here[0]

@@ -385,6 +385,9 @@ class AlertRuntime:
         for r in sorted(rows.get("staff", []), key=lambda r: r["event_time"]):
             if self.places is None or r.get("lon") is None:
                 continue
+            held = self.staff.get(r["staff_id"])
+            if held is not None and held.at is not None and r["event_time"] < held.at:
+                continue                      # sent before the position held, delivered after it
             x, y = self.places.to_xy(r["lon"], r["lat"])
             self.staff[r["staff_id"]] = StaffPosition(r["staff_id"], x, y, r.get("status") or "available",
                                                       r["event_time"])
