@@ -182,3 +182,22 @@ def test_a_batch_is_put_in_time_order_stably():
     for n, span in ((10, 5), (5000, 1900), (100_000, 1000), (3000, 10 ** 9)):
         t = 1_712_345_678_000 + g.integers(0, span, n)
         assert (time_order(t) == np.argsort(t, kind="stable")).all()
+
+
+def test_runs_of_one_value_take_the_runs_code_and_a_near_miss_in_a_run_does_not():
+    """The lookup gives a row equal to the row before the same code without looking it up (feeds
+    send runs): a stranger of the same length right after a member, a member after a null or a
+    stranger, "" after "", and runs at the very end of the column's bytes must all still be right."""
+    from indicators.engine import compiled as C
+    vocab = ["lamp_on", "lamp_of", "ground_light-promenade_east-0020", "ground_light-promenade_east-0021", "", "塔"]
+    lk = C.Lookup(vocab, list(range(len(vocab))))
+    rows = ["lamp_on", "lamp_on", "lamp_of", "lamp_ox", "lamp_ox", "lamp_on", None, "lamp_on", "", "", "塔", "塔",
+            "ground_light-promenade_east-0020", "ground_light-promenade_east-0021", "ground_light-promenade_east-0021",
+            "ground_light-promenade_east-0022", "ground_light-promenade_west-0021", "lamp_on", "lamp_on",
+            "ground_light-promenade_east-0021", "ground_light-promenade_west-0021"]   # the same but in the middle
+    want = [vocab.index(v) if v in vocab else -1 for v in rows]
+    want[rows.index(None)] = -1
+    assert list(lk.codes(pa.array(rows, pa.string()))) == want
+    for k in range(1, len(rows)):                      # every cut: the run's last rows end the buffer
+        assert list(lk.codes(pa.array(rows[:k], pa.string()))) == want[:k]
+        assert list(lk.codes(pa.array(rows, pa.string()).slice(k))) == want[k:]
