@@ -84,7 +84,13 @@ def pick(page, text: str = RULE_SEARCH) -> None:
 
 def backtest(page) -> None:
     page.click("#cfg-backtest")
-    page.wait_for_selector("#cfg-bt-result table", timeout=60_000)
+    try:
+        page.wait_for_selector("#cfg-bt-result table", timeout=60_000)
+    except Exception as e:               # say what the page shows instead (an error? still running?)
+        raise AssertionError(
+            f"no backtest result after 60 s; result {page.locator('#cfg-bt-result').inner_text()!r}, "
+            f"errors {page.locator('.st-cfg-err').all_inner_texts()!r}, callbacks "
+            f"{page.evaluate('JSON.stringify(Object.fromEntries(Object.entries((window.store && window.store.getState().callbacks) || {}).map(([k, v]) => [k, Array.isArray(v) ? v.length : v])))')}") from e
     page.wait_for_function("document.querySelectorAll('#cfg-graph .scatterlayer .trace').length >= 3",
                            timeout=60_000)
 
