@@ -72,6 +72,16 @@ def newest(ent: np.ndarray, t: np.ndarray, tie: np.ndarray, ctx: TickCtx, n: int
     return win
 
 
+def own_times(b: dict, rows: np.ndarray, t: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(``et`` of the rows or None, the time to keep for each row): the events' own times where
+    the engine moved late rows into the next tick, else their tick times ``t``."""
+    et = b.get("et")
+    if et is None:
+        return None, t
+    et = et[rows]
+    return et, et
+
+
 def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
     if len(a) >= n:
         return a
@@ -138,13 +148,13 @@ class Latest:
             cell = ent[r] * C + c
             vals = stacked[r, c]
         self.ensure(int(ent[r].max()) + 1)
-        et = b.get("et")
-        et = None if et is None else et[r]
+        t = b["t"][r]
+        et, when = own_times(b, r, t)
         held = self.time.reshape(-1)
-        win = newest(cell, b["t"][r], b["tie"][r], ctx, len(self.value) * C, et, held)
+        win = newest(cell, t, b["tie"][r], ctx, len(self.value) * C, et, held)
         cell = cell[win]
         self.value.reshape(-1)[cell] = vals[win]
-        held[cell] = (b["t"][r] if et is None else et)[win]
+        held[cell] = when[win]
         self.version += 1
 
     def state(self) -> dict:
@@ -521,13 +531,12 @@ class Cases:
         if not m.any():
             return
         case, t = case[m], b["t"][m]
-        et = b.get("et")
-        et = None if et is None else et[m]
-        np.minimum.at(self.opened, case, t if et is None else et)
+        et, when = own_times(b, m, t)
+        np.minimum.at(self.opened, case, when)
         win = newest(case, t, b["tie"][m], ctx, len(self.opened), et, self.time)
         c = case[win]
         self.version += 1
-        self.time[c] = (t if et is None else et)[win]
+        self.time[c] = when[win]
         for f in ("status", "category", "zone", "depts", "ndept"):
             getattr(self, f)[c] = b[f][m][win]
 
@@ -604,13 +613,12 @@ class Warnings:
         if not m.any():
             return
         sig, t = sig[m], b["t"][m]
-        et = b.get("et")
-        et = None if et is None else et[m]
+        et, when = own_times(b, m, t)
         win = newest(sig, t, b["tie"][m], ctx, len(self.level), et, self.time)
         s = sig[win]
         self.level[s] = b["level"][m][win]
         self.expires[s] = b["expires"][m][win]
-        self.time[s] = (t if et is None else et)[win]
+        self.time[s] = when[win]
         self.version += 1
 
     def levels(self, T: int) -> np.ndarray:
