@@ -241,6 +241,25 @@ SQLITE_ONLY = {  # store tests about the SQLite file itself or a CLI run in a ch
         "the default account store is a file in the state folder",
     "tests/test_alert_store_crash.py::test_the_store_is_wal_with_full_sync": "SQLite's journal settings",
 }
+# Browser tests of what the page looks like or how the browser treats it: the store only serves
+# them the sign-in and the state the others read and write on PostgreSQL too, so a second run
+# tells nothing new and costs many of CI's 90 minutes.  The browser tests that write through the
+# page (thresholds saved, a case dispatched and closed, patrol reports and segments, an alert
+# across a restart, hostile text stored and shown) run on both stores.
+LOOKS_ONLY = {
+    "tests/test_browser_config.py::test_the_page_at_4k_is_readable_and_fits": "the page's layout at 4K",
+    "tests/test_browser_csp.py::": "the content security policy the browser enforces",
+    "tests/test_browser_patrol.py::test_the_phone_layout_fits": "the phone layout",
+    "tests/test_browser_patrol.py::test_tapping_a_hydrant": "the scene's picking of a tapped asset",
+    "tests/test_browser_twin.py::": "the scene's drawing, bytes and offline loading",
+    "tests/test_browser_wall.py::test_wall_fills_the_screen": "the wall's layout at each size",
+    "tests/test_browser_wall.py::test_english_choice": "the language switch and the words shown",
+    "tests/test_browser_wall.py::test_the_tour_moves_the_camera": "the camera tour",
+    "tests/test_browser_wall.py::test_a_stopped_feed_is_marked_stale": "feed freshness, kept in memory",
+    "tests/test_browser_wall.py::test_a_change_pushed_while_the_page_is_busy": "the push to a busy page",
+    "tests/test_bench_push.py::": "the push's pace to twenty screens",
+    "tests/test_bench_wall.py::": "the wall's heap and liveness over a run",
+}
 
 
 def _on_postgres() -> bool:
@@ -254,6 +273,10 @@ def pytest_collection_modifyitems(config, items):
             why = next((r for k, r in SQLITE_ONLY.items() if item.nodeid.startswith(k)), None)
             if why:
                 item.add_marker(pytest.mark.sqlite_only(why))
+        elif item.get_closest_marker("browser") is not None:
+            why = next((r for k, r in LOOKS_ONLY.items() if item.nodeid.startswith(k)), None)
+            if why:
+                item.add_marker(pytest.mark.sqlite_only(f"looks only: {why}"))
 
 
 @pytest.fixture(scope="session")
