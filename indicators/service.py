@@ -216,6 +216,7 @@ class Service:
         self._clock_mark: tuple[float, datetime] | None = None
         self._clock_set: datetime | None = None
         self._last_ckpt = time.monotonic()
+        self._day_merge: threading.Thread | None = None
         self._version = 0
         self.latest = None
         self.snapshot: Snapshot | None = None
@@ -1135,7 +1136,19 @@ class Service:
                 self.history.compact(int(covered.timestamp() * 1000), limit=4)
             except Exception:
                 log.exception("tick history compaction failed; the parts stay as they are")
+            # a finished day (every hour compacted) becomes one part: seconds of work once a day,
+            # off the step loop so the wall stays live meanwhile
+            if not self.stop_event.is_set() and (self._day_merge is None or not self._day_merge.is_alive()):
+                self._day_merge = threading.Thread(target=self._merge_days, args=(int(covered.timestamp() * 1000),),
+                                                   name="history-days", daemon=True)
+                self._day_merge.start()
         self._last_ckpt = time.monotonic()
+
+    def _merge_days(self, before_ms: int) -> None:
+        try:
+            self.history.compact_days(before_ms, limit=1)
+        except Exception:
+            log.exception("merging a day of tick history failed; its hours stay as they are")
 
     def stop(self) -> None:
         """Stop the threads (each finishes its step), then take the last checkpoint."""

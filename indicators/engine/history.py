@@ -40,6 +40,20 @@ one part with one key frame; it writes the new file before it deletes the old
 ones, and a part whose ticks another part of its hour covers is skipped by
 every reader (:func:`parts`) and deleted by the next compaction, so a crash in
 between loses and doubles nothing.
+
+A finished day
+--------------
+:meth:`History.compact_days` merges a finished day's hourly parts into one part,
+``<root>/date=2025-10-01/day/part-<first>-<last>.parquet``, the same format (rows
+by indicator then time, the row groups' id ranges in the metadata): a query of one
+indicator over 30 days opens 30 files instead of 720.  The merge streams: it counts
+each id's rows first (the ``indicator`` column alone), so the row groups' id ranges
+are known before the first row is written, then copies the rows a row group's worth
+of ids at a time, reading each hour's row groups once, in order; it holds about one
+row group of each hour (~10 MB) whatever the day holds.  Each hour's key frame is kept, so the day reads back
+tick for tick as the hours did.  A day part covers the hour parts it was made of, and
+readers skip covered parts, so a crash before they are deleted doubles nothing.
+Retention drops a merged day when all of it is past the retention.
 """
 from __future__ import annotations
 
@@ -253,24 +267,50 @@ def _atomic_parquet(table: pa.Table, path: Path) -> None:
     atomic_write(path, write)
 
 
+DAY_DIR = "day"
+
+
+def _found(d: Path) -> list[tuple[int, int, Path]]:
+    if not d.is_dir():
+        return []
+    return sorted((int(m.group(1)), int(m.group(2)), f) for f in d.iterdir() if (m := _PART.match(f.name)))
+
+
+def _uncovered(found: list[tuple[int, int, Path]]) -> list[tuple[int, int, Path]]:
+    """``found`` without the parts another part covers (left behind by a compaction cut short);
+    of two parts with the same ticks, a day part covers the hour part."""
+    # by first tick, the longest (and of equals the day part) first: a part is covered when one
+    # before it in this order reaches as far
+    order = sorted(found, key=lambda p: (p[0], -p[1], p[2].parent.name != DAY_DIR))
+    out, reach = [], None
+    for first, last, f in order:
+        if reach is not None and last <= reach:
+            continue
+        out.append((first, last, f))
+        reach = last if reach is None else max(reach, last)
+    return sorted(out)
+
+
 def _hour_parts(d: Path) -> list[tuple[int, int, Path]]:
     """The part files of one hour folder as (first ms, last ms, path), in time order, without the
     parts another part covers (left behind by a compaction cut short)."""
-    found = sorted((int(m.group(1)), int(m.group(2)), f) for f in d.iterdir() if (m := _PART.match(f.name)))
-    out: list[tuple[int, int, Path]] = []
-    for first, last, f in found:
-        if any(a <= first and last <= b and (a, b) != (first, last) for a, b, _ in found):
-            continue
-        out.append((first, last, f))
-    return out
+    return _uncovered(_found(d))
+
+
+def _date_parts(date_dir: Path) -> list[tuple[int, int, Path]]:
+    """The parts of one date folder (its day part and its hours'), in time order, each tick once."""
+    found = _found(date_dir / DAY_DIR)
+    for d in sorted(date_dir.glob("hour=*")):
+        found.extend(_found(d))
+    return sorted(_uncovered(sorted(found)))
 
 
 def parts(root: str | os.PathLike) -> list[tuple[int, int, Path]]:
     """Every part under ``root`` as (first tick ms, last tick ms, path), in time order, each tick once."""
     out = []
-    for d in sorted(Path(root).glob("date=*/hour=*")):
+    for d in sorted(Path(root).glob("date=*")):
         if d.is_dir():
-            out.extend(_hour_parts(d))
+            out.extend(_date_parts(d))
     return sorted(out)
 
 
@@ -295,6 +335,135 @@ def _from_runs(runs) -> np.ndarray:
             else np.zeros(0, np.int64))
 
 
+def _read_all(read, files: list[Path]) -> list:
+    if len(files) > 4:                                       # the Parquet reads run outside the GIL
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
+            return list(ex.map(read, files))
+    return [read(f) for f in files]
+
+
+def _next_day(day: datetime) -> datetime:
+    """The local midnight after ``day`` (a local midnight; aware arithmetic is wall-clock)."""
+    return day + timedelta(days=1)
+
+
+def _positions(col: pa.ChunkedArray, pos: dict[str, int], ids: pa.Array | None = None) -> np.ndarray:
+    """Each row's id as its position in ``pos`` (-1: not in it), chunk by chunk (a Parquet
+    reader may give each row group a dictionary of its own; one equal to ``ids``, the keys of
+    ``pos`` in order, gives its indices as they are)."""
+    out = []
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type) and ids is not None and chunk.dictionary.equals(ids):
+            out.append(chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64))
+        elif pa.types.is_dictionary(chunk.type):
+            m = np.array([pos.get(x, -1) for x in chunk.dictionary.to_pylist()] + [-1], np.int64)
+            out.append(m[chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
+        else:
+            out.append(np.array([pos.get(x, -1) for x in chunk.to_pylist()], np.int64))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+class _Cursor:
+    """Reads one part's row groups in order, once each, giving its rows a block of ids at a time."""
+
+    def __init__(self, pf: pq.ParquetFile, rank: np.ndarray, pos: dict[str, int], ids: pa.Array) -> None:
+        self.pf, self.rank, self.pos, self.ids = pf, rank, pos, ids
+        self.next = 0
+        self.held: list[tuple[np.ndarray, np.ndarray, pa.Table]] = []   # (ranks, positions, rows)
+
+    def _read(self) -> bool:
+        if self.next >= self.pf.num_row_groups:
+            return False
+        t = self.pf.read_row_group(self.next)
+        self.next += 1
+        at = _positions(t.column("indicator"), self.pos, self.ids)
+        self.held.append((self.rank[at], at, t.drop_columns(["indicator"])))
+        return True
+
+    def take_below(self, b: int):
+        """Its rows of ids ranked below ``b`` (the rows are by rank), or None."""
+        while (not self.held or self.held[-1][0][-1] < b) and self._read():
+            pass
+        if not self.held:
+            return None
+        r = np.concatenate([h[0] for h in self.held])
+        at = np.concatenate([h[1] for h in self.held])
+        t = pa.concat_tables([h[2] for h in self.held])
+        cut = int(np.searchsorted(r, b, side="left"))
+        self.held = [(r[cut:], at[cut:], t.slice(cut))] if cut < len(r) else []
+        return (r[:cut], at[:cut], t.slice(0, cut)) if cut else None
+
+
+def _merge_parts(files: Sequence[Path], ids: pa.Array, path: Path) -> bool:
+    """Write the quantised parts ``files`` (in time order, each rows by id then time) as one
+    part at ``path``: rows by id then time, the row groups' id ranges in the metadata, the tick
+    runs of all of them.  Streams a block of ids at a time.  False (nothing written) when a part
+    is of another format or holds an id that is not one of ``ids``."""
+    pfs = [pq.ParquetFile(f) for f in files]
+    names = ids.to_pylist()
+    n = len(names)
+    pos = {x: k for k, x in enumerate(names)}
+    by_name = np.argsort(np.array(names, dtype=object), kind="stable")   # position in id order -> id
+    rank = np.append(np.empty(n, np.int64), -1)                          # id -> its place in id order
+    rank[by_name] = np.arange(n)
+    counts = np.zeros(n, np.int64)
+    times = []
+    for pf in pfs:
+        meta = pf.schema_arrow.metadata or {}
+        if meta.get(FORMAT_KEY) != b"changes-q" or ROW_GROUPS_KEY not in meta:
+            return False
+        times.append(_from_runs(json.loads(meta[TICK_RUNS_KEY])))
+        for g in range(pf.num_row_groups):
+            at = _positions(pf.read_row_group(g, columns=["indicator"]).column(0), pos, ids)
+            if (at < 0).any():
+                return False
+            counts += np.bincount(at, minlength=n)
+    if not counts.sum():
+        return False
+    in_order = counts[by_name]                      # rows of each id, in id order
+    ends = np.cumsum(in_order)
+    total = int(ends[-1]) if n else 0
+    groups = []                                     # the row groups as written below
+    a = 0
+    while a < n:
+        b = max(int(np.searchsorted(ends, (ends[a - 1] if a else 0) + ROW_GROUP_ROWS, side="right")), a + 1)
+        rows = int(ends[b - 1] - (ends[a - 1] if a else 0))
+        start = int(ends[a - 1]) if a else 0
+        for k in range(0, rows, ROW_GROUP_ROWS):
+            lo = int(np.searchsorted(ends, start + k, side="right"))
+            hi = int(np.searchsorted(ends, start + min(k + ROW_GROUP_ROWS, rows) - 1, side="right"))
+            groups.append([names[by_name[lo]], names[by_name[hi]]])
+        a = b
+    all_times = np.concatenate(times) if times else np.zeros(0, np.int64)
+    schema = pfs[0].schema_arrow.with_metadata({
+        FORMAT_KEY: b"changes-q", TICK_RUNS_KEY: json.dumps(_tick_runs(all_times)).encode(),
+        ROW_GROUPS_KEY: json.dumps(groups, separators=(",", ":")).encode()})
+
+    def write(tmp: str) -> None:
+        cursors = [_Cursor(pf, rank, pos, ids) for pf in pfs]
+        with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=["indicator", "quality", "decimals"],
+                              column_encoding={"value": "DELTA_BINARY_PACKED",
+                                               "tick_time": "DELTA_BINARY_PACKED"}) as w:
+            a = 0
+            while a < n:              # a block of ids (in id order) at a time, a row group each
+                b = max(int(np.searchsorted(ends, (ends[a - 1] if a else 0) + ROW_GROUP_ROWS, side="right")), a + 1)
+                pieces = [p for c in cursors if (p := c.take_below(b)) is not None]
+                if pieces:                # hours in time order, then stably by id
+                    r = np.concatenate([p[0] for p in pieces])
+                    order = np.argsort(r, kind="stable")
+                    at = np.concatenate([p[1] for p in pieces])[order]
+                    rest = pa.concat_tables([p[2] for p in pieces]).unify_dictionaries().combine_chunks()
+                    rest = rest.take(pa.array(order))
+                    t = rest.add_column(0, schema.field("indicator"), pa.DictionaryArray.from_arrays(
+                        pa.array(at.astype(np.int16), pa.int16()), ids)).select(schema.names)
+                    for k in range(0, t.num_rows, ROW_GROUP_ROWS):
+                        w.write_table(t.slice(k, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                a = b
+    atomic_write(path, write)
+    return True
+
+
 class History:
     """Append ticks, flush them to hourly partitions, prune by age, query ranges."""
 
@@ -312,6 +481,7 @@ class History:
         self.tz = ZoneInfo(tz)
         self._buf: list = []
         self._hour: tuple[str, str] | None = None
+        self._unmergeable: set[str] = set()                 # days compact_days leaves in hours
 
     def _partition(self, ms: int) -> tuple[str, str]:
         local = (_EPOCH + timedelta(milliseconds=ms)).astimezone(self.tz)
@@ -353,6 +523,8 @@ class History:
                 break
             if (start + timedelta(hours=1) - _EPOCH) // timedelta(milliseconds=1) > before_ms:
                 continue
+            if _found(d.parent / DAY_DIR):
+                continue                                     # merged into its day: compact_days tidies up
             live = _hour_parts(d)
             for f in set(d.glob("part-*.parquet")) - {p for _, _, p in live}:
                 f.unlink()                                   # covered by a part written before a crash
@@ -371,6 +543,53 @@ class History:
             done += 1
         return done
 
+    def compact_days(self, before_ms: int, *, limit: int = 1) -> int:
+        """Merge each local day that ended by ``before_ms`` and is in more than one part into one
+        day part, at most ``limit`` days a call; delete the parts a merge left covered.  A day with
+        a part of another kind (an older format, another set of indicators) stays in hours, and so
+        does a day that retention drops within a day (so :meth:`prune` never races a merge).
+        Returns how many days were merged.  Like :meth:`compact`, give it a time the engine's
+        checkpoint covers."""
+        done = 0
+        for date_dir in sorted(self.root.glob("date=*")):
+            if done >= limit:
+                break
+            try:
+                day = datetime.strptime(date_dir.name[5:], "%Y-%m-%d").replace(tzinfo=self.tz)
+            except ValueError:
+                continue
+            day_end = (_next_day(day) - _EPOCH) // timedelta(milliseconds=1)
+            if day_end > before_ms:
+                continue
+            if timedelta(milliseconds=before_ms - day_end) >= self.retention - timedelta(days=1):
+                continue                                     # retention drops it soon: not worth it
+            live = _date_parts(date_dir)
+            merged = [p for p in live if p[2].parent.name == DAY_DIR]
+            if merged:                                       # tidy up after a merge cut short
+                self._drop_covered(date_dir, live)
+                continue
+            if len(live) < 2 or date_dir.name in self._unmergeable:
+                continue
+            if any(len(_hour_parts(d)) > 1 for d in date_dir.glob("hour=*")):
+                continue                                     # an hour not yet compacted: compact() first
+            path = date_dir / DAY_DIR / f"part-{live[0][0]}-{live[-1][1]}.parquet"
+            if not _merge_parts([f for _, _, f in live], self.ids, path):
+                self._unmergeable.add(date_dir.name)         # not tried again by this process
+                continue
+            self._drop_covered(date_dir, _date_parts(date_dir))
+            done += 1
+        return done
+
+    @staticmethod
+    def _drop_covered(date_dir: Path, live: list[tuple[int, int, Path]]) -> None:
+        keep = {f for _, _, f in live}
+        for d in [date_dir / DAY_DIR, *sorted(date_dir.glob("hour=*"))]:
+            for _, _, f in _found(d):
+                if f not in keep:
+                    f.unlink()
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+
     def drop_after(self, ms: int | None) -> int:
         """Delete part files holding ticks after ``ms`` (None: all of them).
 
@@ -378,7 +597,7 @@ class History:
         the ticks after it; parts written past the checkpoint would then be
         there twice.  Returns how many files were deleted."""
         n = 0
-        for _, d in self._hours():
+        for d in [d for _, d in self._hours()] + [d for _, d in self._days()]:
             for f in list(d.iterdir()):
                 m = _PART.match(f.name)
                 if m and (ms is None or int(m.group(2)) > ms):
@@ -397,12 +616,29 @@ class History:
                 continue
         return out
 
+    def _days(self) -> list[tuple[datetime, Path]]:
+        """The merged days: (local midnight, the day folder)."""
+        out = []
+        for d in sorted(self.root.glob(f"date=*/{DAY_DIR}")):
+            try:
+                out.append((datetime.strptime(d.parent.name[5:], "%Y-%m-%d").replace(tzinfo=self.tz), d))
+            except ValueError:
+                continue
+        return out
+
     def prune(self, now: datetime) -> int:
-        """Delete hour partitions that ended before ``now - retention``; return how many."""
+        """Delete hour partitions that ended before ``now - retention``, and merged days all of
+        which did; return how many."""
         cutoff = now - self.retention
         n = 0
         for start, d in self._hours():
             if start + timedelta(hours=1) <= cutoff:
+                shutil.rmtree(d)
+                n += 1
+                if not any(d.parent.iterdir()):
+                    d.parent.rmdir()
+        for start, d in self._days():
+            if _next_day(start) <= cutoff:
                 shutil.rmtree(d)
                 n += 1
                 if not any(d.parent.iterdir()):
@@ -414,10 +650,14 @@ class History:
         files = []
         lo = (start - _EPOCH) // timedelta(milliseconds=1)
         hi = (end - _EPOCH) // timedelta(milliseconds=1)
-        for hstart, d in self._hours():
-            if hstart + timedelta(hours=1) < start or hstart > end:
+        for date_dir in sorted(self.root.glob("date=*")):
+            try:
+                day = datetime.strptime(date_dir.name[5:], "%Y-%m-%d").replace(tzinfo=self.tz)
+            except ValueError:
                 continue
-            files.extend(f for first, last, f in _hour_parts(d) if last >= lo and first <= hi)
+            if _next_day(day) < start or day > end:
+                continue
+            files.extend(f for first, last, f in _date_parts(date_dir) if last >= lo and first <= hi)
         empty = pa.table({"indicator": pa.array([], pa.string()),
                           "tick_time": pa.array([], pa.timestamp("ms", tz="UTC")),
                           "value": pa.array([], pa.float64()), "quality": pa.array([], pa.string())})
@@ -430,12 +670,13 @@ class History:
         if not files or not n:
             return empty
         read = lambda f: part_matrix(f, pos, n, no_data)     # noqa: E731
-        if len(files) > 4:                                   # the Parquet reads run outside the GIL
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
-                mats = list(ex.map(read, files))
-        else:
-            mats = [read(f) for f in files]
+        try:
+            mats = _read_all(read, files)
+        except FileNotFoundError:          # a compaction replaced parts as they were listed: list again
+            files = [f for first, last, f in parts(self.root) if last >= lo and first <= hi]
+            mats = _read_all(read, files)
+        if not mats:
+            return empty
         times = np.concatenate([m[0] for m in mats])
         values = np.vstack([m[1] for m in mats])
         quality = np.vstack([m[2] for m in mats])
