@@ -947,7 +947,7 @@ class Service:
         if problems:
             raise Refused(problems)
         source = self.cfg.var / "history"
-        if not any(source.glob("date=*/hour=*/part-*.parquet")):
+        if not any(source.glob("date=*/*/part-*.parquet")):                # hours and merged days
             raise ActionError("no tick history yet: the service writes it as it runs (a minute of ticks at a time)")
         requested = max(0.0, float(hours))
 
@@ -1136,8 +1136,9 @@ class Service:
                 self.history.compact(int(covered.timestamp() * 1000), limit=4)
             except Exception:
                 log.exception("tick history compaction failed; the parts stay as they are")
-            # a finished day (every hour compacted) becomes one part: seconds of work once a day,
-            # off the step loop so the wall stays live meanwhile
+            # a day finished a day ago (every hour compacted) becomes one part: seconds of work once a
+            # day, off the step loop so the wall stays live meanwhile; the last day stays in hours, where
+            # the /config backtest reads a few hours of every indicator cheaply
             if not self.stop_event.is_set() and (self._day_merge is None or not self._day_merge.is_alive()):
                 self._day_merge = threading.Thread(target=self._merge_days, args=(int(covered.timestamp() * 1000),),
                                                    name="history-days", daemon=True)
@@ -1146,7 +1147,7 @@ class Service:
 
     def _merge_days(self, before_ms: int) -> None:
         try:
-            self.history.compact_days(before_ms, limit=1)
+            self.history.compact_days(before_ms - 86_400_000, limit=1)
         except Exception:
             log.exception("merging a day of tick history failed; its hours stay as they are")
 

@@ -143,8 +143,9 @@ def test_a_day_with_a_part_of_another_catalog_stays_in_hours(tmp_path):
 
 
 def test_the_service_merges_a_finished_day_off_its_step_loop(tmp_path):
-    """A checkpoint starts the merge of the days its engine checkpoint covers in a thread of its
-    own; the history reads the same after it."""
+    """A checkpoint starts the merge of the days its engine checkpoint covered a day ago in a
+    thread of its own (the last day stays in hours for the /config backtest); the history reads
+    the same after it."""
     from indicators.feeds.simulator import Faults, simulate
     from indicators.service import Service, ServiceConfig
     start = datetime(2026, 10, 1, 11, 0, tzinfo=CST)
@@ -171,7 +172,38 @@ def test_the_service_merges_a_finished_day_off_its_step_loop(tmp_path):
         s.checkpoint()
         s._day_merge.join(60)
     days = sorted(p.parent.parent.name for p in (tmp_path / "history").rglob(f"{DAY_DIR}/part-*.parquet"))
-    assert days == ["date=2026-09-29", "date=2026-09-30"]
+    assert days == ["date=2026-09-29"]                         # 09-30 ended 11 h before the run: not yet
     assert s.history.query(wanted, first, first + timedelta(days=2)).equals(before)
     assert before.num_rows == 2 * 24 * 30 * 2
     s.stop()
+
+
+def test_every_indicator_a_slice_at_a_time_reads_as_the_whole_part_and_as_the_hours(two_days, tmp_path):
+    """The backtest and `thresholds learn` read every indicator tick by tick: from a merged day an
+    hour's slice at a time (the whole day would be ~1 GB at the catalog's size), the same ticks
+    and values as from the hours, from any start."""
+    from indicators.engine.history import part_matrix, part_slices
+    from indicators.thresholds.backtest import history_ticks
+    h, root = two_days, tmp_path / "h"
+    h.compact(MS(DAY0 + timedelta(days=2)), limit=100)
+    start = MS(DAY0 + timedelta(hours=13, minutes=31))
+    read = lambda: [(t.time_ms, t.values.copy(), t.quality.copy()) for t in history_ticks(root, IDS, start)]  # noqa: E731
+    hours = read()
+    assert h.compact_days(MS(DAY0 + timedelta(days=2)), limit=5) == 2
+    days = read()
+    assert [t for t, _, _ in days] == [t for t, _, _ in hours]
+    assert 0 <= hours[0][0] - start < STEP_S * 1000             # from the first tick at or after the start
+    for (_, v1, q1), (_, v2, q2) in zip(hours, days):
+        np.testing.assert_array_equal(v1, v2)
+        np.testing.assert_array_equal(q1, q2)
+    day = parts(root)[0][2]
+    assert f"/{DAY_DIR}/" in str(day)
+    pos = {i: k for k, i in enumerate(IDS)}
+    whole = part_matrix(day, pos, len(IDS), 2)
+    for at in (None, start):
+        got = list(part_slices(day, pos, len(IDS), 2, start_ms=at, ticks_per_slice=97))
+        assert len(got) > 5 and all(len(g[0]) <= 97 for g in got)
+        k = 0 if at is None else int(np.searchsorted(whole[0], at))
+        np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), whole[0][k:])
+        np.testing.assert_array_equal(np.vstack([g[1] for g in got]), whole[1][k:])
+        np.testing.assert_array_equal(np.vstack([g[2] for g in got]), whole[2][k:])

@@ -75,7 +75,8 @@ def _source_hour(catalog, source: Path) -> list[_Tick]:
     no_data = QUALITY_NAMES.index("no_data")
     by_hour: dict[Path, list] = {}
     for _, _, f in parts(source):
-        by_hour.setdefault(f.parent, []).append(f)
+        if f.parent.name.startswith("hour="):        # not a merged day: the recent days stay in hours
+            by_hour.setdefault(f.parent, []).append(f)
     full = [d for d, fs in sorted(by_hour.items())]
     for d in full[1:-1] or full:                      # not the first or last hour: they may be partial
         ticks = []

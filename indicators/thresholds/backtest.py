@@ -80,7 +80,7 @@ def history_ticks(root: str | Path, ids: Sequence[str], start_ms: int | None = N
     """The ticks stored under ``root`` from ``start_ms`` on, in time order, with
     values and quality codes in the order of ``ids`` (an id the history does
     not hold is no data)."""
-    from indicators.engine.history import part_matrix
+    from indicators.engine.history import part_slices
     from indicators.engine.plan import QUALITY_NAMES
     pos = {i: k for k, i in enumerate(ids)}
     no_data = QUALITY_NAMES.index("no_data")
@@ -88,9 +88,9 @@ def history_ticks(root: str | Path, ids: Sequence[str], start_ms: int | None = N
     for first, last, f in _parts(Path(root)):
         if start_ms is not None and last < start_ms:
             continue
-        times, values, quality = part_matrix(f, pos, n, no_data)
-        for k, tm in enumerate(times.tolist()):
-            if start_ms is None or tm >= start_ms:
+        # an hour of ticks at a time: a merged day of every indicator is ~1 GB as one matrix
+        for times, values, quality in part_slices(f, pos, n, no_data, start_ms=start_ms, ticks_per_slice=3600):
+            for k, tm in enumerate(times.tolist()):
                 yield _Tick(tm, values[k], quality[k])
 
 
@@ -193,7 +193,7 @@ class _Tap:
 def source_kind(path: str | Path) -> str:
     """``recording`` or ``history`` (or FileNotFoundError)."""
     p = Path(path)
-    if p.is_dir() and (any(p.glob("date=*/hour=*")) or p.name == "history"):
+    if p.is_dir() and (any(p.glob("date=*/hour=*")) or any(p.glob("date=*/day")) or p.name == "history"):
         return "history"
     if p.is_dir() and ((p / "manifest.json").exists() or any(p.glob("*.parquet"))):
         return "recording"
