@@ -119,7 +119,10 @@ def test_a_roaming_patrol_covers_every_checkpoint_within_five_minutes_and_logs_e
             conn: document.getElementById('conn')?.className, asof: document.getElementById('asof')?.textContent})""")
         raise AssertionError(f"the console never listed patrol {got['id']} as 9/9: page {shown}; "
                              f"server log of it {patrol_log(server, got['id'])}") from e
-    assert ops.locator("#ops-patrols .st-gaps").get_attribute("data-gaps") == "0"
+    # the route's last stretch is covered by the patrol's end report, which may reach the console a
+    # push after the ninth checkpoint: no gap left within a few pushes
+    ops.wait_for_function("document.querySelector('#ops-patrols .st-gaps')?.getAttribute('data-gaps') === '0'",
+                          timeout=30_000)
     assert phone.errors == []
 
 
