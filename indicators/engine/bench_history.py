@@ -94,6 +94,78 @@ def _size(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*.parquet"))
 
 
+def _copy_month(tmp: Path, catalog, decimals, days: int, say) -> tuple[History, datetime]:
+    """The quantised hour copied into ``days`` days of hourly partitions, tick times shifted hour
+    by hour, from a local midnight (so the days are whole)."""
+    say(f"  copying the hour into {days} days of partitions ...")
+    (one,) = [f for _, _, f in parts(tmp / "quantised")][:1] or [None]
+    base = pq.read_table(one)
+    meta = base.schema.metadata
+    runs = json.loads(meta[TICK_RUNS_KEY])
+    first = runs[0][0]
+    month = tmp / "month"
+    hist = History(month, catalog.ids, decimals=decimals, retention=timedelta(days=days + 2))
+    t_start = datetime(2025, 9, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+    origin = int(t_start.timestamp() * 1000)
+    for h in range(days * 24):
+        shift = origin + h * HOUR_MS - (first - first % HOUR_MS)
+        tt = pa.array(base.column("tick_time").cast(pa.int64()).to_numpy() + shift, pa.int64()).cast(
+            pa.timestamp("ms", tz="UTC"))
+        new_runs = [[a + shift, s, c] for a, s, c in runs]
+        t = base.set_column(1, "tick_time", tt).replace_schema_metadata(
+            {**meta, TICK_RUNS_KEY: json.dumps(new_runs).encode()})
+        times = np.concatenate([a + s * np.arange(c) for a, s, c in new_runs])
+        date, hour = hist._partition(int(times[0]))
+        _atomic_parquet(t, month / date / hour / f"part-{int(times[0])}-{int(times[-1])}.parquet")
+        if h % 24 == 23:
+            say(f"    {h // 24 + 1}/{days} days")
+    return hist, t_start
+
+
+def _timed_query(hist: History, wanted: str, start: datetime, days: int, layout: str, say) -> dict:
+    """:meth:`History.query` of one indicator over the days (best of 3), and the same files' rows
+    of it read by ``pyarrow.dataset`` with a filter."""
+    say(f"  query {wanted} over {days} days, {layout} (3 runs each) ...")
+    end = start + timedelta(days=days)
+    ours, floor = [], []
+    rows = 0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        rows = hist.query([wanted], start, end).num_rows
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        files = [str(f) for _, _, f in parts(hist.root)]
+        raw = ds.dataset(files, format="parquet").to_table(
+            columns=["tick_time", "value"], filter=ds.field("indicator") == wanted)
+        floor.append(time.perf_counter() - t0)
+    return {"indicator": wanted, "days": days, "layout": layout, "files": len(parts(hist.root)), "rows": rows,
+            "ours_s": round(min(ours), 3), "raw_read_s": round(min(floor), 3), "raw_rows": raw.num_rows,
+            "ratio_to_raw_read": round(min(ours) / min(floor), 2), "goal_s": 1.0}
+
+
+def _month(tmp: Path, catalog, decimals, days: int, say) -> tuple[dict, dict, dict]:
+    """The month in hours: the query; each day merged (timed); the month merged: the query again."""
+    hist, start = _copy_month(tmp, catalog, decimals, days, say)
+    wanted = "crowd.load_rate:zone=tower_base@now"
+    if wanted not in catalog.ids:
+        wanted = catalog.ids[0]
+    in_hours = _timed_query(hist, wanted, start, days, "hourly parts", say)
+    bytes_hours = _size(hist.root)
+    say("  merging each day's 24 hourly parts into one ...")
+    took = []
+    far = int((start + timedelta(days=days) - _EPOCH).total_seconds() * 1000) + HOUR_MS
+    while True:
+        t0 = time.perf_counter()
+        if not hist.compact_days(far, limit=1):
+            break
+        took.append(time.perf_counter() - t0)
+    merge = {"days": len(took), "s_per_day_p50": round(float(np.median(took)), 2) if took else None,
+             "s_per_day_max": round(max(took), 2) if took else None,
+             "mb_per_day_hours": round(bytes_hours / days / 1e6, 2),
+             "mb_per_day_merged": round(_size(hist.root) / days / 1e6, 2)}
+    return in_hours, merge, _timed_query(hist, wanted, start, days, "a part a day", say)
+
+
 def run(days: int = 30, source: Path | None = None, seed: int = 5, progress=None, seconds: int = 3600) -> dict:
     from indicators.catalog import load_catalog
     say = progress or (lambda m: None)
@@ -132,63 +204,7 @@ def run(days: int = 30, source: Path | None = None, seed: int = 5, progress=None
         err = np.abs(np.where(both, got - want, 0.0)) / step
         same_missing = bool((np.isnan(got) == np.isnan(want)).all())
 
-        # 30 days of the quantised hour, tick times shifted hour by hour
-        say(f"  copying the hour into {days} days of partitions ...")
-        (one,) = [f for _, _, f in parts(tmp / "quantised")][:1] or [None]
-        base = pq.read_table(one)
-        meta = base.schema.metadata
-        runs = json.loads(meta[TICK_RUNS_KEY])
-        first = runs[0][0]
-        month = tmp / "month"
-        hist = History(month, catalog.ids, decimals=decimals, retention=timedelta(days=days + 2))
-        t_start = datetime(2025, 9, 1, tzinfo=ZoneInfo("Asia/Shanghai"))        # local midnight: days whole
-        origin = int(t_start.timestamp() * 1000)
-        for h in range(days * 24):
-            shift = origin + h * HOUR_MS - (first - first % HOUR_MS)
-            tt = pa.array(base.column("tick_time").cast(pa.int64()).to_numpy() + shift, pa.int64()).cast(
-                pa.timestamp("ms", tz="UTC"))
-            new_runs = [[a + shift, s, c] for a, s, c in runs]
-            t = base.set_column(1, "tick_time", tt).replace_schema_metadata(
-                {**meta, TICK_RUNS_KEY: json.dumps(new_runs).encode()})
-            times = np.concatenate([a + s * np.arange(c) for a, s, c in new_runs])
-            date, hour = hist._partition(int(times[0]))
-            _atomic_parquet(t, month / date / hour / f"part-{int(times[0])}-{int(times[-1])}.parquet")
-            if h % 24 == 23:
-                say(f"    {h // 24 + 1}/{days} days")
-        wanted = "crowd.load_rate:zone=tower_base@now"
-        if wanted not in pos:
-            wanted = catalog.ids[0]
-        end = t_start + timedelta(days=days)
-
-        def timed_query(layout: str) -> dict:
-            say(f"  query {wanted} over {days} days, {layout} (3 runs each) ...")
-            ours, floor = [], []
-            rows = 0
-            for _ in range(3):
-                t0 = time.perf_counter()
-                res = hist.query([wanted], t_start, end)
-                ours.append(time.perf_counter() - t0)
-                rows = res.num_rows
-                t0 = time.perf_counter()
-                files = [str(f) for _, _, f in parts(month)]
-                raw = ds.dataset(files, format="parquet").to_table(
-                    columns=["tick_time", "value"], filter=ds.field("indicator") == wanted)
-                floor.append(time.perf_counter() - t0)
-            return {"indicator": wanted, "days": days, "layout": layout, "files": len(parts(month)), "rows": rows,
-                    "ours_s": round(min(ours), 3), "raw_read_s": round(min(floor), 3), "raw_rows": raw.num_rows,
-                    "ratio_to_raw_read": round(min(ours) / min(floor), 2), "goal_s": 1.0}
-
-        in_hours = timed_query("hourly parts")
-        bytes_hours = _size(month)
-        say(f"  merging each day's {24} hourly parts into one ...")
-        merge = []
-        far = int((end - _EPOCH).total_seconds() * 1000) + HOUR_MS
-        while True:
-            t0 = time.perf_counter()
-            if not hist.compact_days(far, limit=1):
-                break
-            merge.append(time.perf_counter() - t0)
-        in_days = timed_query("a part a day")
+        in_hours, merge, in_days = _month(tmp, catalog, decimals, days, say)
         return {
             "ticks": k, "source": str(source) if source else "engine over synthetic feeds (seed %d)" % seed,
             "bytes_per_hour": {n: round(v * 3600 / k) for n, v in sizes.items()},
@@ -199,11 +215,7 @@ def run(days: int = 30, source: Path | None = None, seed: int = 5, progress=None
             "accuracy": {"max_error_in_steps": float(err.max()), "missing_kept": same_missing,
                          "steps": "10^-3 of the unit; 10^-6 for " + ", ".join(sorted(
                              {i.family.unit for i in catalog.indicators if unit_decimals(i.family.unit) == 6}))},
-            "query": in_days, "query_hourly_parts": in_hours,
-            "day_merge": {"days": len(merge), "s_per_day_p50": round(float(np.median(merge)), 2) if merge else None,
-                          "s_per_day_max": round(max(merge), 2) if merge else None,
-                          "hour_of_ticks": k, "mb_per_day_hours": round(bytes_hours / days / 1e6, 2),
-                          "mb_per_day_merged": round(_size(month) / days / 1e6, 2)},
+            "query": in_days, "query_hourly_parts": in_hours, "day_merge": {**merge, "hour_of_ticks": k},
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
