@@ -389,27 +389,23 @@ def _next_day(day: datetime) -> datetime:
     return day + timedelta(days=1)
 
 
-def _positions(col: pa.ChunkedArray, pos: dict[str, int], ids: pa.Array | None = None) -> np.ndarray:
-    """Each row's id as its position in ``pos`` (-1: not in it), chunk by chunk (a Parquet
-    reader may give each row group a dictionary of its own; one equal to ``ids``, the keys of
-    ``pos`` in order, gives its indices as they are)."""
+def _positions(col: pa.ChunkedArray, ids: pa.Array) -> np.ndarray:
+    """Each row's id as its position in ``ids`` (-1: not one of them), chunk by chunk (a Parquet
+    reader may give each row group a dictionary of its own)."""
     out = []
     for chunk in col.chunks:
-        if pa.types.is_dictionary(chunk.type) and ids is not None and chunk.dictionary.equals(ids):
-            out.append(chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64))
-        elif pa.types.is_dictionary(chunk.type):
-            m = np.array([pos.get(x, -1) for x in chunk.dictionary.to_pylist()] + [-1], np.int64)
-            out.append(m[chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
-        else:
-            out.append(np.array([pos.get(x, -1) for x in chunk.to_pylist()], np.int64))
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        at = pc.index_in(chunk.dictionary, value_set=ids).fill_null(-1).to_numpy(zero_copy_only=False)
+        out.append(np.append(at.astype(np.int64), -1)[chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 class _Cursor:
     """Reads one part's row groups in order, once each, giving its rows a block of ids at a time."""
 
-    def __init__(self, pf: pq.ParquetFile, rank: np.ndarray, pos: dict[str, int], ids: pa.Array) -> None:
-        self.pf, self.rank, self.pos, self.ids = pf, rank, pos, ids
+    def __init__(self, pf: pq.ParquetFile, rank: np.ndarray, ids: pa.Array) -> None:
+        self.pf, self.rank, self.ids = pf, rank, ids
         self.next = 0
         self.held: list[tuple[np.ndarray, np.ndarray, pa.Table]] = []   # (ranks, positions, rows)
 
@@ -418,7 +414,7 @@ class _Cursor:
             return False
         t = self.pf.read_row_group(self.next)
         self.next += 1
-        at = _positions(t.column("indicator"), self.pos, self.ids)
+        at = _positions(t.column("indicator"), self.ids)
         self.held.append((self.rank[at], at, t.drop_columns(["indicator"])))
         return True
 
@@ -444,7 +440,6 @@ def _merge_parts(files: Sequence[Path], ids: pa.Array, path: Path) -> bool:
     pfs = [pq.ParquetFile(f) for f in files]
     names = ids.to_pylist()
     n = len(names)
-    pos = {x: k for k, x in enumerate(names)}
     by_name = np.argsort(np.array(names, dtype=object), kind="stable")   # position in id order -> id
     rank = np.append(np.empty(n, np.int64), -1)                          # id -> its place in id order
     rank[by_name] = np.arange(n)
@@ -456,7 +451,7 @@ def _merge_parts(files: Sequence[Path], ids: pa.Array, path: Path) -> bool:
             return False
         times.append(_from_runs(json.loads(meta[TICK_RUNS_KEY])))
         for g in range(pf.num_row_groups):
-            at = _positions(pf.read_row_group(g, columns=["indicator"]).column(0), pos, ids)
+            at = _positions(pf.read_row_group(g, columns=["indicator"]).column(0), ids)
             if (at < 0).any():
                 return False
             counts += np.bincount(at, minlength=n)
@@ -482,7 +477,7 @@ def _merge_parts(files: Sequence[Path], ids: pa.Array, path: Path) -> bool:
         ROW_GROUPS_KEY: json.dumps(groups, separators=(",", ":")).encode()})
 
     def write(tmp: str) -> None:
-        cursors = [_Cursor(pf, rank, pos, ids) for pf in pfs]
+        cursors = [_Cursor(pf, rank, ids) for pf in pfs]
         with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=["indicator", "quality", "decimals"],
                               column_encoding={"value": "DELTA_BINARY_PACKED",
                                                "tick_time": "DELTA_BINARY_PACKED"}) as w:
