@@ -247,6 +247,10 @@ class JetStreamSink:
         return self.bus.last_seq(self.stream)
 
 
+class _Stalled(Exception):
+    """A replay's consumer gives nothing although the stream holds more (its leader moved)."""
+
+
 class JetStreamSource:
     """Ordered replay of ``area``'s feed stream from a sequence to its end at the time of the call."""
 
@@ -256,13 +260,37 @@ class JetStreamSource:
         self.stream = names.feed_stream(area)
         self.batch = batch
 
+    RECOVER_S = 60.0
+    """How long a replay waits for the stream to answer again after its leader is lost."""
+
     def replay(self, from_seq: int = 0) -> Iterator[tuple[int, str, pa.Table]]:
         import nats.errors
-        from nats.js import api
+        import nats.js.errors
         end = self.bus.last_seq(self.stream)
-        start = max(1, int(from_seq))
-        if end < start:
-            return
+        seq = max(1, int(from_seq)) - 1
+        lost_at: float | None = None
+        while seq < end:
+            # a node of the cluster lost (the stream's or the consumer's leader): the cluster elects
+            # another in seconds, meanwhile it answers 503 or not at all (a fetch that times out
+            # while the stream holds more is a _Stalled); start again after the last message given,
+            # for up to RECOVER_S
+            try:
+                for seq_now, subject, table in self._replay_from(seq + 1, end):
+                    seq, lost_at = seq_now, None
+                    yield seq_now, subject, table
+                return
+            except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError, _Stalled,
+                    TimeoutError) as e:       # a request unanswered (creating the consumer, the stream's state)
+                now = time.monotonic()
+                lost_at = now if lost_at is None else lost_at
+                if now - lost_at > self.RECOVER_S:
+                    raise
+                log.warning("%s: replay at seq %d interrupted (%s); resuming", self.stream, seq, type(e).__name__)
+                time.sleep(1.0)
+
+    def _replay_from(self, start: int, end: int) -> Iterator[tuple[int, str, pa.Table]]:
+        import nats.errors
+        from nats.js import api
         cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
                                  ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0)
         sub = self.bus.call(self.bus.js.pull_subscribe(names.feed_subject(self.area, ">"), durable=None,
@@ -272,10 +300,14 @@ class JetStreamSource:
             while seq < end:
                 try:
                     msgs = self.bus.call(sub.fetch(self.batch, timeout=5))
-                except nats.errors.TimeoutError:     # the rest aged out of the stream meanwhile
-                    log.warning("%s: replay ended at seq %d, before %d (messages no longer kept)",
-                                self.stream, seq, end)
-                    return
+                except nats.errors.TimeoutError:
+                    state = self.bus.call(self.bus.js.stream_info(self.stream)).state
+                    if state.first_seq > end or state.last_seq <= seq:   # the rest aged out meanwhile
+                        log.warning("%s: replay ended at seq %d, before %d (messages no longer kept)",
+                                    self.stream, seq, end)
+                        return
+                    raise _Stalled(f"no message after seq {seq} within 5 s, the stream holds "
+                                   f"{state.first_seq}..{state.last_seq}") from None
                 for m in msgs:
                     seq = m.metadata.sequence.stream
                     if seq > end:
