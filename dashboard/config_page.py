@@ -19,6 +19,7 @@ every word typed against the indicator's words in both languages.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from datetime import datetime
@@ -32,6 +33,8 @@ from indicators.units import unit_name
 
 from . import auth, i18n, ids
 from .views import FAMILY_NAMES, FEED_NAMES, TIER_NAMES, TIERS, Names, _place, _qualifier
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 40
 """Rows drawn at a time: the list never puts 1,373 rows into the page."""
@@ -1214,6 +1217,9 @@ def register(app, service, names: Names) -> dict[str, Callable]:
             text = str(e)
             general = T("config.no_history", lang) if text.startswith("no tick history") else \
                 T("config.err.failed", lang, e=text)
+        except Exception as e:                 # a fault of ours: the supervisor sees that it failed, the log why
+            log.exception("%s of rule %s failed", action, loaded.get("rule"))
+            general = T("config.err.failed", lang, e=type(e).__name__)
         return out()
     cb["_cfg_submit"] = _cfg_submit
 

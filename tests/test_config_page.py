@@ -533,3 +533,20 @@ def test_the_config_route_is_for_supervisors(web):
         status, out = call(web, role, "_route", {"url.pathname": "/config", "lang-store.data": "zh"})
         assert out["page.children"]["props"]["className"] == want, role
     assert key
+
+
+def test_a_backtest_that_fails_says_so_on_the_page(web, world, monkeypatch):
+    """A fault while the backtest runs (say a history file gone under it) is shown next to the
+    buttons; the supervisor is not left looking at an empty result."""
+    s = world["service"]
+    rid = zone_indicator("crowd.load_rate", "riverside_east")
+    status, out = call(web, "supervisor", "_cfg_load", {"cfg-selected.data": rid, "lang.value": "zh"})
+    form = {"cfg-loaded.data": out["cfg-loaded.data"], "lang.value": "zh", "cfg-profile.value": "",
+            "cfg-red.value": "96"}
+
+    def broken(*a, **k):
+        raise FileNotFoundError("part-1-2.parquet")
+    monkeypatch.setattr(s, "backtest_threshold", broken)
+    status, out = call(web, "supervisor", "_cfg_submit", form, trigger="cfg-backtest.n_clicks")
+    assert status == 200
+    assert "操作失败" in out["cfg-err-general.children"], out

@@ -207,3 +207,27 @@ def test_every_indicator_a_slice_at_a_time_reads_as_the_whole_part_and_as_the_ho
         np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), whole[0][k:])
         np.testing.assert_array_equal(np.vstack([g[1] for g in got]), whole[1][k:])
         np.testing.assert_array_equal(np.vstack([g[2] for g in got]), whole[2][k:])
+
+
+def test_a_backtest_reading_while_the_service_compacts_gets_every_tick_once(tmp_path):
+    """The /config backtest reads the running service's history while the service merges minutes
+    into hours and hours into days: a part listed at the start may be gone when its turn comes.
+    The reader lists again and goes on after the last tick it gave: every tick once, in order."""
+    from indicators.thresholds.backtest import history_ticks
+    h = History(tmp_path / "h", IDS, flush_ticks=20, decimals=[3] * len(IDS))
+    _fill(h, 50)
+    root = tmp_path / "h"
+    start = MS(DAY0 + timedelta(hours=2, minutes=5))
+    want = [(t.time_ms, t.values.copy(), t.quality.copy()) for t in history_ticks(root, IDS, start)]
+    got = []
+    reader = history_ticks(root, IDS, start)
+    for k, t in enumerate(reader):
+        got.append((t.time_ms, t.values.copy(), t.quality.copy()))
+        if k == 30:                               # inside the first hour's parts: compact every hour
+            h.compact(MS(DAY0 + timedelta(hours=50)), limit=100)
+        if k == 24 * 60:                          # inside the second day: merge both finished days
+            assert h.compact_days(MS(DAY0 + timedelta(days=2)), limit=5) == 2
+    assert [t for t, _, _ in got] == [t for t, _, _ in want]
+    for (_, v1, q1), (_, v2, q2) in zip(got, want):
+        np.testing.assert_array_equal(v1, v2)
+        np.testing.assert_array_equal(q1, q2)

@@ -29,6 +29,7 @@ only the ticks of those days are read.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -85,13 +86,32 @@ def history_ticks(root: str | Path, ids: Sequence[str], start_ms: int | None = N
     pos = {i: k for k, i in enumerate(ids)}
     no_data = QUALITY_NAMES.index("no_data")
     n = len(ids)
-    for first, last, f in _parts(Path(root)):
-        if start_ms is not None and last < start_ms:
-            continue
-        # an hour of ticks at a time: a merged day of every indicator is ~1 GB as one matrix
-        for times, values, quality in part_slices(f, pos, n, no_data, start_ms=start_ms, ticks_per_slice=3600):
-            for k, tm in enumerate(times.tolist()):
-                yield _Tick(tm, values[k], quality[k])
+    # the running service compacts minutes into hours and hours into days while this reads: a part
+    # listed here may be gone when its turn comes; then list again and go on after the last tick given
+    lo = start_ms
+    replaced = 0
+    while True:
+        for first, last, f in _parts(Path(root)):
+            if lo is not None and last < lo:
+                continue
+            # an hour of ticks at a time: a merged day of every indicator is ~1 GB as one matrix
+            slices = part_slices(f, pos, n, no_data, start_ms=lo, ticks_per_slice=3600)
+            try:
+                head = next(slices)            # the part's rows are all read here, before the first slice
+            except StopIteration:
+                continue
+            except FileNotFoundError:
+                replaced += 1
+                if replaced > 20:
+                    raise
+                break
+            for times, values, quality in itertools.chain([head], slices):
+                for k, tm in enumerate(times.tolist()):
+                    yield _Tick(tm, values[k], quality[k])
+                if len(times):
+                    lo = int(times[-1]) + 1
+        else:
+            return
 
 
 def _history_end(root: Path) -> int | None:
