@@ -250,6 +250,7 @@ SQLITE_ONLY = {  # store tests about the SQLite file itself or a CLI run in a ch
 LOOKS_ONLY = {
     "tests/test_browser_config.py::test_the_page_at_4k_is_readable_and_fits": "the page's layout at 4K",
     "tests/test_browser_csp.py::": "the content security policy the browser enforces",
+    "tests/test_browser_ops.py::test_the_alert_list_holds_still": "the console list's order under the pointer",
     "tests/test_browser_patrol.py::test_the_phone_layout_fits": "the phone layout",
     "tests/test_browser_patrol.py::test_tapping_a_hydrant": "the scene's picking of a tapped asset",
     "tests/test_browser_twin.py::": "the scene's drawing, bytes and offline loading",

@@ -61,7 +61,7 @@ class LowPressure:
                 n += 1
                 now = httpx.get(self.base + "/healthz", timeout=10).json().get("now")
                 if now:
-                    body = json.dumps({"event_id": f"ops-test-hyd-{n}", "event_time": now, "source": "test",
+                    body = json.dumps({"event_id": f"ops-test-hyd-{asset_id}-{n}", "event_time": now, "source": "test",
                                        "asset_id": asset_id, "asset_type": "fire_hydrant",
                                        "metric": "hydrant_pressure_mpa", "value": 0.02}) + "\n"
                     httpx.post(f"{self.base}/ingest/facility", content=body.encode(),
@@ -193,4 +193,117 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser,
             if str(r.get("action")).startswith(("alert.", "case.")):
                 assert r.get("at") and ("before" in r and "after" in r), r
     finally:
+        ctx.close()
+
+
+def _prefix(hydrant: str) -> str:
+    return f"facility.hydrant_pressure:asset={hydrant}@now||"
+
+
+def _at(page, hydrant: str) -> int:
+    """The row of the hydrant's pressure alert in the console's list: its first row not shown as
+    ended; -2 when every row of it is shown as ended (held in place), -1 when it has none.  (An
+    alert id ends in its start: the simulated site's own readings of the hydrant can end the alert
+    for a moment, and it starts again under a new id.)"""
+    return page.evaluate("""(p) => { const rows = Array.from(document.querySelectorAll('#ops-alerts tr[data-alert]'));
+        const mine = rows.filter(r => r.getAttribute('data-alert').startsWith(p));
+        if (!mine.length) return -1;
+        const live = mine.find(r => !r.classList.contains('st-gone'));
+        return live ? rows.indexOf(live) : -2; }""", _prefix(hydrant))
+
+
+def _keys(page) -> list[str]:
+    return page.evaluate("Array.from(document.querySelectorAll('#ops-alerts tr[data-alert]'))"
+                         ".map(r => r.getAttribute('data-alert'))")
+
+
+IN_ORDER = """(prefixes) => {
+    // the list as the server orders it: no row held as ended, and the hydrants' alerts by calls to
+    // act first, then tier, then newest first (the id ends in the start, yyyymmddThhmmss)
+    const rows = Array.from(document.querySelectorAll('#ops-alerts tr[data-alert]'));
+    if (rows.some(r => r.classList.contains('st-gone'))) return false;
+    const rank = {red: 4, orange: 3, yellow: 2, blue: 1};
+    const keys = rows.filter(r => prefixes.some(p => r.getAttribute('data-alert').startsWith(p))).map(r => [
+        r.classList.contains('st-log') ? 0 : 1,
+        rank[(r.className.match(/st-tier-(\\w+)/) || [])[1]] || 0,
+        r.getAttribute('data-alert').split('||').pop()]);
+    for (let i = 1; i < keys.length; i++) {
+        const [x, y] = [keys[i - 1], keys[i]];
+        if (x[0] < y[0] || (x[0] === y[0] && (x[1] < y[1] || (x[1] === y[1] && x[2] < y[2])))) return false;
+    }
+    return keys.length >= prefixes.length; }"""
+
+
+def _keep_pointer_on(page, box, until, timeout_s: float = 150) -> None:
+    """Move the pointer a little inside ``box`` once a second (as a hand on a mouse does) until
+    ``until()`` holds."""
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    deadline, k = time.monotonic() + timeout_s, 0
+    while not until():
+        assert time.monotonic() < deadline, "the console never showed what the test waited for"
+        k += 1
+        page.mouse.move(x + (k % 2) * 4, y)
+        page.wait_for_timeout(1000)
+
+
+def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browser, inventory):
+    """On a busy evening rows come and go every push: while the pointer is on the alert list no
+    row moves (a new alert comes in at the end, an ended one stays, dimmed and without buttons),
+    so the button about to be clicked stays under the pointer; when the pointer leaves, or rests
+    8 s, the list takes its order again: a new alert never waits long at the end."""
+    hydrants = inventory[(inventory["type"] == "fire_hydrant") & (inventory["zone_id"] != "streets_central")]
+    a, b, c = hydrants.groupby("zone_id")["asset_id"].first().iloc[:3]      # three zones: no common incident
+    sensors = {h: LowPressure(server) for h in (a, b, c)}
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    ops = ctx.new_page()
+
+    def normal(*hs):                                       # the hydrants read normal again: their alerts end
+        now = httpx.get(server + "/healthz", timeout=10).json().get("now")
+        body = "".join(json.dumps({"event_id": f"hold-test-ok-{h}-{now}", "event_time": now, "source": "test",
+                                   "asset_id": h, "asset_type": "fire_hydrant", "metric": "hydrant_pressure_mpa",
+                                   "value": 0.31}) + "\n" for h in hs)
+        httpx.post(f"{server}/ingest/facility", content=body.encode(),
+                   headers={"content-type": "application/x-ndjson"}, timeout=30)
+    def under_pointer(box) -> str | None:
+        """The alert of the row under the pointer (a row above may grow a line as its text changes:
+        the rows keep their order, the pointer stays on its row)."""
+        return ops.evaluate("""([x, y]) => { const r = document.elementFromPoint(x, y);
+            const row = r && r.closest('tr[data-alert]'); return row ? row.getAttribute('data-alert') : null; }""",
+                            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+    try:
+        login(ops, server, "/ops")
+        sensors[a].start(a)
+        ops.wait_for_function("(p) => !!document.querySelector(`#ops-alerts tr[data-alert^='${p}']`)",
+                              arg=_prefix(a), timeout=180_000)
+        for newer in (b, c):
+            row = ops.locator(f"#ops-alerts tr[data-alert^='{_prefix(a)}']:not(.st-gone)").first
+            row.hover()                                    # the pointer on A's row, as before a click
+            box, held = row.bounding_box(), row.get_attribute("data-alert")
+            before = _keys(ops)
+            sensors[newer].start(newer)                    # a newer alert, sorted above A (same tier)
+            _keep_pointer_on(ops, box, lambda: _at(ops, newer) >= 0)
+            assert _keys(ops)[:len(before)] == before, "held: the rows there before stay in their places"
+            assert _at(ops, newer) >= len(before), "held: the new alert comes in below them, at the end"
+            assert under_pointer(box) == held, "held: the row stays under the pointer"
+            if newer == b:
+                ops.mouse.move(5, 5)                       # the pointer leaves the list
+                ops.wait_for_function(IN_ORDER, arg=[_prefix(a), _prefix(b)], timeout=5_000)
+                continue
+            # C ends while held: its row stays where it is, dimmed, its buttons off
+            sensors[c].stop.set()
+            sensors[c].thread.join(10)
+            normal(c)
+            _keep_pointer_on(ops, box, lambda: _at(ops, c) == -2)
+            assert ops.locator(f"#ops-alerts tr[data-alert^='{_prefix(c)}'] button:not([disabled])").count() == 0
+            assert _keys(ops)[:len(before)] == before and under_pointer(box) == held
+            # the pointer rests: the hold ends by itself within 8 s, the ended alert leaves the list
+            ops.wait_for_function(IN_ORDER, arg=[_prefix(a), _prefix(b)], timeout=8_000 + 6_000)
+            assert _at(ops, c) == -1
+    finally:
+        for s in sensors.values():
+            s.stop.set()
+        for s in sensors.values():
+            if s.thread is not None:
+                s.thread.join(10)
+        normal(a, b, c)
         ctx.close()

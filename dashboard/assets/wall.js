@@ -49,7 +49,7 @@
   // A list whose items keep their element while their key stays: ``create``
   // makes it once, ``update`` refreshes it when the item (or the language)
   // changed; the children are re-ordered only when the order changed.
-  function keyed(id, items, keyOf, create, update) {
+  function keyed(id, items, keyOf, create, update, hold) {
     const box = $(id); if (!box) return;
     const old = box._rows || new Map();
     const rows = new Map();
@@ -58,15 +58,50 @@
       const sig = JSON.stringify(it) + S.lang;
       let r = old.get(k);
       if (!r || r.lang !== S.lang) r = { node: create(it), sig: null, lang: S.lang };   // button labels too
+      if (r.gone) gone(r, false);
       if (r.sig !== sig) { update(r.node, it); r.sig = sig; }
       rows.set(k, r);
       return r.node;
     });
+    if (hold) {
+      // held (see holdList): every row stays where it is, a new one comes in at the end, a gone
+      // one stays in its place, dimmed and without buttons, until the hold ends
+      for (const [k, r] of old) {
+        if (rows.has(k) || r.node.parentNode !== box) continue;
+        gone(r, true);
+        rows.set(k, r);
+      }
+      box._rows = rows;
+      nodes.forEach((n) => { if (n.parentNode !== box) box.appendChild(n); });
+      return;
+    }
     box._rows = rows;
     // into order by moving only the rows out of place: a row that stays (or only shifts because
     // one above came or went) is never taken out of the page, so a click on it is not lost
     nodes.forEach((n, i) => { const at = box.children[i]; if (at !== n) box.insertBefore(n, at || null); });
     while (box.children.length > nodes.length) box.lastChild.remove();
+  }
+
+  function gone(r, on) {
+    r.gone = on;
+    r.node.classList.toggle("st-gone", on);
+    r.node.querySelectorAll("button, select").forEach((b) => { b.disabled = on; });
+  }
+
+  // A dispatcher's pointer on a list holds its rows still: a push updates them in place but moves
+  // none, so the button about to be clicked stays under the pointer.  The hold ends when the
+  // pointer leaves the list, or rests HOLD_MS without moving (a new red alert waits at the end of
+  // the list no longer than that); then the list takes its order again.
+  const HOLD_MS = 8000;
+  function holdList(id, render) {
+    const box = $(id); if (!box || box._hold !== undefined) return;
+    box._hold = false;
+    const release = () => { clearTimeout(box._holdTimer); if (box._hold) { box._hold = false; render(); } };
+    const hold = () => { box._hold = true; clearTimeout(box._holdTimer); box._holdTimer = setTimeout(release, HOLD_MS); };
+    box.addEventListener("mousemove", hold);
+    box.addEventListener("mouseleave", release);
+    box.addEventListener("focusin", hold);
+    box.addEventListener("focusout", release);
   }
 
   function spark(values) {
@@ -267,7 +302,8 @@
     const rows = o.alerts.filter((a) => (!f.tier || a.tier === f.tier) && (!f.family || a.family.startsWith(f.family + "."))
       && (!f.zone || a.zone === f.zone));
     // Rows are keyed and updated in place: a push must never replace the
-    // button under the dispatcher's pointer.
+    // button under the dispatcher's pointer, nor move it while the pointer is on the list.
+    holdList("ops-alerts", () => renderOps(S.ops));
     keyed("ops-alerts", rows.slice(0, 200), (a) => a.id, (a) => {
       const tr_ = el("tr", null, null, { "data-alert": a.id });
       for (let i = 0; i < 4; i++) tr_.appendChild(el("td"));
@@ -294,7 +330,7 @@
       td[2].textContent = pick(a, "why_") + (a.members ? (S.lang === "en" ? " (" + joined + ")" : "（" + joined + "）") : "");
       td[3].textContent = a.since + (a.escalation ? " · " + tr("escalated") + " " + a.escalation + tr("level") : "")
         + (a.acked_by ? " · " + tr("ackedBy") + a.acked_by : "") + (a.assignee ? " → " + pick(a, "assignee_") : "");
-    });
+    }, $("ops-alerts")._hold);
     keyed("ops-cases", o.cases || [], (c) => c.id, (c) => {
       const r = el("tr", null, null, { "data-case": c.id });
       for (let i = 0; i < 3; i++) r.appendChild(el("td"));
