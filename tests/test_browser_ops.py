@@ -247,8 +247,8 @@ def _keep_pointer_on(page, box, until, timeout_s: float = 150) -> None:
 
 
 def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browser, inventory):
-    """On a busy evening rows come and go every push: while the pointer is on the alert list no
-    row moves (a new alert comes in at the end, an ended one stays, dimmed and without buttons),
+    """On a busy evening rows come and go every push: while the pointer is on the alert list (or
+    the keyboard focus is on its buttons) no row moves (a new alert comes in at the end, an ended one stays, dimmed and without buttons),
     so the button about to be clicked stays under the pointer; when the pointer leaves, or rests
     8 s, the list takes its order again: a new alert never waits long at the end."""
     hydrants = inventory[(inventory["type"] == "fire_hydrant") & (inventory["zone_id"] != "streets_central")]
@@ -299,6 +299,21 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
             # the pointer rests: the hold ends by itself within 8 s, the ended alert leaves the list
             ops.wait_for_function(IN_ORDER, arg=[_prefix(a), _prefix(b)], timeout=8_000 + 6_000)
             assert _at(ops, c) == -1
+        # from the keyboard: tabbing through a row's buttons holds the list as the pointer does
+        again = sensors[c] = LowPressure(server)
+        first = ops.locator(f"#ops-alerts tr[data-alert^='{_prefix(a)}']:not(.st-gone) button").first
+        first.focus()
+        held = first.evaluate("b => b.closest('tr').getAttribute('data-alert')")
+        before = _keys(ops)
+        again.start(c)
+        deadline, k = time.monotonic() + 150, 0
+        while _at(ops, c) < 0:
+            assert time.monotonic() < deadline, "the hydrant's alert never came back"
+            k += 1
+            ops.keyboard.press("Tab" if k % 2 else "Shift+Tab")   # between the row's first two buttons
+            ops.wait_for_timeout(1000)
+        assert _keys(ops)[:len(before)] == before and _at(ops, c) >= len(before), "held while tabbing"
+        assert ops.evaluate("document.activeElement.closest('tr').getAttribute('data-alert')") == held
     finally:
         for s in sensors.values():
             s.stop.set()

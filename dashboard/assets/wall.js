@@ -101,7 +101,8 @@
     box.addEventListener("mousemove", hold);
     box.addEventListener("mouseleave", release);
     box.addEventListener("focusin", hold);
-    box.addEventListener("focusout", release);
+    // tabbing from one button of the list to the next keeps the hold; leaving the list ends it
+    box.addEventListener("focusout", (e) => { if (!box.contains(e.relatedTarget)) release(); });
   }
 
   function spark(values) {
