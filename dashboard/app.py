@@ -93,11 +93,11 @@ def _shell():
         dcc.Location(id=ids.URL),
         dcc.Store(id=ids.LANG_STORE, storage_type="local"),
         html.Header(className="st-header", children=[
-            html.H1(i18n.t("title", "zh"), id=ids.TITLE),
+            html.H1(id=ids.TITLE, **i18n.label("title", "zh")),
             html.Div(id=ids.BANNERS, className="st-banners"),
             html.Div(className="st-spacer"),
             html.Div(className="st-clock", children=[
-                html.Span(i18n.t("asof", "zh"), id="asof-label", className="st-kpi-label"),
+                html.Span(id="asof-label", className="st-kpi-label", **i18n.label("asof", "zh")),
                 html.Span("—", id=ids.ASOF, className="st-asof"),
                 html.Span("", id="asof-state", className="st-provisional")]),
             html.Span("", id=ids.CONN, className="st-conn"),
@@ -105,7 +105,7 @@ def _shell():
                            options=[{"label": "中文", "value": "zh"}, {"label": "English", "value": "en"}],
                            inline=True),
             html.Span(id=ids.WHO, className="st-who"),
-            html.A(i18n.t("logout", "zh"), href="/logout", id=ids.LOGOUT, className="st-logout"),
+            html.A(href="/logout", id=ids.LOGOUT, className="st-logout", **i18n.label("logout", "zh")),
         ]),
         html.Div(id=ids.PAGE, className="st-page"),
         dcc.Store(id=ids.LIVE),
@@ -132,23 +132,24 @@ def _patrol_config(route_page):
 
 def wall_layout(lang: str):
     t = lambda k: i18n.t(k, lang)  # noqa: E731
+    lab = lambda k: i18n.label(k, lang)  # noqa: E731
     return html.Main(className="st-wall", children=[
         html.Div(className="st-scene", children=[
             html.Div(id=ids.DECK, className="st-deck"),
             html.Div(id=ids.TIER_LEGEND, className="st-tier-legend"),
             html.Div(className="st-details-pop", id=ids.DETAILS_BOX, children=[
-                html.H3(t("details"), id=ids.DETAILS_TITLE),
+                html.H3(id=ids.DETAILS_TITLE, **lab("details")),
                 html.Div(t("hint"), id=ids.DETAILS, className="st-hint")]),
         ]),
         html.Aside(className="st-panels", children=[
             html.Section(id=ids.KPI_PANEL, className="st-kpi-grid"),
             html.Section(className="st-panel st-alerts-panel", children=[
-                html.H3(t("alerts"), id="alerts-title"), html.Div(id=ids.ALERT_COUNTS, className="st-counts"),
+                html.H3(id="alerts-title", **lab("alerts")), html.Div(id=ids.ALERT_COUNTS, className="st-counts"),
                 html.Ol(id=ids.ALERT_LIST, className="st-alert-list")]),
             html.Section(className="st-panel", children=[
-                html.H3(t("plan"), id="plan-title"), html.Div(id=ids.PLAN_PANEL)]),
+                html.H3(id="plan-title", **lab("plan")), html.Div(id=ids.PLAN_PANEL)]),
             html.Section(className="st-panel", children=[
-                html.H3(t("cases"), id="cases-title"), html.Div(id=ids.CASE_BOARD, className="st-case-board")]),
+                html.H3(id="cases-title", **lab("cases")), html.Div(id=ids.CASE_BOARD, className="st-case-board")]),
         ]),
         _twin_config(),
         dcc.Store(id=ids.SELECTED),
@@ -157,22 +158,25 @@ def wall_layout(lang: str):
 
 
 def ops_layout(lang: str):
-    t = lambda k: i18n.t(k, lang)  # noqa: E731
+    lab = lambda k: i18n.label(k, lang)  # noqa: E731
     return html.Main(className="st-ops", children=[
         html.Section(className="st-panel st-ops-alerts", children=[
-            html.H3(t("alerts")),
+            # the hint shows while the list holds still under the pointer (wall.js holdList); its
+            # room is kept when hidden, so showing it moves no row
+            html.H3([html.Span(**lab("alerts")), html.Span(id=ids.OPS_ALERTS_HELD, className="st-held-hint",
+                                                           **lab("orderPaused"))]),
             html.Div(className="st-filters", children=[
                 html.Select(id=ids.FILTER_TIER, className="st-select"),
                 html.Select(id=ids.FILTER_FAMILY, className="st-select"),
                 html.Select(id=ids.FILTER_ZONE, className="st-select")]),
             html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_ALERTS)])]),
         html.Section(className="st-panel st-ops-cases", children=[
-            html.H3(t("cases")), html.P(id=ids.OPS_CASES_MORE, className="st-hint"),
+            html.H3(**lab("cases")), html.P(id=ids.OPS_CASES_MORE, className="st-hint"),
             html.Table(className="st-table", children=[html.Tbody(id=ids.OPS_CASES)])]),
         html.Section(className="st-panel st-ops-plans", children=[
-            html.H3(t("plan")), html.Div(id=ids.OPS_PLANS)]),
+            html.H3(**lab("plan")), html.Div(id=ids.OPS_PLANS)]),
         html.Section(className="st-panel st-ops-patrols", children=[
-            html.H3(t("patrols")), html.Div(id=ids.OPS_PATROLS)]),
+            html.H3(**lab("patrols")), html.Div(id=ids.OPS_PATROLS)]),
         html.Div(id=ids.ACTION_RESULT, className="st-toast", role="status"),
     ])
 
@@ -333,7 +337,8 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
         lang = i18n.pick_lang(lang)
         path = path if isinstance(path, str) else "/wall"      # a hand-made request may send anything
         who = auth.current()
-        label = "" if who is None else f"{who.display_name or who.username} · {i18n.role_name(who.role, lang)}"
+        label = "" if who is None else [f"{who.display_name or who.username} · ",
+                                        html.Span(**i18n.role_label(who.role, lang))]
         if who is not None:
             # the pages this person may open, the current one marked (the server checks again on each)
             pages = [(p, k) for p, k, role in (("/wall", "nav.wall", "viewer"), ("/patrol", "nav.patrol", "patrol"),
@@ -342,7 +347,8 @@ def create_app(data: TwinData | None = None, hub: SnapshotHub | None = None, ser
             if len(pages) > 1:
                 here = path if path in {p for p, _ in pages} else "/wall"
                 label = [html.Nav(className="st-nav", children=[
-                    html.A(i18n.t(k, lang), href=p, className="st-nav-here" if p == here else "") for p, k in pages]),
+                    html.A(href=p, className="st-nav-here" if p == here else "", **i18n.label(k, lang))
+                    for p, k in pages]),
                     html.Span(label, className="st-who-name")]
         if path in ("/ops",):
             return (ops_layout(lang) if who is None or who.can("operator") else _denied(lang)), label

@@ -22,6 +22,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "present": {"zh": "景区在园人数", "en": "Visitors present"},
     "load": {"zh": "核心区承载率", "en": "Core-area load"},
     "alerts": {"zh": "活动告警", "en": "Active alerts"},
+    "orderPaused": {"zh": "顺序已暂停：指针移开或静止 8 秒后恢复",
+                    "en": "Order paused: resumes when the pointer leaves or rests 8 s"},
     "zones": {"zh": "片区承载", "en": "Zone load"},
     "waiting": {"zh": "等待实时数据…", "en": "Waiting for live data…"},
     "stale": {"zh": "数据延迟", "en": "stale"},
@@ -230,14 +232,26 @@ ROLE_NAMES = {"viewer": ("值守大屏", "Wall viewer"), "patrol": ("巡查员",
               "admin": ("系统管理员", "Administrator")}
 
 
-def role_name(role: str, lang: str) -> str:
-    zh, en = ROLE_NAMES.get(role, ("用户", "User"))
-    return zh if lang == "zh" else en
+def role_label(role: str, lang: str) -> dict[str, str]:
+    """A role's name as :func:`label` props."""
+    return both(*ROLE_NAMES.get(role, ("用户", "User")), lang)
 
 
 def t(key: str, lang: str) -> str:
     entry = STRINGS[key]
     return entry.get(lang) or entry[DEFAULT]
+
+
+def label(key: str, lang: str) -> dict[str, str]:
+    """A fixed label's props: its text in ``lang`` and both languages as ``data-zh`` /
+    ``data-en``, from which the page relabels itself when the language is switched (wall.js):
+    ``html.H3(**label("alerts", lang))``.  Only for an element whose text nothing else sets."""
+    return both(STRINGS[key].get("zh") or t(key, DEFAULT), STRINGS[key].get("en") or t(key, DEFAULT), lang)
+
+
+def both(zh: str, en: str, lang: str) -> dict[str, str]:
+    """:func:`label` of a text given in both languages."""
+    return {"children": en if lang == "en" else zh, "data-zh": zh, "data-en": en}
 
 
 def pick_lang(value) -> str:

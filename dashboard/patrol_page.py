@@ -164,14 +164,14 @@ def patrol_layout(lang: str, twin_cfg: Mapping[str, Any], categories: Mapping[st
     """The page; ``twin_cfg`` is the scene's configuration with the route to roam (``route``)."""
     route_page = twin_cfg.get("route") or {}
     t = lambda k: i18n.t(k, lang)  # noqa: E731
-    zh = lang != "en"
-    cats = [html.Option(v[0] if zh else v[1], value=k) for k, v in categories.items()]
+    lab = lambda k: i18n.label(k, lang)  # noqa: E731
+    cats = [html.Option(value=k, **i18n.both(v[0], v[1], lang)) for k, v in categories.items()]
     return html.Main(className="st-patrol", children=[
         html.Div(className="st-patrol-scene", children=[
             html.Div(id=ids.DECK, className="st-deck"),
             html.Div(id=ids.PATROL_CALLOUT, className="st-callout", role="status"),
             html.Div(className="st-details-pop", id=ids.DETAILS_BOX, children=[
-                html.H3(t("details"), id=ids.DETAILS_TITLE),
+                html.H3(id=ids.DETAILS_TITLE, **lab("details")),
                 html.Div(t("patrol.hint"), id=ids.DETAILS, className="st-hint")]),
         ]),
         html.Div(className="st-roam-bar", children=[
@@ -181,27 +181,27 @@ def patrol_layout(lang: str, twin_cfg: Mapping[str, Any], categories: Mapping[st
             html.Select(id=ids.ROAM_SPEED, className="st-select st-roam-speed", children=[
                 html.Option("1×", value="1"), html.Option("2×", value="2"), html.Option("4×", value="4")]),
             html.Select(id=ids.ROAM_VIEW, className="st-select st-roam-view", children=[
-                html.Option(t("patrol.eye"), value="eye"), html.Option(t("patrol.above"), value="above")]),
+                html.Option(value="eye", **lab("patrol.eye")), html.Option(value="above", **lab("patrol.above"))]),
         ]),
         html.Div(id=ids.ROAM_STATUS, className="st-roam-status"),
         html.Nav(className="st-tabs", role="tablist", children=[
-            html.Button(t("patrol.tab.roam"), id="tab-roam", className="st-tab st-tab-on", **{"data-tab": "roam"}),
-            html.Button(t("patrol.tab.mine"), id="tab-mine", className="st-tab", **{"data-tab": "mine"}),
-            html.Button(t("patrol.tab.report"), id="tab-report", className="st-tab", **{"data-tab": "report"}),
+            html.Button(id="tab-roam", className="st-tab st-tab-on", **{"data-tab": "roam"}, **lab("patrol.tab.roam")),
+            html.Button(id="tab-mine", className="st-tab", **{"data-tab": "mine"}, **lab("patrol.tab.mine")),
+            html.Button(id="tab-report", className="st-tab", **{"data-tab": "report"}, **lab("patrol.tab.report")),
         ]),
         html.Section(id=ids.CHECKPOINT_CARD, className="st-sheet st-sheet-roam"),
         html.Section(className="st-sheet st-sheet-mine", hidden=True, children=[
             html.Ol(id=ids.MY_CASES, className="st-my-cases")]),
         html.Section(className="st-sheet st-sheet-report", hidden=True, children=[
             html.P(t("patrol.report.where"), id=ids.REPORT_WHERE, className="st-report-where"),
-            html.Label([t("patrol.report.type"), html.Select(id=ids.REPORT_TYPE, className="st-select",
+            html.Label([html.Span(**lab("patrol.report.type")), html.Select(id=ids.REPORT_TYPE, className="st-select",
                                                              children=cats)]),
-            html.Label([t("patrol.report.note"), dcc.Textarea(id=ids.REPORT_NOTE, maxLength=500,
+            html.Label([html.Span(**lab("patrol.report.note")), dcc.Textarea(id=ids.REPORT_NOTE, maxLength=500,
                                                               className="st-report-note")]),
             # the file picker is made by patrol.js (Dash has no plain file input); it uploads
             # to /patrol/photo, which checks and stores the image, and keeps its checksum
             html.Div(id=ids.REPORT_PHOTO_BOX, className="st-report-photo"),
-            html.Button(t("patrol.report.send"), id=ids.REPORT_SEND, className="st-report-send"),
+            html.Button(id=ids.REPORT_SEND, className="st-report-send", **lab("patrol.report.send")),
             html.Div(id=ids.REPORT_QUEUE, className="st-report-queue", role="status"),
         ]),
         dcc.Store(id=ids.TWIN_CONFIG, data=dict(twin_cfg)),

@@ -289,9 +289,11 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
             assert _keys(ops)[:len(before)] == before, "held: the rows there before stay in their places"
             assert _at(ops, newer) >= len(before), "held: the new alert comes in below them, at the end"
             assert under_pointer(box) == held, "held: the row stays under the pointer"
+            assert ops.locator("#ops-alerts-held").is_visible(), "held: the list says its order is paused"
             if newer == b:
                 ops.mouse.move(5, 5)                       # the pointer leaves the list
                 ops.wait_for_function(IN_ORDER, arg=[_prefix(a), _prefix(b)], timeout=5_000)
+                assert not ops.locator("#ops-alerts-held").is_visible(), "released: the pause hint goes"
                 continue
             # C ends while held: its row stays where it is, dimmed, its buttons off
             sensors[c].stop.set()
@@ -302,7 +304,7 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
             assert _keys(ops)[:len(before)] == before and under_pointer(box) == held
             # the pointer rests: the hold ends by itself within 8 s, the ended alert leaves the list
             ops.wait_for_function(IN_ORDER, arg=[_prefix(a), _prefix(b)], timeout=8_000 + 6_000)
-            assert _at(ops, c) == -1
+            assert _at(ops, c) == -1 and not ops.locator("#ops-alerts-held").is_visible()
         # from the keyboard: tabbing through a row's buttons holds the list as the pointer does
         again = sensors[c] = LowPressure(server)
         first = ops.locator(f"#ops-alerts tr[data-alert^='{_prefix(a)}']:not(.st-gone) button").first
@@ -318,6 +320,7 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
             ops.wait_for_timeout(1000)
         assert _keys(ops)[:len(before)] == before and _at(ops, c) >= len(before), "held while tabbing"
         assert ops.evaluate("document.activeElement.closest('tr').getAttribute('data-alert')") == held
+        assert ops.locator("#ops-alerts-held").is_visible()
     finally:
         for s in sensors.values():
             s.stop.set()

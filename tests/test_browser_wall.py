@@ -91,6 +91,9 @@ def test_english_choice_survives_a_reload_and_no_raw_codes_reach_the_screen(serv
     open_wall(page, server)
     page.get_by_text("English").click()
     page.wait_for_function("document.documentElement.lang === 'en'", timeout=30_000)
+    # the switch relabels the page in place: no fixed label stays in Chinese until a reload
+    assert page.locator("#alerts-title").inner_text() == "Active alerts"
+    assert _visible_chinese(page) == ["中文"], "Chinese left on the page in English"
     page.reload()
     page.wait_for_function(PANELS, timeout=90_000)
     page.wait_for_function("document.documentElement.lang === 'en'", timeout=30_000)
@@ -102,6 +105,20 @@ def test_english_choice_survives_a_reload_and_no_raw_codes_reach_the_screen(serv
     assert codes == [], f"raw codes on the wall: {codes[:10]}"
     page.get_by_text("中文").click()
     page.wait_for_function("document.documentElement.lang === 'zh-CN'", timeout=30_000)
+    assert page.locator("#alerts-title").inner_text() == "活动告警"
+    assert page.locator("#logout").inner_text() == "退出"
+
+
+def _visible_chinese(page) -> list[str]:
+    """The texts on screen with Chinese characters in them (but a weather warning's headline: the
+    banner shows the bureau's own words)."""
+    return page.evaluate("""() => { const out = [], w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = w.nextNode(); n; n = w.nextNode()) {
+            const s = n.textContent.trim(), p = n.parentElement;
+            if (s && /[\\u4e00-\\u9fff]/.test(s) && p && p.getClientRects().length
+                && !p.closest('.st-headline')) out.push(s);
+        }
+        return out; }""")
 
 
 def test_the_tour_moves_the_camera_over_hot_spots_and_any_touch_pauses_it(server, page):

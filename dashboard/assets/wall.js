@@ -19,8 +19,9 @@
     feedStale: ["数据中断：", "Feed stopped: "], minutes: ["分钟", "min"], none: ["暂无", "None"],
     ack: ["确认", "Ack"], assign: ["指派给我", "Assign to me"], silence: ["静默30分钟", "Silence 30 min"],
     case: ["立案", "Open case"], escalate: ["上报升级", "Escalate"], escalated: ["已升级", "escalated to level"], nearest: ["最近的空闲人员（建议）", "Nearest available (suggested)"],
-    ackedBy: ["已确认：", "Acked by "], all: ["全部", "All"],
-    tier: ["等级", "Tier"], family: ["类别", "Family"], zone: ["片区", "Zone"], more: ["另有", "and"],
+    ackedBy: ["已确认：", "Acked by "],
+    allTiers: ["全部等级", "All tiers"], allFamilies: ["全部类别", "All kinds"], allZones: ["全部片区", "All zones"],
+    more: ["另有", "and"],
     alertsMore: ["条告警", "more alerts"], casesMore: ["另有 {n} 件未列出（超时的排在最前）", "{n} more not listed (overdue first)"], joined: ["另有 {n} 条同一事件的告警", "+{n} alerts of the same incident"],
     member: ["↳ 同一事件", "↳ same incident"], logOnly: ["仅记录", "log only"], reason: ["请输入原因", "Reason"], note: ["处理说明", "Note"],
     gaps: ["12小时内未巡路段", "Not patrolled in 12 hours"], noGaps: ["12小时内全线已巡", "Whole route patrolled in the last 12 hours"],
@@ -37,6 +38,15 @@
   };
   const tr = (k) => (T[k] ? T[k][S.lang === "en" ? 1 : 0] : k);
   const pick = (o, base) => (o ? (S.lang === "en" ? o[base + "en"] : o[base + "zh"]) || "" : "");
+  // the pages' fixed labels carry both languages (data-zh / data-en, dashboard/i18n.py `label`):
+  // a language switch relabels them in place, without drawing the page again
+  function relabel() {
+    const k = S.lang === "en" ? "en" : "zh";
+    for (const e of document.querySelectorAll("[data-zh][data-en]")) {
+      const text = e.dataset[k];
+      if (e.textContent !== text) e.textContent = text;
+    }
+  }
   function el(tag, cls, text, attrs) {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -96,8 +106,15 @@
   function holdList(id, render) {
     const box = $(id); if (!box || box._hold !== undefined) return;
     box._hold = false;
-    const release = () => { clearTimeout(box._holdTimer); if (box._hold) { box._hold = false; render(); } };
-    const hold = () => { box._hold = true; clearTimeout(box._holdTimer); box._holdTimer = setTimeout(release, HOLD_MS); };
+    const shown = (on) => { const hint = $(id + "-held"); if (hint) hint.classList.toggle("st-on", on); };
+    const release = () => {
+      clearTimeout(box._holdTimer);
+      if (box._hold) { box._hold = false; shown(false); render(); }
+    };
+    const hold = () => {
+      box._hold = true; shown(true);
+      clearTimeout(box._holdTimer); box._holdTimer = setTimeout(release, HOLD_MS);
+    };
     box.addEventListener("mousemove", hold);
     box.addEventListener("mouseleave", release);
     box.addEventListener("focusin", hold);
@@ -249,7 +266,7 @@
   function options(id, label, values) {
     const sel = $(id); if (!sel) return;
     const cur = sel.value;
-    const opts = [el("option", null, tr("all") + " " + label, { value: "" })];
+    const opts = [el("option", null, label, { value: "" })];
     for (const [v, text] of values) opts.push(el("option", null, text, { value: v }));
     sel.replaceChildren(...opts);
     sel.value = cur;
@@ -296,9 +313,9 @@
 
   function renderOps(o) {
     if (!$("ops-alerts") || !o || !o.alerts) return;
-    options("filter-tier", tr("tier"), ["red", "orange", "yellow", "blue"].map((t) => [t, T.tiers[t][S.lang === "en" ? 1 : 0]]));
-    options("filter-family", tr("family"), (o.families || []).map((f) => [f.id, pick(f, "")]));
-    options("filter-zone", tr("zone"), (o.zones || []).map((z) => [z.id, pick(z, "")]));
+    options("filter-tier", tr("allTiers"), ["red", "orange", "yellow", "blue"].map((t) => [t, T.tiers[t][S.lang === "en" ? 1 : 0]]));
+    options("filter-family", tr("allFamilies"), (o.families || []).map((f) => [f.id, pick(f, "")]));
+    options("filter-zone", tr("allZones"), (o.zones || []).map((z) => [z.id, pick(z, "")]));
     const f = S.filters;
     const rows = o.alerts.filter((a) => (!f.tier || a.tier === f.tier) && (!f.family || a.family.startsWith(f.family + "."))
       && (!f.zone || a.zone === f.zone));
@@ -435,10 +452,7 @@
         const langChanged = lang && lang !== S.lang;
         S.lang = lang === "en" ? "en" : "zh";
         document.documentElement.lang = S.lang === "en" ? "en" : "zh-CN";
-        const title = $("app-title");
-        if (title) title.textContent = S.lang === "en" ? "Canton Tower Scenic Area — Digital Twin Operations" : "广州塔景区数字孪生运营中心";
-        const asofLabel = $("asof-label");
-        if (asofLabel) asofLabel.textContent = S.lang === "en" ? "Data as of" : "数据时间";
+        relabel();
         const trig = (window.dash_clientside.callback_context || {}).triggered || [];
         if (live && trig.some((t) => t.prop_id === "live-state.data")) merge(live);
         else if (live && !langChanged && S.wall.v === undefined) merge(live);
