@@ -246,7 +246,8 @@ def label(key: str, lang: str) -> dict[str, str]:
     """A fixed label's props: its text in ``lang`` and both languages as ``data-zh`` /
     ``data-en``, from which the page relabels itself when the language is switched (wall.js):
     ``html.H3(**label("alerts", lang))``.  Only for an element whose text nothing else sets."""
-    return both(STRINGS[key].get("zh") or t(key, DEFAULT), STRINGS[key].get("en") or t(key, DEFAULT), lang)
+    entry = STRINGS[key]
+    return both(entry[DEFAULT], entry.get("en") or entry[DEFAULT], lang)
 
 
 def both(zh: str, en: str, lang: str) -> dict[str, str]:

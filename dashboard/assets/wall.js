@@ -39,7 +39,8 @@
   const tr = (k) => (T[k] ? T[k][S.lang === "en" ? 1 : 0] : k);
   const pick = (o, base) => (o ? (S.lang === "en" ? o[base + "en"] : o[base + "zh"]) || "" : "");
   // the pages' fixed labels carry both languages (data-zh / data-en, dashboard/i18n.py `label`):
-  // a language switch relabels them in place, without drawing the page again
+  // a language switch relabels them in place, without drawing the page again (on every render:
+  // a few dozen elements, and a page drawn with a stale stored language is put right too)
   function relabel() {
     const k = S.lang === "en" ? "en" : "zh";
     for (const e of document.querySelectorAll("[data-zh][data-en]")) {
