@@ -96,6 +96,12 @@
   function gone(r, on) {
     r.gone = on;
     r.node.classList.toggle("st-gone", on);
+    // a disabled control loses the focus, and focus leaving the list ends its hold: when the row
+    // that holds a keyboard user's focus ends, the row itself takes the focus (the list stays
+    // held, the next Tab goes on from there)
+    if (on && r.node.contains(document.activeElement) && document.activeElement !== r.node) {
+      r.node.tabIndex = -1; r.node.focus({ preventScroll: true });
+    }
     r.node.querySelectorAll("button, select").forEach((b) => { b.disabled = on; });
   }
 
