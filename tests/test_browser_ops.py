@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -75,6 +76,24 @@ class LowPressure:
         self.thread.start()
 
 
+def keep_firing(server, *hydrants) -> Callable[[], None]:
+    """The hydrants' pressure rules keep firing 5 simulated minutes (2.5 s here) after a clear
+    reading, as a supervisor would set them for sensors known to flap: the site's own normal
+    reading of a hydrant (every 15 simulated minutes) can be the newest at a rule's evaluation,
+    and would end a test's alert for a moment (its row goes, and with it the row under the
+    pointer, the focused button, the alert being acknowledged).  Returns the call that puts the
+    rules back."""
+    stores = ("--store", server.stores.alerts, "--access-store", server.stores.access, "--by", server.user, "--json")
+    ids = [_prefix(h).removesuffix("||") for h in hydrants]
+    for rule in ids:
+        cli("thresholds", "set", rule, "--keep-firing", "5m", "--reason", "browser test: ride out the site's readings", *stores)
+
+    def reset() -> None:
+        for rule in ids:
+            cli("thresholds", "set", rule, "--reset", "--reason", "browser test over", *stores)
+    return reset
+
+
 @pytest.fixture
 def low_pressure(server):
     lp = LowPressure(server)
@@ -85,16 +104,17 @@ def low_pressure(server):
 
 
 def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser, inventory, low_pressure):
+    # an alert that stays for the whole test: a hydrant whose pressure sensor keeps reading
+    # 0.02 MPa (the simulated site's own alerts come and go with the hour of day: one picked
+    # from them ended mid-test at dawn, and its row left the list)
+    hydrant = inventory[inventory["type"] == "fire_hydrant"].iloc[5]["asset_id"]
+    reset = keep_firing(server, hydrant)
     ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
     ops, wall = ctx.new_page(), ctx.new_page()
     try:
         login(ops, server, "/ops")
         wall.goto(server + "/wall")
         wall.wait_for_function("document.querySelectorAll('#kpi-panel .st-kpi-tile').length > 0", timeout=90_000)
-        # an alert that stays for the whole test: a hydrant whose pressure sensor keeps reading
-        # 0.02 MPa (the simulated site's own alerts come and go with the hour of day: one picked
-        # from them ended mid-test at dawn, and its row left the list)
-        hydrant = inventory[inventory["type"] == "fire_hydrant"].iloc[5]["asset_id"]
         low_pressure.start(hydrant)
         prefix = f"facility.hydrant_pressure:asset={hydrant}@now||"
         ops.wait_for_function("""(p) => Array.from(document.querySelectorAll('#ops-alerts tr[data-alert]'))
@@ -197,6 +217,7 @@ def test_alert_to_closed_case_from_the_console_shows_everywhere(server, browser,
             if str(r.get("action")).startswith(("alert.", "case.")):
                 assert r.get("at") and ("before" in r and "after" in r), r
     finally:
+        reset()
         ctx.close()
 
 
@@ -258,15 +279,7 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
     hydrants = inventory[(inventory["type"] == "fire_hydrant") & (inventory["zone_id"] != "streets_central")]
     a, b, c = hydrants.groupby("zone_id")["asset_id"].first().iloc[:3]      # three zones: no common incident
     sensors = {h: LowPressure(server) for h in (a, b, c)}
-    # the site's own normal reading of a hydrant (every 15 simulated minutes) can be the newest at
-    # a rule's evaluation and end the alert for a moment: its row goes, the row under the pointer
-    # or the keyboard focus with it.  As a supervisor would for a sensor known to flap, the test
-    # hydrants' rules keep firing 5 simulated minutes (2.5 s here) after a clear reading.
-    rule = lambda h: _prefix(h).split("||")[0]
-    stores = ("--store", server.stores.alerts, "--access-store", server.stores.access, "--by", server.user)
-    for h in (a, b, c):
-        cli("thresholds", "set", rule(h), "--keep-firing", "5m", "--reason", "hold test: ride out the site's own readings",
-            "--json", *stores)
+    reset = keep_firing(server, a, b, c)
     ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
     ops = ctx.new_page()
 
@@ -352,6 +365,5 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
             if s.thread is not None:
                 s.thread.join(10)
         normal(a, b, c)
-        for h in (a, b, c):
-            cli("thresholds", "set", rule(h), "--reset", "--reason", "hold test over", "--json", *stores)
+        reset()
         ctx.close()
