@@ -18,7 +18,7 @@
     disconnected: ["连接中断，自", "Disconnected since"], stale: ["数据延迟", "stale"],
     feedStale: ["数据中断：", "Feed stopped: "], minutes: ["分钟", "min"], none: ["暂无", "None"],
     ack: ["确认", "Ack"], assign: ["指派给我", "Assign to me"], silence: ["静默30分钟", "Silence 30 min"],
-    case: ["立案", "Open case"], escalate: ["上报升级", "Escalate"], escalated: ["已升级", "escalated to level"], nearest: ["最近的空闲人员（建议）", "Nearest available (suggested)"],
+    case: ["立案", "Open case"], escalate: ["上报升级", "Escalate"], escalated: ["已升级", "escalated to level"], nearest: ["就近空闲（建议）", "Nearest (suggested)"],
     ackedBy: ["已确认：", "Acked by "],
     allTiers: ["全部等级", "All tiers"], allFamilies: ["全部类别", "All kinds"], allZones: ["全部片区", "All zones"],
     more: ["另有", "and"],
@@ -373,10 +373,14 @@
       if (td[3].dataset.steps !== steps) {          // the buttons change only with the case's stage
         td[3].dataset.steps = steps;
         // dispatch goes to the suggested nearest person unless the dispatcher picks another
-        const who = (c.actions || []).some((a) => a.step === "dispatch") ? staffChoice() : null;
-        td[3].replaceChildren(...(who ? [who] : []), ...(c.actions || []).map((a) =>
-          btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step, note: "",
-                                                           to: a.step === "dispatch" && who ? who.value : "" }))));
+        const acts = c.actions || [];
+        const who = acts.some((a) => a.step === "dispatch") ? staffChoice() : null;
+        const step = (a) => btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step,
+                                                                             note: "", to: a.step === "dispatch" && who ? who.value : "" }));
+        // the person and 派遣 go together (one choice, one click), on one line; the other steps after them
+        const pair = who ? [el("span", "st-dispatch")] : [];
+        if (who) pair[0].append(who, ...acts.filter((a) => a.step === "dispatch").map(step));
+        td[3].replaceChildren(...pair, ...acts.filter((a) => a.step !== "dispatch").map(step));
       }
     });
     const moreCases = $("ops-cases-more");
@@ -385,7 +389,7 @@
       moreCases.textContent = n > 0 ? tr("casesMore").replace("{n}", n) : "";
     }
     renderPatrols(S.patrols);
-    fill("ops-plans", (o.plans || []).map((p) => {
+    fill("ops-plans", !(o.plans && o.plans.length) ? planNodes([]) : o.plans.map((p) => {
       const box = planNodes([p])[0];
       box.querySelectorAll("li.st-step").forEach((li, i) => {
         const s = p.steps[i];
