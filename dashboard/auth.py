@@ -320,6 +320,8 @@ class AccessMiddleware:
             return await _deny(scope, send, 401, "login needed")
         if not who.can(role):
             self._refuse(who, path, f"role {who.role} lacks {role}")
+            if method == "GET" and path in PAGES:           # a person at a browser: a page, in words
+                return await _denied_page(send, who)
             return await _deny(scope, send, 403, f"your role ({who.role}) may not open this")
         if path == "/_dash-update-component":
             body, err = await _read_body(receive, MAX_CALLBACK_BODY)
@@ -497,6 +499,33 @@ async def _deny(scope, send, status: int, reason: str, retry_after: int | None =
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
                 + extra + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+PAGES = ("/wall", "/ops", "/config", "/patrol")
+"""The pages a person opens in a browser (each a route of ROUTES); their names are the nav's."""
+
+_DENIED_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<link rel="stylesheet" href="/assets/twin.css"></head><body class="st-login-body">
+<main class="st-login st-denied-page"><h1>{title}</h1><p>{zh}</p><p lang="en">{en}</p>
+<nav class="st-nav">{links}</nav><a href="/logout">退出 · Log out</a></main></body></html>"""
+
+
+async def _denied_page(send, who: "Identity") -> None:
+    """403 as a page for a person whose role may not open the page asked for: what happened, in both
+    languages, and the pages the role may open (a JSON error in a browser is a raw code on screen)."""
+    from html import escape
+    from . import i18n
+    role_zh, role_en = i18n.ROLE_NAMES.get(who.role, ("用户", "User"))
+    links = "".join(f'<a href="{p}">{escape(i18n.t("nav." + p[1:], "zh"))} · {escape(i18n.t("nav." + p[1:], "en"))}</a>'
+                    for p in PAGES if who.can(ROUTES[p]))
+    body = _DENIED_HTML.format(title="无权访问 · Not allowed", links=links,
+                               zh=escape(f"您的角色（{role_zh}）无权打开此页面。可以打开："),
+                               en=escape(f"Your role ({role_en}) may not open this page. Pages you may open:")).encode()
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+                + SECURITY_HEADERS})
     await send({"type": "http.response.body", "body": body})
 
 

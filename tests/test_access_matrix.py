@@ -446,6 +446,26 @@ def test_every_get_route_as_every_caller(world):
     assert wrong == []
 
 
+def test_a_page_the_role_may_not_open_says_so_in_words_with_the_pages_it_may(world):
+    """A person who follows a link to a page of another role sees a page, not a JSON error: what
+    happened in both languages and links to the pages the role may open (and none it may not)."""
+    client, tokens = world["client"], world["tokens"]
+    for role, page, may_open, may_not in (("supervisor", "/patrol", ["/wall", "/ops", "/config"], ["/patrol"]),
+                                          ("patrol", "/ops", ["/wall", "/patrol"], ["/ops", "/config"]),
+                                          ("viewer", "/config", ["/wall"], ["/ops", "/config", "/patrol"])):
+        client.cookies.clear()
+        r = client.get(page, headers=_headers(tokens[role], origin=None), follow_redirects=False)
+        assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), (role, page, r.status_code)
+        links = re.findall(r'href="(/[a-z]*)"', r.text)
+        assert [p for p in links if p in ("/wall", "/ops", "/config", "/patrol")] == may_open, (role, links)
+        assert not set(may_not) & set(links) and "/logout" in links
+        assert "无权打开此页面" in r.text and "may not open this page" in r.text and '"error"' not in r.text
+    # a request of the page's own code (here a photo upload) still gets the short JSON answer it reads
+    client.cookies.clear()
+    r = client.post("/patrol/photo", content=b"x", headers=_headers(tokens["supervisor"]))
+    assert r.status_code == 403 and "may not open" in r.json()["error"]
+
+
 def raw_request(client, app, method: str, path: str, headers: dict[str, str], body: bytes = b"",
                 with_body: bool = False):
     """One request straight into the ASGI app, the path exactly as given (httpx would tidy it)."""
