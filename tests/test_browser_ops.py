@@ -367,3 +367,28 @@ def test_the_alert_list_holds_still_under_the_dispatchers_pointer(server, browse
         normal(a, b, c)
         reset()
         ctx.close()
+
+
+def test_the_console_fits_a_phone(server, browser, inventory, low_pressure):
+    """A duty supervisor away from the desk opens the console on a phone (390×844): the page
+    scrolls down, never sideways, and every button of an alert's row is on the screen."""
+    hydrant = inventory[inventory["type"] == "fire_hydrant"].iloc[7]["asset_id"]
+    reset = keep_firing(server, hydrant)
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = ctx.new_page()
+    try:
+        login(page, server, "/ops")
+        low_pressure.start(hydrant)
+        row = f"#ops-alerts tr[data-alert^='{_prefix(hydrant)}']"
+        page.wait_for_selector(row, timeout=180_000)
+        for lang in ("中文", "English"):
+            page.get_by_text(lang, exact=True).click()
+            page.wait_for_timeout(1500)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, lang
+            boxes = [b for b in (page.locator(f"{row} button").nth(i).bounding_box()
+                                 for i in range(page.locator(f"{row} button").count())) if b]
+            assert len(boxes) == 5 and all(b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes), (lang, boxes)
+        page.screenshot(path="/tmp/ops-390x844.png")
+    finally:
+        reset()
+        ctx.close()
