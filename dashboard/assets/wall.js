@@ -377,10 +377,13 @@
         const who = acts.some((a) => a.step === "dispatch") ? staffChoice() : null;
         const step = (a) => btn(pick(a, ""), "st-step-" + a.step, () => act({ kind: "case_step", id: c.id, step: a.step,
                                                                              note: "", to: a.step === "dispatch" && who ? who.value : "" }));
-        // the person and 派遣 go together (one choice, one click), on one line; the other steps after them
-        const pair = who ? [el("span", "st-dispatch")] : [];
-        if (who) pair[0].append(who, ...acts.filter((a) => a.step === "dispatch").map(step));
-        td[3].replaceChildren(...pair, ...acts.filter((a) => a.step !== "dispatch").map(step));
+        const nodes = acts.filter((a) => a.step !== "dispatch").map(step);
+        if (who) {                                  // the person and 派遣 together (one choice, one click), first
+          const pair = el("span", "st-dispatch");
+          pair.append(who, ...acts.filter((a) => a.step === "dispatch").map(step));
+          nodes.unshift(pair);
+        }
+        td[3].replaceChildren(...nodes);
       }
     });
     const moreCases = $("ops-cases-more");
