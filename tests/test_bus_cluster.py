@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from indicators.bus import names
-from indicators.bus.jetstream import Bus, JetStreamSink, JetStreamSource
+from indicators.bus.jetstream import Bus, BusUnavailable, JetStreamSink, JetStreamSource
 from indicators.bus.server import cluster
 from indicators.bus.worker import read_values, run_worker
 from indicators.feeds.deadletter import DeadLetterStore
@@ -143,3 +143,30 @@ def test_a_replay_that_loses_the_stream_leader_midway_gives_every_message_once(n
                 leader = bus.call(bus.js.stream_info(names.feed_stream(area))).cluster.leader
                 next(s for s in nodes if s.name == leader).kill()
         assert got == want
+
+
+def test_an_area_asked_for_three_replicas_waits_for_the_cluster_to_have_three_nodes(tmp_path):
+    """A worker that starts with its cluster (the nodes come up one after another) must not die
+    on JetStream's "no suitable peers for placement": it waits for the nodes to join; when they
+    never come, it says what is missing."""
+    servers = cluster(tmp_path / "nats", 3, start=False)
+    try:
+        for s in servers[:2]:
+            s.start()
+        for s in servers[:2]:
+            s.ready(60)                                     # two of three: a meta leader, no third peer
+        with Bus(",".join(s.url for s in servers[:2])) as bus:
+            with pytest.raises(BusUnavailable, match=r"cannot place 3 replicas.*start the cluster's missing nodes"):
+                bus.ensure_area("canton-tower-copy-184", replicas=3, placement_wait_s=2)
+            late = threading.Timer(2.0, servers[2].start)   # the third node comes up while we wait
+            late.start()
+            t0 = time.monotonic()
+            bus.ensure_area("canton-tower-copy-184", replicas=3)
+            waited = time.monotonic() - t0
+            late.join()
+            info = bus.call(bus.js.stream_info(names.feed_stream("canton-tower-copy-184")))
+            assert info.config.num_replicas == 3
+            assert waited >= 1.5, f"placed 3 replicas on 2 nodes? ({waited:.1f} s)"
+    finally:
+        for s in servers:
+            s.stop()

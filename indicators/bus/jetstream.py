@@ -35,6 +35,9 @@ DUPLICATE_WINDOW_S = 600.0          # a retried publish within this is stored on
 FEED_MAX_AGE_S = 7 * 86400.0        # feeds are kept a week on the bus (the engine checkpoints long before)
 VALUES_MAX_AGE_S = 86400.0          # tick values a day (history has them for longer)
 MAX_MESSAGE = 4 * 1024 * 1024       # the servers' max_payload (see server.py); larger batches are split
+# JetStream's answers while a cluster cannot yet place a stream's replicas (nats-server's
+# JSClusterNoPeersErr, JSClusterNotAvailErr): transient while its nodes join
+PLACEMENT_PENDING = {10005, 10008}
 PUBLISH_TRIES = 7                   # with back-off: ~16 s, more than a leader election
 
 
@@ -117,8 +120,11 @@ class Bus:
         self.close()
 
     # -------------------------------------------------------------- streams
-    def ensure_area(self, area: str, *, replicas: int | None = None) -> None:
-        """Create (or bring up to date) ``area``'s feed and values streams and the shared buckets."""
+    def ensure_area(self, area: str, *, replicas: int | None = None, placement_wait_s: float = 60.0) -> None:
+        """Create (or bring up to date) ``area``'s feed and values streams and the shared buckets.
+
+        Waits up to ``placement_wait_s`` for a cluster whose nodes are still joining to have
+        ``replicas`` of them online; then raises :class:`BusUnavailable` saying so."""
         from nats.js import api
         from nats.js.errors import NotFoundError
         replicas = replicas or int(os.environ.get(names.ENV_REPLICAS, "1"))
@@ -163,7 +169,32 @@ class Bus:
                     else:
                         await self.js.create_object_store(bucket, config=api.ObjectStoreConfig(
                             bucket=bucket, replicas=replicas, storage=api.StorageType.FILE))
-        self.call(ensure())
+
+        # A cluster that is forming (or has a node restarting) has a meta leader before its leader
+        # has heard from every peer: placing ``replicas`` copies fails for a moment with "no
+        # suitable peers for placement".  Every step above is idempotent: wait and try again.
+        deadline = time.monotonic() + placement_wait_s
+        waited = False
+        while True:
+            try:
+                self.call(ensure())
+                break
+            except Exception as e:
+                code = getattr(e, "err_code", None)
+                if code not in PLACEMENT_PENDING or time.monotonic() >= deadline:
+                    if code in PLACEMENT_PENDING:
+                        raise BusUnavailable(
+                            f"JetStream cannot place {replicas} replicas of scenic area {area}'s "
+                            f"streams after {placement_wait_s:g} s ({getattr(e, 'description', e)}): "
+                            f"start the cluster's missing nodes, or set {names.ENV_REPLICAS} to the "
+                            f"number of nodes that run") from e
+                    raise
+                if not waited:
+                    log.warning("JetStream cannot place %d replicas of %s yet (%s); waiting up to %g s "
+                                "for the cluster's peers", replicas, area,
+                                getattr(e, "description", e), placement_wait_s)
+                    waited = True
+                time.sleep(0.5)
 
     def last_seq(self, stream: str) -> int:
         info = self.call(self.js.stream_info(stream))

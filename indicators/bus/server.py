@@ -111,13 +111,13 @@ class NatsServer:
             self.log.close()
 
 
-def cluster(directory: str | os.PathLike, n: int = 3, *, name: str = "scenic") -> list[NatsServer]:
+def cluster(directory: str | os.PathLike, n: int = 3, *, name: str = "scenic", start: bool = True) -> list[NatsServer]:
     """``n`` servers routed to each other (JetStream replicas need three for a quorum that
-    survives one loss).  Started; call :meth:`NatsServer.ready` on each."""
+    survives one loss).  Started unless ``start`` is false; call :meth:`NatsServer.ready` on each."""
     base = Path(directory)
     cports = [free_port() for _ in range(n)]
     servers = [NatsServer(base / f"n{i + 1}", name=f"n{i + 1}", cluster=name, cluster_port=cports[i],
                           routes=[p for j, p in enumerate(cports) if j != i]) for i in range(n)]
-    for s in servers:
+    for s in servers if start else ():
         s.start()
     return servers
