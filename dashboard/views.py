@@ -99,7 +99,7 @@ class Names:
                 n.zone_xy[r.zone_id] = (float(x[i]), float(y[i]))
         if case_cfg is not None:
             n.departments = {k: (d.name_zh, d.name_en) for k, d in case_cfg.departments.items()}
-            n.categories = {k: (c.phrase_zh, c.phrase_en) for k, c in case_cfg.categories.items()}
+            n.categories = {k: (c.phrase_zh, as_label(c.phrase_en)) for k, c in case_cfg.categories.items()}
         for k, p in (plan_defs or {}).items():
             n.plans[k] = (p.name_zh, p.name_en)
         return n
@@ -111,6 +111,15 @@ class Names:
 
     def dept(self, d: str | None) -> tuple[str, str]:
         return self.departments.get(d or "", ("未知部门", "Unknown department"))
+
+
+def as_label(phrase: str) -> str:
+    """An English phrase written for a sentence ("a crowd building up") as a label on its
+    own ("Crowd building up"): no leading article, a capital first letter."""
+    words = phrase.strip().split(" ", 1)
+    if len(words) == 2 and words[0].lower() in ("a", "an", "the"):
+        phrase = words[1]
+    return phrase[:1].upper() + phrase[1:]
 
 
 def _fmt_num(v: float | None, unit: str) -> str:

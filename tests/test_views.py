@@ -541,6 +541,18 @@ def test_case_board_groups_cases_by_stage_with_true_counts(world):
     assert ops["cases_total"] == len(made) and ops["cases_open"] == len(made) - 9
 
 
+def test_a_case_type_reads_as_a_label_in_english(world):
+    """The case categories' English phrases are written for sentences ("a crowd building up");
+    a case row, an alert's qualifier and the patrol's report form show them as labels."""
+    snap, names = world.snap, world.names
+    assert len(names.categories) >= 5
+    for key, (zh, en) in names.categories.items():
+        assert zh and en[:1].isupper() and not re.match(r"(a|an|the) ", en, re.I), (key, en)
+    crowd = replace(snap.cases[0], case_id="t-crowd", category="crowd_safety")
+    item = next(c for c in ops_view(replace(snap, cases=(crowd,)), names)["cases"] if c["id"] == "t-crowd")
+    assert (item["zh"], item["en"]) == ("人员聚集", "Crowd building up")
+
+
 def test_the_console_lists_a_backlog_overdue_first_and_says_how_many_it_leaves_out(world):
     """Hundreds of open cases (a busy holiday; nobody closing them in a soak): the console lists
     200 - the 50 most recently moved always (a report just in must be there to dispatch), every
