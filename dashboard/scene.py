@@ -133,7 +133,7 @@ def static_scene(gdf, frame: LocalFrame, zone_tiers: dict[str, str] | None = Non
         _layer("PathLayer", "tower", tower, frame, get_path="path", get_width=0.9,
                get_color=[255, 170, 90, 255], width_units=S("meters"), width_min_pixels=1, pickable=True),
         _layer("ScatterplotLayer", "places", points, frame, get_position="position", get_fill_color="color",
-               get_radius="radius", radius_units=S("meters"), radius_min_pixels=3, pickable=True,
+               get_radius="radius", radius_units=S("meters"), radius_min_pixels=3, radius_max_pixels=24, pickable=True,
                stroked=True, get_line_color=[0, 0, 0, 255], line_width_min_pixels=1),
     ]
     deck = pdk.Deck(layers=layers, map_provider=None,
