@@ -96,7 +96,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "config.dir.below": {"zh": "越低越严重", "en": "lower is worse"},
     "config.none": {"zh": "无", "en": "none"},
     "config.disabled": {"zh": "已停用", "en": "disabled"},
-    "config.pick": {"zh": "在左侧列表中选择一项指标，查看其阈值及来源并修改", "en": "Pick an indicator in the list to see and change its thresholds"},
+    "config.pick": {"zh": "在列表中选择一项指标，查看其阈值及来源并修改", "en": "Pick an indicator in the list to see and change its thresholds"},
     "config.edit": {"zh": "修改", "en": "Change"},
     "config.editing": {"zh": "修改对象", "en": "Change"},
     "config.base_tiers": {"zh": "常规阈值", "en": "Everyday thresholds"},

@@ -341,3 +341,38 @@ def test_the_page_at_4k_is_readable_and_fits(srv, browser):
         page.screenshot(path="/tmp/config-3840x2160.png")
     finally:
         ctx.close()
+
+
+def test_the_page_fits_a_phone(srv, browser):
+    """A supervisor checks a threshold on a phone (390×844): the page scrolls down, never
+    sideways; each rule of the list is a card with its name, value and tiers on screen; the
+    rule picked opens below the list with its form on screen."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = ctx.new_page()
+    try:
+        open_config(page, srv)
+        for lang in ("English", "中文"):
+            page.get_by_text(lang, exact=True).click()
+            settle(page)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, lang
+            assert page.locator("#cfg-list tr").count() == 40
+            card = page.locator("#cfg-list tr").first
+            # the name reads on a line (the table squeezed it one character a line); the tiers side by side
+            assert card.locator(".st-cfg-col-indicator").bounding_box()["width"] >= 300, lang
+            chips = [card.locator(".st-cfg-chip").nth(i).bounding_box()["y"] for i in range(card.locator(".st-cfg-chip").count())]
+            assert len(chips) >= 2 and max(chips) - min(chips) < 4, (lang, chips)
+            for part in (".st-cfg-col-indicator", ".st-cfg-col-value", ".st-cfg-col-tiers"):
+                box = card.locator(part).bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (lang, part, box)
+            assert card.locator(".st-cfg-col-tiers").bounding_box()["y"] < 844, lang
+            assert page.locator("#cfg-list .st-cfg-col-source").first.is_visible() is False   # in the rule's panel
+        pick(page)
+        page.locator("#cfg-red").scroll_into_view_if_needed()
+        for sel in ("#cfg-red", "#cfg-backtest", ".st-cfg-edit-title"):
+            box = page.locator(sel).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (sel, box)
+        assert page.locator(".st-cfg-edit-title").bounding_box()["width"] > 200     # not one word a line
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path="/tmp/config-390x844.png", full_page=True)
+    finally:
+        ctx.close()
