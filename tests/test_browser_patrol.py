@@ -93,6 +93,11 @@ def test_a_roaming_patrol_covers_every_checkpoint_within_five_minutes_and_logs_e
     phone.wait_for_function("window.scenicPatrol.visited.length >= 3", timeout=120_000)
     card = phone.locator("#checkpoint-card").inner_text()
     assert "人流负荷" in card and "附近告警" in card and "附近摄像头" in card, card
+    # with the card's lines below, the status line still shows whole above the tabs (it shrank
+    # to half a line under them)
+    line = phone.evaluate("""() => { const e = document.getElementById('roam-status'), r = e.getBoundingClientRect(),
+        t = document.querySelector('.st-tabs').getBoundingClientRect(); return [r.height, e.scrollHeight, r.bottom, t.top]; }""")
+    assert line[0] >= line[1] > 8 and line[2] <= line[3] + 0.5, line
     phone.wait_for_function("document.querySelector('#twin-deck').dataset.roam === 'ended'",
                             timeout=300_000 // TIME_SCALE * 3)
     got = phone.evaluate("""() => ({elapsed: window.scenicPatrol.elapsed, visited: window.scenicPatrol.visited,
