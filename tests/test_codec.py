@@ -185,9 +185,9 @@ def test_a_batch_is_put_in_time_order_stably():
 
 
 def test_runs_of_one_value_take_the_runs_code_and_a_near_miss_in_a_run_does_not():
-    """The lookup gives a row equal to the row before the same code without looking it up (feeds
-    send runs): a stranger of the same length right after a member, a member after a null or a
-    stranger, "" after "", and runs at the very end of the column's bytes must all still be right."""
+    """Feeds send runs (a gateway one metric for a whole class of assets): a stranger of the same
+    length right after a member, a member after a null or a stranger, "" after "", and runs at the
+    very end of the column's bytes (read byte by byte there) must all take the right code."""
     from indicators.engine import compiled as C
     vocab = ["lamp_on", "lamp_of", "ground_light-promenade_east-0020", "ground_light-promenade_east-0021", "", "塔"]
     lk = C.Lookup(vocab, list(range(len(vocab))))
