@@ -141,51 +141,89 @@ def _rehash(old, new):
 
 
 @njit(cache=True, nogil=True)
-def _member_at_end(raw, a, ln, words, base):
-    """Whether the ``ln`` bytes at ``a`` equal an entry's words from ``base``, read byte by byte
-    (the last bytes of a buffer)."""
+def _probe_at_end(raw, a, ln, tab, words):
+    """The code of the ``ln`` bytes at ``a`` (-1: no member), read byte by byte: for the last
+    bytes of a buffer."""
+    h = (np.uint64(ln)) * _GOLD
     k = 0
     while k < ln:
-        if _masked(_word_at_end(raw, a + k), ln - k) != words[base + (k >> 3)]:
-            return False
+        h = _round(h, _masked(_word_at_end(raw, a + k), ln - k))
         k += 8
-    return True
+    h = _finish(h)
+    mask = len(tab) // 3 - 1
+    s = np.int64(h & np.uint64(mask))
+    while tab[3 * s] != 0:
+        if tab[3 * s] == h and np.int64(tab[3 * s + 1] & np.uint64(0xFFFFFFFF)) == ln:
+            base = np.int64(tab[3 * s + 1] >> np.uint64(32))
+            same = True
+            k = 0
+            while k < ln:
+                if _masked(_word_at_end(raw, a + k), ln - k) != words[base + (k >> 3)]:
+                    same = False
+                    break
+                k += 8
+            if same:
+                return np.int64(tab[3 * s + 2])
+        s = (s + 1) & mask
+    return np.int64(-1)
 
 
 @njit(cache=True, nogil=True)
-def _probe(w64, raw, offsets, valid, hashes, tab, words):
-    """Each row's code (``hashes``: the rows' hashes, :func:`_hash_rows`; -1 for no member or a
-    null); a hit only when the row's bytes equal the entry's, not the hash alone."""
+def _probe(w64, raw, offsets, valid, tab, words):
+    """Each row's code (-1: no member, or null); a hit only when the row's bytes equal the
+    entry's, not the hash alone.  A row equal to the row before takes its code without a lookup:
+    feeds send runs (a gateway one metric for a whole class of assets, an NGSI-LD entity or a
+    SensorThings thing all its readings together, one camera its events).  The hash is
+    :func:`_hash_rows`' with salt 0, written out here (see the note above :func:`_join`)."""
     n = len(offsets) - 1
     nw = len(w64)
     mask = len(tab) // 3 - 1
     out = np.full(n, -1, dtype=np.int64)
+    prev_a = np.int64(0)
+    prev_ln = np.int64(-1)
+    prev_code = np.int64(-1)
     for i in range(n):
         if not valid[i]:
             continue
         a = np.int64(offsets[i])
         ln = np.int64(offsets[i + 1]) - a
-        h = hashes[i]
+        if ((a + ln) >> 3) + 1 >= nw:                        # the last bytes of the buffer
+            out[i] = _probe_at_end(raw, a, ln, tab, words)
+            prev_a, prev_ln, prev_code = a, ln, out[i]
+            continue
+        if ln == prev_ln and ((prev_a + ln) >> 3) + 1 < nw:  # the row before, compared from its end
+            k = ((ln - 1) >> 3) << 3
+            while k >= 0:
+                q, p = (a + k) >> 3, (prev_a + k) >> 3
+                if _masked(_join(w64[q], w64[q + 1], (a + k) & 7) ^ _join(w64[p], w64[p + 1], (prev_a + k) & 7),
+                           ln - k) != 0:
+                    break
+                k -= 8
+            if k < 0:
+                out[i] = prev_code
+                continue
+        h = np.uint64(ln) * _GOLD
+        k = np.int64(0)
+        while k < ln:
+            q = (a + k) >> 3
+            h = _round(h, _masked(_join(w64[q], w64[q + 1], (a + k) & 7), ln - k))
+            k += 8
+        h = _finish(h)
         s = np.int64(h & np.uint64(mask))
-        fast = ((a + ln) >> 3) + 1 < nw
         while tab[3 * s] != 0:
             if tab[3 * s] == h and np.int64(tab[3 * s + 1] & np.uint64(0xFFFFFFFF)) == ln:
                 base = np.int64(tab[3 * s + 1] >> np.uint64(32))
-                if fast:                                     # the bytes, not only the hash
-                    same = True
-                    k = np.int64(0)
-                    while k < ln:
-                        q = (a + k) >> 3
-                        if _masked(_join(w64[q], w64[q + 1], (a + k) & 7), ln - k) != words[base + (k >> 3)]:
-                            same = False
-                            break
-                        k += 8
-                else:
-                    same = _member_at_end(raw, a, ln, words, base)
-                if same:
+                k = np.int64(0)
+                while k < ln:                                # the bytes, not only the hash
+                    q = (a + k) >> 3
+                    if _masked(_join(w64[q], w64[q + 1], (a + k) & 7), ln - k) != words[base + (k >> 3)]:
+                        break
+                    k += 8
+                if k >= ln:
                     out[i] = np.int64(tab[3 * s + 2])
                     break
             s = (s + 1) & mask
+        prev_a, prev_ln, prev_code = a, ln, out[i]
     return out
 
 
@@ -361,8 +399,7 @@ class Lookup:
         if len(arr) == 0:
             return np.zeros(0, dtype=np.intp)
         w64, raw, offsets, valid = _buffers(arr)
-        hashes = _hash_rows(w64, raw, offsets, valid, np.uint64(0))
-        return _probe(w64, raw, offsets, valid, hashes, self.tab, self.words).astype(np.intp, copy=False)
+        return _probe(w64, raw, offsets, valid, self.tab, self.words).astype(np.intp, copy=False)
 
 
 def warm_up() -> None:
