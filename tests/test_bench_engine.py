@@ -57,3 +57,23 @@ def test_the_cli_prints_ratios_to_floor_polars_and_duckdb_per_size(capsys):
     assert bench.main(["--events-per-tick", "600", "--seconds", "2", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "× floor" in text and "× polars" in text and "× duckdb" in text and "of the 1,373 indicators" in text
+
+
+def test_every_side_runs_on_one_thread_as_the_report_says():
+    # polars sizes its pool at its first import (default: every core); the bench gives it one
+    # thread, as the engine has and duckdb gets (SET threads = 1), and the report carries each count
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+    code = "from indicators.engine import bench; print(bench._import_polars().thread_pool_size())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    catalog = load_catalog()
+    specs, _ = bench._window_specs(catalog)
+    assert bench._DuckDB(specs, {}).threads == 1
+    r = bench.run_engine_bench((600,), 2, warmup=2)
+    (run,) = r["runs"]
+    assert run["engine"]["threads"] == 1 == run["duckdb"]["threads"]
+    text = bench.format_report(r)
+    assert (run["polars"]["threads"] == 1) == ("not the same core count" not in text)
