@@ -201,3 +201,41 @@ def test_runs_of_one_value_take_the_runs_code_and_a_near_miss_in_a_run_does_not(
     for k in range(1, len(rows)):                      # every cut: the run's last rows end the buffer
         assert list(lk.codes(pa.array(rows[:k], pa.string()))) == want[:k]
         assert list(lk.codes(pa.array(rows, pa.string()).slice(k))) == want[k:]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_latest_state_keeps_each_entitys_newest_reading_of_a_tick(seed):
+    """The compiled update of a latest-value state: per entity the reading with the newest event
+    time, equal times broken by the id hash's bits (never by arrival), of rows equal in both the
+    last; no reading from a NaN value, an unknown entity (-1) or a row the filter drops; entities
+    past the table's end grow it; a later tick replaces what it holds."""
+    from indicators.engine.state import Latest, TickCtx
+    g = np.random.default_rng(seed)
+    st = Latest(5, lambda b: b["e"], ["v"], where=lambda b: b["keep"])
+    want_v, want_t = {}, {}
+    for k in (100, 101):
+        T = k * 1000
+        n = 400
+        b = {"e": g.integers(-1, 40, n), "t": T - g.integers(0, 6, n) * 10,
+             "tie": g.integers(0, 3, n).astype(np.int64), "v": g.integers(0, 50, n).astype(float),
+             "keep": g.random(n) < 0.9}
+        b["v"][g.random(n) < 0.1] = np.nan
+        best = {}
+        for i in range(n):
+            e = int(b["e"][i])
+            if e < 0 or not b["keep"][i] or np.isnan(b["v"][i]):
+                continue
+            key = (int(b["t"][i]), int(b["tie"][i]))
+            if e not in best or key >= best[e]:
+                best[e] = key
+                want_v[e], want_t[e] = b["v"][i], int(b["t"][i])
+        version = st.version
+        st.update(b, None, TickCtx(T=T, k=k, tick_ms=1000, day_start=0))
+        assert st.version == version + 1
+        assert st.n == max(want_v) + 1
+        got = {e: (st.value[e, 0], int(st.time[e, 0])) for e in range(st.n) if not np.isnan(st.value[e, 0])}
+        assert got == {e: (want_v[e], want_t[e]) for e in want_v}
+    version = st.version
+    st.update({"e": np.array([3, -1]), "t": np.array([102_000, 102_000]), "tie": np.zeros(2, np.int64),
+               "v": np.array([np.nan, 7.0]), "keep": np.ones(2, bool)}, None, TickCtx(102_000, 102, 1000, 0))
+    assert st.version == version                  # no reading at all: nothing changed

@@ -10,6 +10,8 @@ offsets and the UTF-8 bytes), one pass per column, no Python object per row:
   (linear probing over non-zero uint64 keys, with a filter of two bits a slot that spares a new
   id most probes; ``seen_add`` both generations in one pass), the first of twins in a batch being
   the new one.
+* :func:`latest_apply` - a tick's newest reading of each entity written into a latest-value
+  state (the common case: one value column, event times not moved).
 * :func:`time_order` - the stable order of a batch's event times (a counting sort over the
   batch's few seconds of milliseconds).
 * :class:`Lookup` - an open-addressing table of a vocabulary's hashes (members and their other
@@ -276,6 +278,52 @@ def _seen_add(prev, prev_bits, cur, cur_bits, h):
     return out
 
 
+_NEVER = np.iinfo(np.int64).min
+
+
+@njit(cache=True, nogil=True)
+def _latest_top(ent, ok, v):
+    top = -1
+    for i in range(len(ent)):
+        if ent[i] > top and ok[i] and not np.isnan(v[i]):
+            top = ent[i]
+    return top
+
+
+@njit(cache=True, nogil=True)
+def _latest_apply(ent, ok, v, t, tie, t0, best, value, time):
+    n = len(ent)
+    for i in range(n):
+        e = ent[i]
+        if e >= 0 and ok[i] and not np.isnan(v[i]):
+            k = ((t[i] - t0) << 41) | tie[i]
+            if k > best[e]:
+                best[e] = k
+    changed = 0
+    for i in range(n - 1, -1, -1):                        # from the end: of equal keys the last row's
+        e = ent[i]
+        if e >= 0 and ok[i] and not np.isnan(v[i]) and (((t[i] - t0) << 41) | tie[i]) == best[e]:
+            value[e] = v[i]
+            time[e] = t[i]
+            best[e] = _NEVER                                 # written: the scratch is clean again
+            changed += 1
+    return changed
+
+
+def latest_top(ent: np.ndarray, ok: np.ndarray, v: np.ndarray) -> int:
+    """The largest code of a row that is a reading (code >= 0, ``ok``, value not NaN); -1: none."""
+    return int(_latest_top(ent, ok, v))
+
+
+def latest_apply(ent, ok, v, t, tie, t0: int, best, value, time) -> int:
+    """The newest reading of each entity into ``value`` / ``time`` (per entity code), in one pass
+    over a tick's rows and one back: newest by :func:`indicators.engine.state.tie_key` (event time
+    within the tick, then the id hash), of equal keys the last row - what ``newest`` and a
+    fancy-indexed assignment give.  ``best``: scratch of at least ``len(value)`` int64 holding
+    int64's minimum, left so.  Returns the number of entities written."""
+    return int(_latest_apply(ent, ok, v, t, tie, np.int64(t0), best, value, time))
+
+
 def set_insert(keys: np.ndarray, bits: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Insert ``h`` into the set ``keys`` (and its filter ``bits``); True for each row whose key
     was not there."""
@@ -415,6 +463,10 @@ def warm_up() -> None:
     set_insert(keys, bits, np.array([3], np.uint64))
     seen_add((keys, bits), (np.zeros(16, np.uint64), np.zeros(1, np.uint64)), np.array([5], np.uint64))
     time_order(np.arange(100, dtype=np.int64)[::-1].copy())
+    ent, ok, v, t = np.array([0, -1]), np.ones(2, np.bool_), np.array([1.0, np.nan]), np.array([5, 6])
+    latest_top(ent, ok, v)
+    latest_apply(ent, ok, v, t, t, 0, np.full(1, _NEVER), np.zeros(1), np.zeros(1, np.int64))
 
 
-__all__ = ["Lookup", "hash_column", "seen_add", "set_insert", "time_order", "warm_up"]
+__all__ = ["Lookup", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
+           "warm_up"]

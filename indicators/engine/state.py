@@ -110,6 +110,7 @@ class Latest:
         self.value = np.full((max(n, 1), C), np.nan)
         self.time = np.full((max(n, 1), C), EMPTY_TIME, dtype=np.int64)
         self.version = 0
+        self._best = np.zeros(0, dtype=np.int64)     # scratch of the compiled update (int64 min when idle)
 
     def col(self, name: str) -> int:
         if name not in self.columns:
@@ -132,7 +133,10 @@ class Latest:
         if self.where is not None:
             ok &= self.where(b)
         C = len(self.columns)
-        if C == 1:                                   # the common case, without stacking
+        if C == 1 and "et" not in b:                 # the common case: one compiled pass, no gathers
+            self._update_one(b, ent, ok, ctx)
+            return
+        if C == 1:
             v = b[self.columns[0]]
             r = np.flatnonzero(ok & ~np.isnan(v))
             if not len(r):
@@ -155,6 +159,21 @@ class Latest:
         cell = cell[win]
         self.value.reshape(-1)[cell] = vals[win]
         held[cell] = when[win]
+        self.version += 1
+
+    def _update_one(self, b: dict, ent: np.ndarray, ok: np.ndarray, ctx: TickCtx) -> None:
+        """:meth:`update` for one value column and events at their own times: what the general
+        path computes (newest by :func:`tie_key`), without a numpy pass per step."""
+        from .compiled import latest_apply, latest_top
+        v = b[self.columns[0]]
+        top = latest_top(ent, ok, v)
+        if top < 0:
+            return
+        self.ensure(top + 1)
+        if len(self._best) < len(self.value):
+            self._best = np.full(len(self.value), np.iinfo(np.int64).min, dtype=np.int64)
+        latest_apply(ent, ok, v, b["t"], b["tie"], ctx.T - ctx.tick_ms, self._best,
+                     self.value[:, 0], self.time[:, 0])
         self.version += 1
 
     def state(self) -> dict:
