@@ -203,39 +203,50 @@ def test_runs_of_one_value_take_the_runs_code_and_a_near_miss_in_a_run_does_not(
         assert list(lk.codes(pa.array(rows, pa.string()).slice(k))) == want[k:]
 
 
+@pytest.mark.parametrize("moved", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_latest_state_keeps_each_entitys_newest_reading_of_a_tick(seed):
+def test_a_latest_state_keeps_each_entitys_newest_reading_of_a_tick(seed, moved):
     """The compiled update of a latest-value state: per entity the reading with the newest event
     time, equal times broken by the id hash's bits (never by arrival), of rows equal in both the
     last; no reading from a NaN value, an unknown entity (-1) or a row the filter drops; entities
-    past the table's end grow it; a later tick replaces what it holds."""
+    past the table's end grow it; a later tick replaces what it holds.  ``moved``: the service's
+    engine moves late events into the next tick (``et`` keeps their own time): judged by that
+    time, and one older than what the entity holds does not replace it."""
     from indicators.engine.state import Latest, TickCtx
     g = np.random.default_rng(seed)
     st = Latest(5, lambda b: b["e"], ["v"], where=lambda b: b["keep"])
     want_v, want_t = {}, {}
-    for k in (100, 101):
+    for k in (100, 101, 102):
         T = k * 1000
         n = 400
-        b = {"e": g.integers(-1, 40, n), "t": T - g.integers(0, 6, n) * 10,
+        own = T - g.integers(0, 6, n) * (300 if moved else 10)    # moved: some from ticks before
+        b = {"e": g.integers(-1, 40, n), "t": np.full(n, T - 999) if moved else own,
              "tie": g.integers(0, 3, n).astype(np.int64), "v": g.integers(0, 50, n).astype(float),
              "keep": g.random(n) < 0.9}
+        if moved:
+            b["et"] = own
         b["v"][g.random(n) < 0.1] = np.nan
         best = {}
         for i in range(n):
             e = int(b["e"][i])
             if e < 0 or not b["keep"][i] or np.isnan(b["v"][i]):
                 continue
-            key = (int(b["t"][i]), int(b["tie"][i]))
+            key = (int(own[i]), int(b["tie"][i]))
             if e not in best or key >= best[e]:
                 best[e] = key
-                want_v[e], want_t[e] = b["v"][i], int(b["t"][i])
+        for e, (t_e, _) in best.items():
+            i = max(i for i in range(n) if b["e"][i] == e and b["keep"][i] and not np.isnan(b["v"][i])
+                    and (int(own[i]), int(b["tie"][i])) == best[e])
+            if not moved or e not in want_t or t_e >= want_t[e]:
+                want_v[e], want_t[e] = b["v"][i], t_e
         version = st.version
         st.update(b, None, TickCtx(T=T, k=k, tick_ms=1000, day_start=0))
         assert st.version == version + 1
-        assert st.n == max(want_v) + 1
+        top = max(top, max(best)) if k > 100 else max(best)
+        assert st.n == top + 1
         got = {e: (st.value[e, 0], int(st.time[e, 0])) for e in range(st.n) if not np.isnan(st.value[e, 0])}
         assert got == {e: (want_v[e], want_t[e]) for e in want_v}
     version = st.version
-    st.update({"e": np.array([3, -1]), "t": np.array([102_000, 102_000]), "tie": np.zeros(2, np.int64),
-               "v": np.array([np.nan, 7.0]), "keep": np.ones(2, bool)}, None, TickCtx(102_000, 102, 1000, 0))
+    st.update({"e": np.array([3, -1]), "t": np.array([103_000, 103_000]), "tie": np.zeros(2, np.int64),
+               "v": np.array([np.nan, 7.0]), "keep": np.ones(2, bool)}, None, TickCtx(103_000, 103, 1000, 0))
     assert st.version == version                  # no reading at all: nothing changed

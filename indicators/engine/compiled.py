@@ -291,21 +291,23 @@ def _latest_top(ent, ok, v):
 
 
 @njit(cache=True, nogil=True)
-def _latest_apply(ent, ok, v, t, tie, t0, best, value, time):
+def _latest_apply(ent, ok, v, t, tie, held_check, best_t, best_tie, value, time):
     n = len(ent)
     for i in range(n):
         e = ent[i]
         if e >= 0 and ok[i] and not np.isnan(v[i]):
-            k = ((t[i] - t0) << 41) | tie[i]
-            if k > best[e]:
-                best[e] = k
+            if t[i] > best_t[e] or (t[i] == best_t[e] and tie[i] > best_tie[e]):
+                best_t[e] = t[i]
+                best_tie[e] = tie[i]
     changed = 0
     for i in range(n - 1, -1, -1):                        # from the end: of equal keys the last row's
         e = ent[i]
-        if e >= 0 and ok[i] and not np.isnan(v[i]) and (((t[i] - t0) << 41) | tie[i]) == best[e]:
+        if e >= 0 and ok[i] and not np.isnan(v[i]) and t[i] == best_t[e] and tie[i] == best_tie[e]:
+            best_t[e] = _NEVER                               # done with: the scratch is clean again
+            if held_check and t[i] < time[e]:
+                continue
             value[e] = v[i]
             time[e] = t[i]
-            best[e] = _NEVER                                 # written: the scratch is clean again
             changed += 1
     return changed
 
@@ -315,13 +317,15 @@ def latest_top(ent: np.ndarray, ok: np.ndarray, v: np.ndarray) -> int:
     return int(_latest_top(ent, ok, v))
 
 
-def latest_apply(ent, ok, v, t, tie, t0: int, best, value, time) -> int:
+def latest_apply(ent, ok, v, t, tie, held_check: bool, best_t, best_tie, value, time) -> int:
     """The newest reading of each entity into ``value`` / ``time`` (per entity code), in one pass
-    over a tick's rows and one back: newest by :func:`indicators.engine.state.tie_key` (event time
-    within the tick, then the id hash), of equal keys the last row - what ``newest`` and a
-    fancy-indexed assignment give.  ``best``: scratch of at least ``len(value)`` int64 holding
+    over a tick's rows and one back: newest by event time ``t``, then ``tie`` (the id hash's
+    bits), of rows equal in both the last - what :func:`indicators.engine.state.newest` and a
+    fancy-indexed assignment give.  ``held_check``: a reading older than the time the entity
+    holds is no newer value (events at their own times, moved into a later tick).
+    ``best_t`` / ``best_tie``: scratch of at least ``len(value)`` int64, ``best_t`` holding
     int64's minimum, left so.  Returns the number of entities written."""
-    return int(_latest_apply(ent, ok, v, t, tie, np.int64(t0), best, value, time))
+    return int(_latest_apply(ent, ok, v, t, tie, held_check, best_t, best_tie, value, time))
 
 
 def set_insert(keys: np.ndarray, bits: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -465,7 +469,7 @@ def warm_up() -> None:
     time_order(np.arange(100, dtype=np.int64)[::-1].copy())
     ent, ok, v, t = np.array([0, -1]), np.ones(2, np.bool_), np.array([1.0, np.nan]), np.array([5, 6])
     latest_top(ent, ok, v)
-    latest_apply(ent, ok, v, t, t, 0, np.full(1, _NEVER), np.zeros(1), np.zeros(1, np.int64))
+    latest_apply(ent, ok, v, t, t, False, np.full(1, _NEVER), np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64))
 
 
 __all__ = ["Lookup", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",

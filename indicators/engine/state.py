@@ -110,7 +110,7 @@ class Latest:
         self.value = np.full((max(n, 1), C), np.nan)
         self.time = np.full((max(n, 1), C), EMPTY_TIME, dtype=np.int64)
         self.version = 0
-        self._best = np.zeros(0, dtype=np.int64)     # scratch of the compiled update (int64 min when idle)
+        self._best_t = self._best_tie = np.zeros(0, dtype=np.int64)   # scratch of the compiled update
 
     def col(self, name: str) -> int:
         if name not in self.columns:
@@ -133,24 +133,16 @@ class Latest:
         if self.where is not None:
             ok &= self.where(b)
         C = len(self.columns)
-        if C == 1 and "et" not in b:                 # the common case: one compiled pass, no gathers
-            self._update_one(b, ent, ok, ctx)
+        if C == 1:                                   # the common case: one compiled pass, no gathers
+            self._update_one(b, ent, ok)
             return
-        if C == 1:
-            v = b[self.columns[0]]
-            r = np.flatnonzero(ok & ~np.isnan(v))
-            if not len(r):
-                return
-            cell = ent[r]
-            vals = v[r]
-        else:
-            stacked = np.stack([b[c] for c in self.columns], axis=1)
-            m = ok[:, None] & ~np.isnan(stacked)
-            if not m.any():
-                return
-            r, c = np.nonzero(m)
-            cell = ent[r] * C + c
-            vals = stacked[r, c]
+        stacked = np.stack([b[c] for c in self.columns], axis=1)
+        m = ok[:, None] & ~np.isnan(stacked)
+        if not m.any():
+            return
+        r, c = np.nonzero(m)
+        cell = ent[r] * C + c
+        vals = stacked[r, c]
         self.ensure(int(ent[r].max()) + 1)
         t = b["t"][r]
         et, when = own_times(b, r, t)
@@ -161,19 +153,21 @@ class Latest:
         held[cell] = when[win]
         self.version += 1
 
-    def _update_one(self, b: dict, ent: np.ndarray, ok: np.ndarray, ctx: TickCtx) -> None:
-        """:meth:`update` for one value column and events at their own times: what the general
-        path computes (newest by :func:`tie_key`), without a numpy pass per step."""
+    def _update_one(self, b: dict, ent: np.ndarray, ok: np.ndarray) -> None:
+        """:meth:`update` for one value column, in one compiled pass and one back: what the
+        stacked path computes (:func:`newest`, the time kept by :func:`own_times`)."""
         from .compiled import latest_apply, latest_top
         v = b[self.columns[0]]
         top = latest_top(ent, ok, v)
         if top < 0:
             return
         self.ensure(top + 1)
-        if len(self._best) < len(self.value):
-            self._best = np.full(len(self.value), np.iinfo(np.int64).min, dtype=np.int64)
-        latest_apply(ent, ok, v, b["t"], b["tie"], ctx.T - ctx.tick_ms, self._best,
-                     self.value[:, 0], self.time[:, 0])
+        if len(self._best_t) < len(self.value):
+            self._best_t = np.full(len(self.value), np.iinfo(np.int64).min, dtype=np.int64)
+            self._best_tie = np.zeros(len(self.value), dtype=np.int64)
+        et = b.get("et")                             # events at their own times, moved into this tick
+        latest_apply(ent, ok, v, b["t"] if et is None else et, b["tie"], et is not None,
+                     self._best_t, self._best_tie, self.value[:, 0], self.time[:, 0])
         self.version += 1
 
     def state(self) -> dict:
