@@ -37,6 +37,23 @@ FURNITURE_STYLE: dict[str, tuple[tuple[int, int, int, int], float]] = {
 }
 assert set(FURNITURE_STYLE) == set(FURNITURE_TYPES)
 
+# How furniture stands up where the scene is seen from the side (the patrol phone's eye view):
+# a "pole" (a shaded column of the asset's inventory height, ``height_m``) or a "tree" (a trunk
+# and a crown), with the half-width in metres.  Widths are drawing choices, not measurements:
+# poles are drawn about twice their real ~0.2 m so that a phone shows them; a street tree's crown
+# is the disc's 2.2 m (≈ 4.4 m across, under the 8-9 m planting distance of data/sources/furniture.toml).
+# Types not listed stay flat discs: covers, grates and bike bays lie in the ground, and the lifts'
+# and escalators' heights are their travel inside a structure.
+STANDING: dict[str, tuple[str, float]] = {
+    "lamp_pole": ("pole", 0.2), "ground_light": ("pole", 0.15), "fire_hydrant": ("pole", 0.25),
+    "street_tree": ("tree", 2.2), "cctv_camera": ("pole", 0.12), "bollard": ("pole", 0.12),
+    "bin": ("pole", 0.3), "bench": ("pole", 0.5), "signage": ("pole", 0.15),
+    "broadcast_speaker": ("pole", 0.12), "life_buoy": ("pole", 0.2), "emergency_call": ("pole", 0.25),
+    "distribution_box": ("pole", 0.4), "toilet": ("pole", 3.0), "turnstile": ("pole", 0.3),
+    "gate": ("pole", 0.5), "first_aid": ("pole", 1.5),
+}
+assert set(STANDING) <= set(FURNITURE_TYPES)
+
 TIER_COLOURS = {  # zone fill by alert tier (Emergency Response Law colours)
     "none": (70, 130, 180, 70), "blue": (30, 120, 255, 120), "yellow": (250, 210, 30, 140),
     "orange": (255, 140, 0, 150), "red": (230, 30, 30, 170), "nodata": (120, 120, 120, 60),
@@ -145,7 +162,7 @@ def static_scene(gdf, frame: LocalFrame, zone_tiers: dict[str, str] | None = Non
     return out
 
 
-FURNITURE_MAGIC = b"STF1"
+FURNITURE_MAGIC = b"STF2"
 
 
 def furniture_rows(gdf):
@@ -156,10 +173,12 @@ def furniture_rows(gdf):
 def furniture_binary(gdf, frame: LocalFrame) -> bytes:
     """Street furniture as binary columns.
 
-    Layout: b"STF1", uint32 count, uint32 header length, JSON header
-    (type names, radius per type), padding to 4 bytes, then float32 x,y,z
-    (count*3), uint8 RGBA (count*4), uint8 type code (count).  Picking
-    returns the index; the server maps it back to the asset id.
+    Layout: b"STF2", uint32 count, uint32 header length, JSON header
+    (type names, disc radius per type, how each type stands - :data:`STANDING`),
+    padding to 4 bytes, then float32 x,y,z (count*3; z 0.3 m above the ground),
+    uint8 RGBA (count*4), uint8 type code (count), padding to 4 bytes, float32
+    height in metres (count, from the inventory).  Picking returns the index;
+    the server maps it back to the asset id.
     """
     f = furniture_rows(gdf)
     types = list(FURNITURE_STYLE)
@@ -168,11 +187,14 @@ def furniture_binary(gdf, frame: LocalFrame) -> bytes:
     z = f["base_elevation_m"].to_numpy() + 0.3
     pos = np.column_stack([x, y, z]).astype("<f4")
     col = np.asarray([FURNITURE_STYLE[t][0] for t in types], dtype=np.uint8)[code]
+    height = np.nan_to_num(f["height_m"].to_numpy(np.float64)).astype("<f4")
     header = json.dumps({"types": types, "radius": [FURNITURE_STYLE[t][1] for t in types],
+                         "stand": [STANDING.get(t) for t in types],
                          "origin": [frame.lon0, frame.lat0]}, separators=(",", ":")).encode()
     header += b" " * (-(12 + len(header)) % 4)
+    pad = b"\0" * (-len(f) % 4)                          # the heights start on 4 bytes
     return b"".join([FURNITURE_MAGIC, struct.pack("<II", len(f), len(header)), header,
-                     pos.tobytes(), col.tobytes(), code.tobytes()])
+                     pos.tobytes(), col.tobytes(), code.tobytes(), pad, height.tobytes()])
 
 
 TOWER_MAGIC = b"STM1"

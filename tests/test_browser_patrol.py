@@ -278,6 +278,65 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
     assert phone.errors == []
 
 
+def test_in_the_eye_view_furniture_stands_at_its_height_and_a_standing_lamp_pole_is_tapped(phone, inventory):
+    """Seen along the route, lamp poles, hydrants and trees stand up (a lamp pole as tall as the
+    inventory says); seen from above they are discs again; a tap on a standing pole opens it."""
+    from dashboard.scene import furniture_rows
+    rows = furniture_rows(inventory).reset_index(drop=True)
+    phone.locator("#tab-roam").tap()
+    phone.evaluate("window.scenicPatrol.playing = false")
+    phone.select_option("#roam-view", "above")
+    phone.wait_for_function("document.querySelector('#twin-deck').dataset.standing === 'flat'", timeout=60_000)
+    assert phone.evaluate("window.scenicTwin.deck.props.layers.some(l => l.id === 'furniture')")
+    phone.select_option("#roam-view", "eye")
+    phone.wait_for_function("document.querySelector('#twin-deck').dataset.standing === '3d'", timeout=60_000)
+    phone.wait_for_function("window.scenicTwin.deck.props.layers.some(l => l.id === 'furniture-columns')",
+                            timeout=30_000)
+    got = phone.evaluate("""() => { const t = window.scenicTwin, L = {};
+        for (const l of t.deck.props.layers) L[l.id] = l;
+        const f = t.furn, types = f.header.types, vp = t.deck.getViewports()[0], o = t.spec.origin;
+        const cols = L['furniture-columns'].props.data, crowns = L['furniture-crowns'].props.data;
+        const lonlat = (i) => [o[0] + f.positions[3 * i] / (111320 * Math.cos(o[1] * Math.PI / 180)),
+                               o[1] + f.positions[3 * i + 1] / 110574];
+        // the lamp pole nearest the middle of the screen whose mid-height shows on it (not under
+        // the details a previous tap opened)
+        const deck = document.getElementById('twin-deck'), box = deck.getBoundingClientRect();
+        let best = null;
+        for (const i of cols) {
+            if (types[f.codes[i]] !== 'lamp_pole') continue;
+            const [x, y] = vp.project([...lonlat(i), f.positions[3 * i + 2] - 0.3 + f.heights[i] / 2]);
+            if (x < 20 || y < 20 || x > vp.width - 20 || y > vp.height - 20) continue;
+            if (!deck.contains(document.elementFromPoint(box.left + x, box.top + y))) continue;
+            const d = Math.hypot(x - vp.width / 2, y - vp.height / 2);
+            if (!best || d < best.d) best = {i, d, x, y};
+        }
+        return {cols: cols.length, crowns: crowns.length, flat: L['furniture-flat'].props.data.length,
+                colTypes: [...new Set(cols.map(i => types[f.codes[i]]))],
+                crownTypes: [...new Set(crowns.map(i => types[f.codes[i]]))],
+                flatTypes: [...new Set(L['furniture-flat'].props.data.map(i => types[f.codes[i]]))],
+                pole: best && best.i, poleHeight: best && f.heights[best.i],
+                picked: best && (() => { const p = t.pickAt(best.x, best.y); return p && [p.layer.id, p.object]; })()}; }""")
+    assert got["cols"] > 50 and got["crowns"] > 10, got
+    assert {"lamp_pole", "street_tree"} <= set(got["colTypes"]) and got["crownTypes"] == ["street_tree"], got
+    assert "manhole_cover" in got["flatTypes"] and not {"lamp_pole", "street_tree"} & set(got["flatTypes"]), got
+    assert got["pole"] is not None, f"no lamp pole shows in the eye view: {got}"
+    lamp = rows.iloc[got["pole"]]
+    assert lamp["type"] == "lamp_pole" and got["poleHeight"] == pytest.approx(lamp["height_m"]), (got, lamp)
+    assert got["picked"] == ["furniture-columns", got["pole"]], got
+    tapped = _tap_world(phone, lamp.geometry.x, lamp.geometry.y,
+                        float(lamp.base_elevation_m) + float(lamp.height_m) / 2)
+    try:
+        phone.wait_for_function(f"document.querySelector('#twin-details').innerText.includes('{lamp.asset_id}')",
+                                timeout=30_000)
+    except Exception as e:
+        raise AssertionError(f"deck picked {tapped}; selections "
+                             f"{phone.evaluate('JSON.stringify(window.scenicTwin.selections.slice(-3))')}; "
+                             f"taps {phone.evaluate('JSON.stringify(window.scenicTwin.taps)')}; "
+                             f"details {phone.locator('#twin-details').inner_text()!r}") from e
+    assert "路灯亮灯" in phone.locator("#twin-details").inner_text()
+    assert phone.errors == []
+
+
 def test_a_report_that_could_not_be_sent_waits_on_the_phone_and_goes_once_after_a_reload(phone, console):
     ops, _ = console
     # the send goes nowhere (as on a phone that lost its network), and the page is closed

@@ -17,16 +17,137 @@
   function decodeFurniture(buf) {
     const view = new DataView(buf);
     const magic = String.fromCharCode(...new Uint8Array(buf, 0, 4));
-    if (magic !== "STF1") throw new Error("furniture buffer: bad magic " + magic);
+    if (magic !== "STF2") throw new Error("furniture buffer: bad magic " + magic);
     const n = u32(view, 4), hlen = u32(view, 8);
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 12, hlen)));
     let off = 12 + hlen;
     const positions = new Float32Array(buf, off, n * 3); off += n * 12;
     const colors = new Uint8Array(buf, off, n * 4); off += n * 4;
-    const codes = new Uint8Array(buf, off, n);
+    const codes = new Uint8Array(buf, off, n); off += n + ((4 - (n % 4)) % 4);
+    const heights = new Float32Array(buf, off, n);
     const radii = new Float32Array(n);
     for (let i = 0; i < n; i++) radii[i] = header.radius[codes[i]];
-    return { n, header, positions, colors, codes, radii };
+    return { n, header, positions, colors, codes, radii, heights };
+  }
+
+  // Unit shapes for furniture seen from the side: a column (radius 1, from the ground up to 1)
+  // and a crown (radius 1 across, from 0 up to 1), with normals for shading.
+  function meshOf(pos, nor, idx) {
+    return { attributes: { POSITION: { value: new Float32Array(pos), size: 3 },
+                           NORMAL: { value: new Float32Array(nor), size: 3 },
+                           TEXCOORD_0: { value: new Float32Array((pos.length / 3) * 2), size: 2 } },
+             indices: { value: new Uint32Array(idx), size: 1 } };
+  }
+  function columnMesh(sides) {
+    const pos = [], nor = [], idx = [];
+    for (let k = 0; k <= sides; k++) {
+      const a = (2 * Math.PI * k) / sides, c = Math.cos(a), s = Math.sin(a);
+      pos.push(c, s, 0, c, s, 1); nor.push(c, s, 0, c, s, 0);
+      if (k < sides) { const b = 2 * k; idx.push(b, b + 2, b + 1, b + 1, b + 2, b + 3); }
+    }
+    const top = pos.length / 3;
+    pos.push(0, 0, 1); nor.push(0, 0, 1);
+    for (let k = 0; k <= sides; k++) {
+      const a = (2 * Math.PI * k) / sides;
+      pos.push(Math.cos(a), Math.sin(a), 1); nor.push(0, 0, 1);
+      if (k < sides) idx.push(top, top + 1 + k, top + 2 + k);
+    }
+    return meshOf(pos, nor, idx);
+  }
+  function crownMesh(seg, rings) {
+    const pos = [], nor = [], idx = [];
+    for (let r = 0; r <= rings; r++) {
+      const th = (Math.PI * r) / rings, z = Math.cos(th), w = Math.sin(th);
+      for (let k = 0; k <= seg; k++) {
+        const a = (2 * Math.PI * k) / seg, x = w * Math.cos(a), y = w * Math.sin(a);
+        pos.push(x, y, 0.5 + 0.5 * z); nor.push(x, y, z);
+        if (r < rings && k < seg) {
+          const i = r * (seg + 1) + k, j = i + seg + 1;
+          idx.push(i, j, i + 1, i + 1, j, j + 1);
+        }
+      }
+    }
+    return meshOf(pos, nor, idx);
+  }
+
+  // The patrol phone's eye view looks along the route from a few metres up: there lamp poles,
+  // hydrants, trees and the like stand at their inventory heights (header.stand says how each
+  // type stands), and only what lies in the ground stays a disc.  Seen from above (the wall, the
+  // console, a steep view) every piece is a disc: a map symbol that stays visible at any zoom.
+  const TRUNK_RGBA = [120, 90, 62, 255];
+  const STAND_PITCH = 60;                              // degrees: the eye view is 72, "from above" 45
+  // Only what stands within STAND_NEAR_M of the view's centre stands up (the eye view looks ~25 m
+  // ahead of the walker; beyond a few hundred metres a pole is a pixel): a phone draws a few
+  // thousand shapes, not 13,000.  The set is rebuilt when the centre has moved STAND_STEP_M.
+  const STAND_NEAR_M = 300, STAND_STEP_M = 40;
+  function viewCentre() {
+    const vp = viewport(), o = state.spec && state.spec.origin;
+    if (!vp || !o) return null;
+    return [(vp.longitude - o[0]) * 111320 * Math.cos((o[1] * Math.PI) / 180), (vp.latitude - o[1]) * 110574];
+  }
+  function standingLayers(common, centre) {
+    const D = window.deck, f = state.furn, P = f.positions, C = f.colors;
+    const columns = [], crowns = [], flat = [];
+    const r2 = STAND_NEAR_M * STAND_NEAR_M;
+    for (let i = 0; i < f.n; i++) {
+      const how = f.header.stand[f.codes[i]];
+      const dx = P[3 * i] - centre[0], dy = P[3 * i + 1] - centre[1];
+      if (!how || !(f.heights[i] > 0)) { flat.push(i); continue; }
+      if (dx * dx + dy * dy > r2) continue;
+      columns.push(i);
+      if (how[0] === "tree") crowns.push(i);
+    }
+    const ground = (i) => P[3 * i + 2] - 0.3;
+    const colour = (i) => [C[4 * i], C[4 * i + 1], C[4 * i + 2], 255];
+    const width = (i) => f.header.stand[f.codes[i]][1];
+    const isTree = (i) => f.header.stand[f.codes[i]][0] === "tree";
+    state.standCentre = centre;
+    return [
+      new D.ScatterplotLayer({
+        id: "furniture-flat", ...common, pickable: true, radiusUnits: "meters", radiusMinPixels: 1.2,
+        data: flat, getPosition: (i) => [P[3 * i], P[3 * i + 1], P[3 * i + 2]],
+        getFillColor: (i) => [C[4 * i], C[4 * i + 1], C[4 * i + 2], C[4 * i + 3]], getRadius: (i) => f.radii[i],
+      }),
+      new D.SimpleMeshLayer({
+        id: "furniture-columns", ...common, pickable: true, mesh: COLUMN, data: columns,
+        getPosition: (i) => [P[3 * i], P[3 * i + 1], ground(i)],
+        getScale: (i) => (isTree(i) ? [0.25, 0.25, 0.45 * f.heights[i]] : [width(i), width(i), f.heights[i]]),
+        getColor: (i) => (isTree(i) ? TRUNK_RGBA : colour(i)),
+      }),
+      new D.SimpleMeshLayer({
+        id: "furniture-crowns", ...common, pickable: true, mesh: CROWN, data: crowns,
+        getPosition: (i) => [P[3 * i], P[3 * i + 1], ground(i) + 0.35 * f.heights[i]],
+        getScale: (i) => [width(i), width(i), 0.65 * f.heights[i]],
+        getColor: colour,
+      }),
+    ];
+  }
+  const COLUMN = columnMesh(6), CROWN = crownMesh(7, 4);
+  // Whether the drawn furniture no longer fits the view: seen from the side now (or from above
+  // again), or walked on past STAND_STEP_M.  The view is the one last drawn.
+  function standingDue() {
+    const vp = state.standAllowed ? viewport() : null;
+    const want = Boolean(vp && vp.pitch >= STAND_PITCH);
+    if (want !== state.standing) return true;
+    const c = want && state.standCentre ? viewCentre() : null;
+    return Boolean(c && Math.hypot(c[0] - state.standCentre[0], c[1] - state.standCentre[1]) > STAND_STEP_M);
+  }
+  function syncStanding() {
+    if (!state.deck || !standingDue()) return false;
+    const vp = viewport();
+    state.standing = Boolean(state.standAllowed && vp && vp.pitch >= STAND_PITCH);
+    state.deck.props.parent.dataset.standing = state.standing ? "3d" : "flat";
+    redraw();
+    return true;
+  }
+  // the furniture index a pick stands for (null: not furniture)
+  function furnitureOf(info) {
+    const id = info.layer && info.layer.id;
+    if (id === "furniture") return info.index >= 0 ? info.index : null;
+    if (id === "furniture-flat" || id === "furniture-columns" || id === "furniture-crowns") {
+      return typeof info.object === "number" ? info.object : null;
+    }
+    return null;
   }
 
   function decodeTower(buf) {
@@ -64,23 +185,26 @@
   const LAYER_RANK = { "alert-markers": 0, places: 2, tower: 4, buildings: 4, bridges: 4, arches: 4, zones: 5 };
   function rank(info) {
     const id = info.layer && info.layer.id;
-    if (id === "furniture") {
-      const t = state.furn.header.types[state.furn.codes[info.index]];
+    const fi = furnitureOf(info);
+    if (fi !== null) {
+      const t = state.furn.header.types[state.furn.codes[fi]];
       return LOW.has(t) ? 3 : FLUSH.has(t) ? 1.5 : 1;
     }
     return id in LAYER_RANK ? LAYER_RANK[id] : 6;
   }
   function pickAt(x, y) {
     if (!state.deck) return null;
+    syncStanding();             // a view set a moment ago may not have been drawn with its furniture yet
     const infos = state.deck.pickMultipleObjects({ x, y, radius: 6, depth: 12 }) || [];
-    const usable = infos.filter((i) => i.layer && (i.layer.id === "furniture" ? i.index >= 0 : i.object));
+    const usable = infos.filter((i) => i.layer && (furnitureOf(i) !== null || (i.object && typeof i.object === "object")));
     usable.sort((a, b) => rank(a) - rank(b));
     return usable[0] || null;
   }
   function selectInfo(info) {
     if (!info) return;
     const id = info.layer.id;
-    if (id === "furniture") select({ kind: "furniture", index: info.index, t: Date.now() });
+    const fi = furnitureOf(info);
+    if (fi !== null) select({ kind: "furniture", index: fi, t: Date.now() });
     else if (id === "zones" && info.object.zone_id) select({ kind: "zone", id: info.object.zone_id, t: Date.now() });
     else if (id === "alert-markers" && info.object.asset) select({ kind: "asset", id: info.object.asset, t: Date.now() });
     else if (info.object && info.object.id) select({ kind: "asset", id: info.object.id, t: Date.now() });
@@ -221,6 +345,12 @@
     state.spec = spec;
     state.staticLayers = props.layers;
     state.extraLayers = [furniture, shell];
+    state.flatLayers = [furniture, shell];
+    state.standing3d = null;
+    state.standCentre = null;
+    state.standing = false;
+    state.standAllowed = Boolean(cfg.route);          // the patrol page's eye view
+    state.common = common;
     state.deck = new D.Deck({
       parent: el,
       views: props.views,
@@ -228,7 +358,10 @@
       controller: true,
       layers: [...props.layers, ...state.extraLayers],
       getTooltip: tooltip,
-      onAfterRender: () => { state.frames += 1; el.dataset.frames = String(state.frames); },
+      onAfterRender: () => {
+        state.frames += 1; el.dataset.frames = String(state.frames);
+        if (standingDue()) setTimeout(syncStanding, 0);      // not from inside deck's render
+      },
       onError: (e) => { state.errors.push(String(e)); console.error("deck.gl:", e); },
     });
     el.dataset.assets = String(furn.n);
@@ -323,7 +456,22 @@
   }
   function redraw() {
     if (!state.deck) return;
-    state.deck.setProps({ layers: [...state.staticLayers, ...state.extraLayers, ...overlayLayers()] });
+    if (state.standing) {
+      const c = viewCentre();
+      const moved = c && (!state.standCentre || Math.hypot(c[0] - state.standCentre[0], c[1] - state.standCentre[1]) > STAND_STEP_M);
+      if (moved || !state.standing3d) state.standing3d = standingLayers(state.common, c || [0, 0]);
+      state.extraLayers = [...state.standing3d, state.flatLayers[1]];
+    } else {
+      if (state.standing3d) {
+        // deck.gl does not take back a layer it has finalised: coming back from the side view
+        // the discs are new instances of the same layer (and the side view's are built anew)
+        state.flatLayers = state.flatLayers.map((l) => l.clone({}));
+        state.standing3d = null;
+        state.standCentre = null;
+      }
+      state.extraLayers = state.flatLayers;
+    }
+    state.deck.setProps({ layers: [...state.staticLayers, ...state.extraLayers, ...(state.live ? overlayLayers() : [])] });
   }
   function applyLive(live) {
     state.live = Object.assign(state.live || {}, live || {});
