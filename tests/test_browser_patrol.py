@@ -239,6 +239,18 @@ def _tap_world(pg, lon, lat, z):
     return picked
 
 
+def _wait_details(pg, text: str, what: str, picked) -> None:
+    """Wait until the details show ``text``; else fail saying what the tap picked and selected."""
+    try:
+        pg.wait_for_function(f"document.querySelector('#twin-details').innerText.includes('{text}')",
+                             timeout=30_000)
+    except Exception as e:
+        raise AssertionError(f"{what}: deck picked {picked}; selections "
+                             f"{pg.evaluate('JSON.stringify(window.scenicTwin.selections.slice(-3))')}; "
+                             f"taps {pg.evaluate('JSON.stringify(window.scenicTwin.taps)')}; "
+                             f"details {pg.locator('#twin-details').inner_text()!r}") from e
+
+
 def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phone, inventory):
     phone.evaluate("window.scenicPatrol.playing = false")
     for kind, text in (("fire_hydrant", "消防栓水压"), ("lamp_pole", "路灯亮灯"), ("checkpoint", None)):
@@ -264,14 +276,7 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
                 break
             phone.locator("#tab-roam").tap()
             picked = aim_and_tap(attempt)
-        try:
-            phone.wait_for_function(f"document.querySelector('#twin-details').innerText.includes('{a.name_zh}')",
-                                    timeout=30_000)
-        except Exception as e:
-            raise AssertionError(f"{kind}: deck picked {picked}; selections "
-                                 f"{phone.evaluate('JSON.stringify(window.scenicTwin.selections.slice(-3))')}; "
-                                 f"taps {phone.evaluate('JSON.stringify(window.scenicTwin.taps)')}; "
-                                 f"details {phone.locator('#twin-details').inner_text()!r}") from e
+        _wait_details(phone, a.name_zh, kind, picked)
         shown = phone.locator("#twin-details").inner_text()
         assert text is None or text in shown, f"{kind}: {shown!r}"
         assert phone.locator("#details-box").is_visible()
@@ -330,14 +335,7 @@ def test_in_the_eye_view_furniture_stands_at_its_height_and_a_standing_lamp_pole
     assert lamp["type"] == "lamp_pole" and got["poleHeight"] == pytest.approx(lamp["height_m"]), (got, lamp)
     tapped = _tap_world(phone, lamp.geometry.x, lamp.geometry.y,
                         float(lamp.base_elevation_m) + float(lamp.height_m) / 2)
-    try:
-        phone.wait_for_function(f"document.querySelector('#twin-details').innerText.includes('{lamp.asset_id}')",
-                                timeout=30_000)
-    except Exception as e:
-        raise AssertionError(f"deck picked {tapped}; selections "
-                             f"{phone.evaluate('JSON.stringify(window.scenicTwin.selections.slice(-3))')}; "
-                             f"taps {phone.evaluate('JSON.stringify(window.scenicTwin.taps)')}; "
-                             f"details {phone.locator('#twin-details').inner_text()!r}") from e
+    _wait_details(phone, lamp.asset_id, "standing lamp pole", tapped)
     assert "路灯亮灯" in phone.locator("#twin-details").inner_text()
     assert phone.errors == []
 
