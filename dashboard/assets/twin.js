@@ -91,8 +91,8 @@
     const r2 = STAND_NEAR_M * STAND_NEAR_M;
     for (let i = 0; i < f.n; i++) {
       const how = f.header.stand[f.codes[i]];
-      const dx = P[3 * i] - centre[0], dy = P[3 * i + 1] - centre[1];
       if (!how || !(f.heights[i] > 0)) { flat.push(i); continue; }
+      const dx = P[3 * i] - centre[0], dy = P[3 * i + 1] - centre[1];
       if (dx * dx + dy * dy > r2) continue;
       columns.push(i);
       if (how[0] === "tree") crowns.push(i);
@@ -125,17 +125,21 @@
   const COLUMN = columnMesh(6), CROWN = crownMesh(7, 4);
   // Whether the drawn furniture no longer fits the view: seen from the side now (or from above
   // again), or walked on past STAND_STEP_M.  The view is the one last drawn.
-  function standingDue() {
+  function wantStanding() {
     const vp = state.standAllowed ? viewport() : null;
-    const want = Boolean(vp && vp.pitch >= STAND_PITCH);
-    if (want !== state.standing) return true;
-    const c = want && state.standCentre ? viewCentre() : null;
-    return Boolean(c && Math.hypot(c[0] - state.standCentre[0], c[1] - state.standCentre[1]) > STAND_STEP_M);
+    return Boolean(vp && vp.pitch >= STAND_PITCH);
+  }
+  function walkedOn(c) {
+    return Boolean(c && state.standCentre
+      && Math.hypot(c[0] - state.standCentre[0], c[1] - state.standCentre[1]) > STAND_STEP_M);
+  }
+  function standingDue() {
+    const want = wantStanding();
+    return want !== state.standing || (want && walkedOn(viewCentre()));
   }
   function syncStanding() {
     if (!state.deck || !standingDue()) return false;
-    const vp = viewport();
-    state.standing = Boolean(state.standAllowed && vp && vp.pitch >= STAND_PITCH);
+    state.standing = wantStanding();
     state.deck.props.parent.dataset.standing = state.standing ? "3d" : "flat";
     redraw();
     return true;
@@ -458,8 +462,7 @@
     if (!state.deck) return;
     if (state.standing) {
       const c = viewCentre();
-      const moved = c && (!state.standCentre || Math.hypot(c[0] - state.standCentre[0], c[1] - state.standCentre[1]) > STAND_STEP_M);
-      if (moved || !state.standing3d) state.standing3d = standingLayers(state.common, c || [0, 0]);
+      if (!state.standing3d || walkedOn(c)) state.standing3d = standingLayers(state.common, c || [0, 0]);
       state.extraLayers = [...state.standing3d, state.flatLayers[1]];
     } else {
       if (state.standing3d) {
