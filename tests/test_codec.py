@@ -11,6 +11,12 @@ import pytest
 from indicators.engine.kernels import Codec
 
 
+@pytest.fixture(scope="module")
+def catalog(inventory):
+    from indicators.catalog import load_catalog
+    return load_catalog(inventory=inventory)
+
+
 def reference(codec_vocab, values, *, dynamic=False, aliases=None):
     """The codes a dict gives, row by row (and what a dynamic codec learns)."""
     vocab = list(codec_vocab)
@@ -250,3 +256,59 @@ def test_a_latest_state_keeps_each_entitys_newest_reading_of_a_tick(seed, moved)
     st.update({"e": np.array([3, -1]), "t": np.array([103_000, 103_000]), "tie": np.zeros(2, np.int64),
                "v": np.array([np.nan, 7.0]), "keep": np.ones(2, bool)}, None, TickCtx(103_000, 103, 1000, 0))
     assert st.version == version                  # no reading at all: nothing changed
+
+
+def test_the_validity_mask_reads_the_bitmap_of_any_slice():
+    from indicators.engine.kernels import valid_mask
+    g = np.random.default_rng(9)
+    values = [None if g.random() < 0.3 else f"v{k}" for k in range(203)]
+    arr = pa.array(values, pa.string())
+    for lo in (0, 1, 7, 8, 13, 64, 200):
+        for hi in (lo, lo + 1, lo + 3, 203):
+            part = arr.slice(lo, max(0, hi - lo))
+            assert list(valid_mask(part)) == [v is not None for v in values[lo:hi]]
+    assert list(valid_mask(pa.chunked_array([arr.slice(0, 5), arr.slice(5, 9)]))) == [v is not None for v in values[:14]]
+    assert list(valid_mask(pa.array([None, None], pa.string()))) == [False, False]
+    assert list(valid_mask(pa.array([1.0, 2.0]))) == [True, True]
+
+
+def test_a_feed_sent_a_few_rows_at_a_time_encodes_as_when_sent_at_once(catalog):
+    """A few rows (up to ``FEW``) are coded by dict lookups, more by the compiled table: every
+    feed kind's columns come out the same either way, dynamic ids learnt in the same order,
+    nulls, unknown ids and a case's department lists (null lists, null and unknown members,
+    another spelling of a department) included."""
+    from datetime import datetime, timezone
+
+    from indicators.engine.encode import Encoder
+    from indicators.engine.kernels import FEW
+    from indicators.engine.synthetic import synthetic_feeds
+    tables = synthetic_feeds(catalog, datetime(2025, 10, 1, 4, 0, tzinfo=timezone.utc), 300, seed=4)
+    cases = tables["case"].slice(0, 6)
+    depts = catalog.dims.members["department"]
+    alias = next(iter(catalog.dims.department_aliases), depts[0])
+    lists = [[depts[0], alias], None, [], [None, "no-such-department", depts[-1]], [depts[1]], [depts[2], depts[2]]]
+    tables["case"] = pa.concat_tables([tables["case"], cases.set_column(
+        cases.schema.get_field_index("departments"), "departments", pa.array(lists, pa.list_(pa.string())))])
+    once, few = Encoder(catalog.dims), Encoder(catalog.dims)
+    sizes = list(range(1, FEW + 1)) + [FEW + 5]         # consecutive slices: mostly few rows, some more
+    for kind, t in tables.items():
+        assert t.num_rows, kind
+        if t.num_rows <= 2 * FEW:                     # a feed with few records in the period: its rows again
+            t = pa.concat_tables([t] * (2 * FEW // t.num_rows + 1))
+        whole = once.encode(kind, t)
+        parts, lo = [], 0
+        while lo < t.num_rows:
+            k = sizes[len(parts) % len(sizes)]
+            parts.append(few.encode(kind, t.slice(lo, k)))
+            lo += k
+        for col, v in whole.items():
+            got = np.concatenate([p[col] for p in parts])
+            assert np.array_equal(got, v, equal_nan=v.dtype.kind == "f"), (kind, col)
+    for name in ("vehicle", "case", "staff"):      # dynamic codecs learnt the same ids in the same order
+        assert few.codecs[name].values == once.codecs[name].values and once.codecs[name].values, name
+    whole = once.encode("case", tables["case"].slice(tables["case"].num_rows - 6))
+    code = {d: k for k, d in enumerate(depts)}
+    a = code[catalog.dims.department_aliases.get(alias, alias)]
+    assert list(whole["ndept"]) == [2, 0, 0, 3, 1, 2]
+    assert list(whole["depts"]) == [(1 << code[depts[0]]) | (1 << a), 0, 0, 1 << code[depts[-1]],
+                                    1 << code[depts[1]], 1 << code[depts[2]]]

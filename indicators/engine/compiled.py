@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from .kernels import valid_mask
+
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
@@ -387,11 +389,7 @@ def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
             w64 = np.frombuffer(data, dtype=np.uint64, count=whole)
         else:
             w64 = np.frombuffer(raw[:whole * 8].tobytes(), dtype=np.uint64)
-    if arr.null_count:
-        valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    else:
-        valid = np.ones(n, dtype=np.bool_)
-    return w64, raw, offsets, valid
+    return w64, raw, offsets, valid_mask(arr)
 
 
 def hash_column(arr: pa.Array, salt: int = 0) -> np.ndarray:

@@ -27,7 +27,7 @@ from indicators.catalog.expand import Dimensions
 from indicators.catalog.model import STAFF_STATUSES
 from indicators.feeds.schemas import FACILITY_METRICS, WARNING_COLOURS
 
-from .kernels import Codec, hash_strings, one_chunk, quantise, to_float, to_ms
+from .kernels import FEW, Codec, hash_strings, one_chunk, quantise, to_float, to_ms, valid_mask
 
 __all__ = ["Encoder", "CASE_STATUSES", "CLOSED", "NO_EXPIRY", "DYNAMIC"]
 
@@ -84,7 +84,7 @@ class Encoder:
 
     def _crowd(self, t: pa.Table, out: dict) -> None:
         out["zone"] = self._c("zone", t, "zone_id")
-        out["total"] = np.asarray(pc.is_null(t.column("cell_id")).to_numpy(zero_copy_only=False), dtype=bool)
+        out["total"] = ~valid_mask(t.column("cell_id"))
         out["count"] = self._v(t, "count")
 
     def _gate(self, t: pa.Table, out: dict) -> None:
@@ -139,8 +139,7 @@ class Encoder:
         out["level"] = np.where(cancelled | (colour < 0), 0, colour + 1).astype(np.float64)
         exp = t.column("expires")
         if exp.null_count:
-            out["expires"] = np.where(np.asarray(pc.is_valid(exp).to_numpy(zero_copy_only=False), dtype=bool),
-                                      to_ms(exp.fill_null(0)), NO_EXPIRY)
+            out["expires"] = np.where(valid_mask(exp), to_ms(exp.fill_null(0)), NO_EXPIRY)
         else:
             out["expires"] = to_ms(exp)
 
@@ -151,15 +150,24 @@ class Encoder:
         out["status"] = self._c("case_status", t, "status")
         deps = one_chunk(t.column("departments"))
         n = t.num_rows
-        out["ndept"] = np.asarray(pc.fill_null(pc.list_value_length(deps), 0).to_numpy(zero_copy_only=False),
-                                  dtype=np.int64)
         mask = np.zeros(n, dtype=np.uint64)
-        flat = pc.list_flatten(deps)
-        if len(flat):
-            parent = np.asarray(pc.list_parent_indices(deps).to_numpy(zero_copy_only=False), dtype=np.intp)
-            code = self.codecs["department"].encode(flat)
+        if n <= FEW:                                     # a few cases: their lists as Python lists
+            lists = deps.to_pylist()
+            ndept = np.array([len(x) if x is not None else 0 for x in lists], dtype=np.int64)
+            flat = [d for x in lists if x for d in x]
+            code = self.codecs["department"].codes_of(flat) if flat else None
+            parent = np.repeat(np.arange(n), ndept)
+        else:
+            ndept = np.asarray(pc.fill_null(pc.list_value_length(deps), 0).to_numpy(zero_copy_only=False),
+                               dtype=np.int64)
+            flat = pc.list_flatten(deps)
+            code = self.codecs["department"].encode(flat) if len(flat) else None
+            parent = np.asarray(pc.list_parent_indices(deps).to_numpy(zero_copy_only=False), dtype=np.intp) \
+                if code is not None else None
+        if code is not None:
             ok = code >= 0
             np.bitwise_or.at(mask, parent[ok], np.left_shift(np.uint64(1), code[ok].astype(np.uint64)))
+        out["ndept"] = ndept
         out["depts"] = mask
 
     def _staff(self, t: pa.Table, out: dict) -> None:

@@ -31,9 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["hash_strings", "SeenSet", "quantise", "QUANTUM", "last_per_entity", "Codec", "Forecaster",
-           "LinearTrend", "to_float", "to_ms", "compare"]
+           "LinearTrend", "to_float", "to_ms", "valid_mask", "compare"]
 
 QUANTUM = 2.0 ** -16
+FEW = 12             # a column of at most this many rows is coded by dict lookups (Codec.codes_of)
 
 
 def hash_strings(arr: pa.Array | pa.ChunkedArray, salt: int = 0) -> np.ndarray:
@@ -179,6 +180,20 @@ def one_chunk(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return col
 
 
+def valid_mask(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True for each row of an Arrow column that holds a value: the validity bitmap unpacked as it
+    is (a compute call and a boolean array's conversion cost several times as much)."""
+    col = one_chunk(col)
+    n = len(col)
+    if col.null_count == 0:
+        return np.ones(n, dtype=bool)
+    if col.null_count == n:
+        return np.zeros(n, dtype=bool)
+    off = col.offset
+    bits = np.frombuffer(col.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, count=off + n, bitorder="little")[off:].view(np.bool_)
+
+
 def to_float(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A numeric Arrow column as float64 with NaN for nulls."""
     col = one_chunk(col)
@@ -280,10 +295,33 @@ class Codec:
                     out[miss] = [-1 if u is None else self.index[u] for u in vals]
         return out
 
+    def codes_of(self, vals: list) -> np.ndarray:
+        """The codes of Python strings (None: -1), as :meth:`encode` gives them; for a few rows
+        (:data:`FEW`) dict lookups cost less than the compiled table's set-up (buffer views, a
+        kernel call)."""
+        index, aliases = self.index, self.aliases
+        out = []
+        new = []
+        for v in vals:
+            c = index.get(v)
+            if c is None:
+                c = -1 if v is None else aliases.get(v, -1)
+                if c < 0 and self.dynamic and v is not None:
+                    c = index[v] = len(self.values)
+                    self.values.append(v)
+                    new.append(v)
+            out.append(c)
+        if new and self._lookup is not None and self._lookup_n == len(self.values) - len(new):
+            self._lookup.add(new, [index[v] for v in new])     # the table learns them in place
+            self._lookup_n = len(self.values)
+        return np.array(out, dtype=np.intp)
+
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         col = one_chunk(col)
         if len(col) == 0:
             return np.zeros(0, dtype=np.intp)
+        if len(col) <= FEW and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            return self.codes_of(col.to_pylist())
         if pa.types.is_dictionary(col.type):                   # look up the distinct values once
             d = col.dictionary
             if not pa.types.is_string(d.type):
