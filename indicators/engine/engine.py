@@ -508,6 +508,12 @@ class Engine:
             take, keep = [], []
             for c in chunks:                    # chunks are sorted by time: split them into views, no copy
                 t = c["t"]
+                if len(t) and t[-1] <= end:         # all of it due
+                    take.append(c)
+                    continue
+                if len(t) and t[0] > end:           # none of it due yet
+                    keep.append(c)
+                    continue
                 i = int(np.searchsorted(t, end, side="right"))
                 if i == 0:
                     keep.append(c)
@@ -520,13 +526,15 @@ class Engine:
             if not take:
                 continue
             b = take[0] if len(take) == 1 else {k: np.concatenate([c[k] for c in take]) for k in take[0]}
+            if K == 1:                                      # the usual advance: one tick takes them all
+                out[kind] = (b, (0, len(b["t"])))
+                continue
             j = (b["t"] - T0 - 1) // self.tick_ms          # 0 .. K-1: tick T0 + (j+1)*tick
-            if K > 1 and (len(j) > 1 and (np.diff(j) < 0).any()):
+            if len(j) > 1 and (np.diff(j) < 0).any():
                 order = np.argsort(j, kind="stable")        # once per advance, not per tick
                 b = {k: v[order] for k, v in b.items()}
                 j = j[order]
-            bounds = np.searchsorted(j, np.arange(K + 1), side="left") if K > 1 else np.array([0, len(j)])
-            out[kind] = (b, bounds)
+            out[kind] = (b, np.searchsorted(j, np.arange(K + 1), side="left"))
         return out
 
     def _run(self, end: int, want: Callable[[int], bool] | None = None) -> Iterator[Tick]:
