@@ -150,3 +150,41 @@ def test_only_the_runtime_forecast_pages_the_catalog_forecast_values_do_not(tmp_
     assert all(r.enabled for r in p.rules.values() if r.family == "crowd.load_rate")
     assert p.runtime.fc_setup is not None and len(p.runtime.fc_setup.zones) == 17
     store.close()
+
+
+@pytest.mark.parametrize("lead", [0, 40])
+def test_the_catalogs_linear_trend_fits_each_zones_own_samples(lead):
+    """The engine's load forecast (catalog forecast families): per zone the least-squares line
+    through the samples it has, at each horizon, clipped at 0 - whether every zone has every
+    sample, some started reporting later (gaps), one never reported, or the first ``lead``
+    samples predate the engine (no zone has them)."""
+    from indicators.engine.kernels import LinearTrend
+    g = np.random.default_rng(lead)
+    n, zones = 120, 7
+    x = -np.arange(n - 1, -1, -1, dtype=np.float64) * 5.0
+    y = 40 + 0.05 * x[:, None] * g.normal(1, 0.5, zones) + g.normal(0, 2, (n, zones))
+    y[:, 6] = 0.2 - 0.01 * x                            # falling to below 0 ahead: clipped
+    y[:lead] = np.nan
+    h = np.array([900.0, 1800.0])
+
+    def want(y):
+        out = np.full((len(h), y.shape[1]), np.nan)
+        for z in range(y.shape[1]):
+            ok = ~np.isnan(y[:, z])
+            if ok.sum() >= 2:
+                slope, icept = np.polyfit(x[ok], y[ok, z], 1)
+                out[:, z] = np.maximum(icept + slope * h, 0.0)
+        return out
+
+    f = LinearTrend()
+    assert np.allclose(f.predict(x, y, h), want(y), rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert (f.predict(x, y, h)[:, 6] == 0).all()
+    y[lead:lead + 70, 2] = np.nan                        # zone 2 started reporting later
+    y[:, 4] = np.nan                                     # zone 4 never reported
+    y[lead + 5, 1] = np.nan                              # one sample missing
+    got = f.predict(x, y, h)
+    assert np.isnan(got[:, 4]).all() and not np.isnan(got[:, [0, 1, 2, 3, 5]]).any()
+    assert np.allclose(got, want(y), rtol=1e-9, atol=1e-9, equal_nan=True)
+    y[:, :] = np.nan
+    y[-1, 0] = 3.0                                       # one sample: no line
+    assert np.isnan(f.predict(x, y, h)).all()

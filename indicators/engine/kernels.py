@@ -367,13 +367,27 @@ class LinearTrend:
 
     def predict(self, x_s: np.ndarray, y: np.ndarray, horizons_s: np.ndarray) -> np.ndarray:
         gap = np.isnan(y)
-        if gap.any():
-            rows = ~gap.all(axis=1)                  # drop samples no zone has (e.g. before the engine started)
+        if not gap.any():
+            if len(x_s) >= self.min_samples:
+                # every sample present: each horizon's fitted value is a fixed linear combination of the samples
+                return np.maximum(self._weights(x_s, horizons_s) @ y, 0.0)
+            return self._masked(x_s, y, horizons_s)
+        rows = ~gap.all(axis=1)                      # drop samples no zone has (e.g. before the engine started)
+        if not rows.all():
             x_s, y, gap = x_s[rows], y[rows], gap[rows]
-        if len(x_s) >= self.min_samples and not gap.any():
-            # every sample present: each horizon's fitted value is a fixed linear combination of the samples
-            return np.maximum(self._weights(x_s, horizons_s) @ y, 0.0)
-        return self._masked(x_s, y, horizons_s)
+        if len(x_s) < self.min_samples:
+            return self._masked(x_s, y, horizons_s)
+        # zones with every sample take the fixed combination, a zone with none (not reporting) has
+        # no forecast; only those with gaps (one that started reporting later) need their own fit
+        some, every = gap.any(axis=0), gap.all(axis=0)
+        holed = some & ~every
+        out = np.full((len(horizons_s), y.shape[1]), np.nan)
+        full = ~some
+        if full.any():
+            out[:, full] = np.maximum(self._weights(x_s, horizons_s) @ y[:, full], 0.0)
+        if holed.any():
+            out[:, holed] = self._masked(x_s, y[:, holed], horizons_s)
+        return out
 
     @staticmethod
     def _weights(x_s: np.ndarray, horizons_s: np.ndarray) -> np.ndarray:
