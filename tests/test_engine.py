@@ -479,3 +479,45 @@ def test_a_compaction_cut_short_leaves_no_tick_twice_and_the_next_one_tidies_up(
     np.testing.assert_array_equal(_values(got)[2], _values(want)[2])
     h.compact(ticks[-1].time_ms + 3_600_000, limit=10)
     assert len(list((tmp_path / "h").rglob("*.parquet"))) == len(parts(tmp_path / "h"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_compiled_facility_judgement_is_the_rule_written_out(seed):
+    """Per facility entity (asset, metric): judged when its row exists, its schedule is open, it
+    is not under an open work order (maintenance reading >= 0.5) and its reading was taken since
+    the later of the window's opening and its return to service, at most its grace old; silent
+    when expected but not judged and the window (or the return) is older than the grace; else it
+    waits. The judgement changes by itself at the earliest of the next schedule change, a judged
+    reading turning stale and a waiting entity's grace running out."""
+    from indicators.engine.compiled import facility_judge
+    g = np.random.default_rng(seed)
+    n, R, S, T = 3000, 40, 4, 10_000_000
+    r = np.where(g.random(n) < 0.1, -1, g.integers(0, R, n)).astype(np.intp)
+    sched = g.integers(0, S, n).astype(np.intp)
+    silent = g.choice([60_000, 300_000, 900_000], n).astype(np.int64)
+    maint = g.integers(0, n, n).astype(np.intp)
+    value = np.where(g.random((n, 2)) < 0.2, np.nan, g.choice([0.0, 0.3, 0.5, 1.0, 7.0], (n, 2)))
+    time = T - g.integers(-5, 2_000_000, (n, 2)).astype(np.int64)
+    dopen = np.array([True, True, False, True])
+    dsince = np.array([-(1 << 62), T - 200_000, T + 5_000, T - 1_000_000], dtype=np.int64)
+    col = 1
+    idx, cnt, newest, n_silent, due = facility_judge(r, sched, silent, maint, value, time, col, dopen, dsince,
+                                                     T, R, T + 3_600_000)
+    val, tm = value[:, col], time[:, col]
+    mv, mt = value[maint, col], time[maint, col]
+    known = ~np.isnan(mv)
+    start = np.maximum(dsince[sched], np.where(known, mt, -1))
+    expected = (r >= 0) & dopen[sched] & ~(known & (mv >= 0.5))
+    fresh = ~np.isnan(val) & (tm >= start) & (T - tm <= silent)
+    judged = expected & fresh
+    silent_now = expected & ~fresh & (T - start > silent)
+    waiting = expected & ~fresh & ~silent_now
+    assert judged.sum() > 100 and silent_now.sum() > 100 and waiting.sum() > 10
+    assert list(idx) == list(np.flatnonzero(judged))
+    assert (cnt == np.bincount(r[judged], minlength=R)).all()
+    assert (n_silent == np.bincount(r[silent_now], minlength=R)).all()
+    want_newest = np.full(R, -1, dtype=np.int64)
+    np.maximum.at(want_newest, r[judged], tm[judged])
+    assert (newest == want_newest).all()
+    assert due == min(T + 3_600_000, int((tm[judged] + silent[judged]).min()) + 1,
+                      int((start[waiting] + silent[waiting]).min()) + 1)

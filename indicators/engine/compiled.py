@@ -314,6 +314,54 @@ def _latest_apply(ent, ok, v, t, tie, held_check, best_t, best_tie, value, time)
     return changed
 
 
+@njit(cache=True, nogil=True)
+def _facility_judge(r, sched, silent, maint, value, time, col, dopen, dsince, T, R, due):
+    n = len(r)
+    idx = np.empty(n, dtype=np.intp)
+    cnt = np.zeros(R, dtype=np.int64)
+    newest = np.full(R, np.int64(-1), dtype=np.int64)
+    n_silent = np.zeros(R, dtype=np.int64)
+    m = 0
+    for e in range(n):
+        row = r[e]
+        s = sched[e]
+        if row < 0 or not dopen[s]:
+            continue
+        w = maint[e]
+        mv = value[w, col]
+        back = np.int64(-1)                                 # plan.NEVER: no work order known
+        if not np.isnan(mv):
+            if mv >= 0.5:
+                continue                                    # under an open work order
+            back = time[w, col]                             # back in service since then
+        start = max(dsince[s], back)
+        t = time[e, col]
+        if not np.isnan(value[e, col]) and t >= start and T - t <= silent[e]:
+            idx[m] = e
+            m += 1
+            cnt[row] += 1
+            if t > newest[row]:
+                newest[row] = t
+            if t + silent[e] + 1 < due:
+                due = t + silent[e] + 1
+        elif T - start > silent[e]:
+            n_silent[row] += 1
+        elif start + silent[e] + 1 < due:                  # waiting for its first reading
+            due = start + silent[e] + 1
+    return idx[:m], cnt, newest, n_silent, due
+
+
+def facility_judge(r, sched, silent, maint, value, time, col: int, dopen, dsince, T: int, R: int, due: int):
+    """One pass of :class:`indicators.engine.plan._FacilityView` over its entities (``r`` the row of
+    each, -1 none; ``sched`` its schedule; ``silent`` its grace in ms; ``maint`` its maintenance
+    entity; ``value`` / ``time`` the latest table, column ``col``): (the judged entities, per row
+    their count, their newest reading time (-1: none) and the count of silent ones, the time the
+    judgement next changes by itself - ``due`` at the latest)."""
+    idx, cnt, newest, n_silent, due = _facility_judge(r, sched, silent, maint, value, time, np.int64(col), dopen,
+                                                      dsince, np.int64(T), np.int64(R), np.int64(due))
+    return idx, cnt, newest, n_silent, int(due)
+
+
 def latest_top(ent: np.ndarray, ok: np.ndarray, v: np.ndarray) -> int:
     """The largest code of a row that is a reading (code >= 0, ``ok``, value not NaN); -1: none."""
     return int(_latest_top(ent, ok, v))
@@ -470,5 +518,5 @@ def warm_up() -> None:
     latest_apply(ent, ok, v, t, t, False, np.full(1, _NEVER), np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64))
 
 
-__all__ = ["Lookup", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
+__all__ = ["Lookup", "facility_judge", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
            "warm_up"]

@@ -247,30 +247,19 @@ class _FacilityView:
         lt = self.table
         if lt.version == self.version and self.span[0] <= T < self.span[1]:
             return self.cached
+        from .compiled import facility_judge
         n = lt.n
-        r, sched, silent = self.rows[:n], self.sched[:n], self.silent[:n]
-        val, tm = lt.value[:n, self.col], lt.time[:n, self.col]
         dopen, dsince, dnext = self.duty.at(T)
-        working, back = _in_service(lt, self.col, self.maint[:n])
-        start = np.maximum(dsince[sched], back)
-        expected = (r >= 0) & dopen[sched] & working
-        fresh = ~np.isnan(val) & (tm >= start) & (T - tm <= silent)
-        judged = expected & fresh
-        silent_now = expected & ~fresh & (T - start > silent)
-        waiting = expected & ~fresh & ~silent_now
-        due = dnext
-        if judged.any():
-            due = min(due, int((tm[judged] + silent[judged]).min()) + 1)
-        if waiting.any():
-            due = min(due, int((start[waiting] + silent[waiting]).min()) + 1)
-        idx = np.flatnonzero(judged)
-        rr = r[idx]
-        cnt = np.bincount(rr, minlength=self.R)
-        newest = np.full(self.R, NEVER, dtype=np.int64)
-        np.maximum.at(newest, rr, tm[idx])
-        n_silent = np.bincount(r[silent_now], minlength=self.R)
+        # one compiled pass (compiled.facility_judge) of what reads, in numpy terms: working = not
+        # (maintenance reading >= 0.5); start = max(window opening, time back in service);
+        # judged = row >= 0 & open & working & reading since start, at most `silent` old;
+        # silent_now = the rest of those expected, open longer than `silent`; the others wait
+        idx, cnt, newest, n_silent, due = facility_judge(self.rows[:n], self.sched[:n], self.silent[:n],
+                                                         self.maint[:n], lt.value, lt.time, self.col, dopen,
+                                                         dsince, T, self.R, dnext)
+        val, rr = lt.value[idx, self.col], self.rows[idx]
         self.stamp += 1
-        self.cached = (val[idx], idx, rr, cnt, newest, n_silent, self.stamp)
+        self.cached = (val, idx, rr, cnt, newest, n_silent, self.stamp)
         self.version, self.span = lt.version, (T, due)
         return self.cached
 
