@@ -521,3 +521,40 @@ def test_the_compiled_facility_judgement_is_the_rule_written_out(seed):
     assert (newest == want_newest).all()
     assert due == min(T + 3_600_000, int((tm[judged] + silent[judged]).min()) + 1,
                       int((start[waiting] + silent[waiting]).min()) + 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_compiled_single_asset_values_are_the_rule_written_out(seed):
+    """A single scheduled asset's value (a lift's state): its latest reading when its schedule is
+    open, it is not under an open work order and the reading was taken since the later of the
+    window's opening and its return to service; else no value - idle while closed, under a work
+    order or still within its grace since the window opened, no_data after that."""
+    from indicators.engine.compiled import facility_values
+    g = np.random.default_rng(seed)
+    n, m, T = 400, 900, 10_000_000
+    ent = g.integers(0, m, n).astype(np.intp)
+    sched = g.integers(0, 4, n).astype(np.intp)
+    silent = g.choice([60_000, 300_000], n).astype(np.int64)
+    maint = g.integers(0, m, n).astype(np.intp)
+    value = np.where(g.random((m, 2)) < 0.2, np.nan, g.choice([0.0, 0.3, 0.5, 1.0, 3.0], (m, 2)))
+    time = T - g.integers(-5, 2_000_000, (m, 2)).astype(np.int64)
+    dopen = np.array([True, True, False, True])
+    dsince = np.array([-(1 << 62), T - 200_000, T + 5_000, T - 1_000_000], dtype=np.int64)
+    pos = g.permutation(2 * n)[:n]
+    raw, newest, idle = np.full(2 * n, 9.0), np.full(2 * n, 9, dtype=np.int64), np.zeros(2 * n, dtype=bool)
+    due = facility_values(ent, sched, silent, maint, value, time, 0, dopen, dsince, T, pos, raw, newest, idle,
+                          T + 3_600_000)
+    v, tm = value[ent, 0], time[ent, 0]
+    mv, mt = value[maint, 0], time[maint, 0]
+    known = ~np.isnan(mv)
+    start = np.maximum(dsince[sched], np.where(known, mt, -1))
+    expected = dopen[sched] & ~(known & (mv >= 0.5))
+    seen = expected & ~np.isnan(v) & (tm >= start)
+    waiting = expected & ~seen & (T - start <= silent)
+    assert seen.sum() > 30 and waiting.sum() > 5 and (~seen & ~waiting).sum() > 50
+    assert np.array_equal(raw[pos], np.where(seen, v, np.nan), equal_nan=True)
+    assert (newest[pos] == np.where(seen, tm, -1)).all()
+    assert (idle[pos] == (~seen & (~expected | waiting))).all()
+    rest = np.setdiff1d(np.arange(2 * n), pos)
+    assert (raw[rest] == 9.0).all() and (newest[rest] == 9).all() and not idle[rest].any()
+    assert due == min(T + 3_600_000, int((start[waiting] + silent[waiting]).min()) + 1)

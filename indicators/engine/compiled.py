@@ -362,6 +362,48 @@ def facility_judge(r, sched, silent, maint, value, time, col: int, dopen, dsince
     return idx, cnt, newest, n_silent, int(due)
 
 
+@njit(cache=True, nogil=True)
+def _facility_values(ent, sched, silent, maint, value, time, col, dopen, dsince, T, pos, raw, newest, idle, due):
+    for i in range(len(ent)):
+        s = sched[i]
+        w = maint[i]
+        mv = value[w, col]
+        working = True
+        back = np.int64(-1)                                 # plan.NEVER: no work order known
+        if not np.isnan(mv):
+            working = mv < 0.5
+            back = time[w, col]
+        start = max(dsince[s], back)
+        expected = dopen[s] and working
+        v = value[ent[i], col]
+        t = time[ent[i], col]
+        p = pos[i]
+        if expected and not np.isnan(v) and t >= start:
+            raw[p] = v
+            newest[p] = t
+            idle[p] = False
+            continue
+        raw[p] = np.nan
+        newest[p] = -1
+        waiting = expected and T - start <= silent[i]
+        idle[p] = waiting or not expected
+        if waiting and start + silent[i] + 1 < due:
+            due = start + silent[i] + 1
+    return due
+
+
+def facility_values(ent, sched, silent, maint, value, time, col: int, dopen, dsince, T: int, pos, raw, newest, idle,
+                    due: int) -> int:
+    """:class:`indicators.engine.plan.FacilityValue` in one pass: each slot's latest reading
+    (entity ``ent``, schedule ``sched``, grace ``silent`` ms, maintenance entity ``maint``) into
+    ``raw`` / ``newest`` / ``idle`` at ``pos`` when its schedule is open, it is working and the
+    reading was taken since the later of the window's opening and its return to service; else no
+    value, idle while closed, under a work order or within its grace.  Returns the time the
+    judgement next changes by itself (``due`` at the latest)."""
+    return int(_facility_values(ent, sched, silent, maint, value, time, np.int64(col), dopen, dsince, np.int64(T),
+                                pos, raw, newest, idle, np.int64(due)))
+
+
 def latest_top(ent: np.ndarray, ok: np.ndarray, v: np.ndarray) -> int:
     """The largest code of a row that is a reading (code >= 0, ``ok``, value not NaN); -1: none."""
     return int(_latest_top(ent, ok, v))
@@ -518,5 +560,5 @@ def warm_up() -> None:
     latest_apply(ent, ok, v, t, t, False, np.full(1, _NEVER), np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64))
 
 
-__all__ = ["Lookup", "facility_judge", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
+__all__ = ["Lookup", "facility_judge", "facility_values", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
            "warm_up"]

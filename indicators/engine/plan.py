@@ -264,15 +264,6 @@ class _FacilityView:
         return self.cached
 
 
-def _in_service(table: Latest, col: int, maint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per entity: not under an open work order, and since when it is back in service (the time of
-    a closing ``maintenance`` reading; NEVER when there is none) - a reading from before that does
-    not say how the asset works now."""
-    v, t = table.value[maint, col], table.time[maint, col]
-    known = ~np.isnan(v)
-    return ~(known & (v >= 0.5)), np.where(known, t, NEVER)
-
-
 class FacilityAgg(_Group):
     """An aggregate over the judged facility entities of each (zone, class) row (see :class:`_FacilityView`):
     count or percent of them passing the class's test, or their sum, mean, min or max."""
@@ -327,20 +318,15 @@ class FacilityValue(_Group):
         T = ctx.T
         if not self.first and self.table.version == self.version and self.span[0] <= T < self.span[1]:
             return
+        from .compiled import facility_values
         self.first = False
-        v, tm = self.table.value[self.ent, self.col], self.table.time[self.ent, self.col]
         dopen, dsince, dnext = self.duty.at(T)
-        working, back = _in_service(self.table, self.col, self.maint)
-        start = np.maximum(dsince[self.sched], back)
-        expected = dopen[self.sched] & working
-        seen = expected & ~np.isnan(v) & (tm >= start)
-        waiting = expected & ~seen & (T - start <= self.silent)
-        self.plan.raw[self.pos] = np.where(seen, v, np.nan)
-        self.plan.newest[self.pos] = np.where(seen, tm, NEVER)
-        self.plan.idle[self.pos] = ~seen & (~expected | waiting)
-        due = dnext
-        if waiting.any():
-            due = min(due, int((start[waiting] + self.silent[waiting]).min()) + 1)
+        # one compiled pass of: working = not (maintenance reading >= 0.5); start = max(window
+        # opening, time back in service); seen = open & working & reading since start -> its value;
+        # else no value, idle when not expected or still within the grace since start
+        due = facility_values(self.ent, self.sched, self.silent, self.maint, self.table.value, self.table.time,
+                              self.col, dopen, dsince, T, self.pos, self.plan.raw, self.plan.newest,
+                              self.plan.idle, dnext)
         self.version, self.span = self.table.version, (T, due)
 
 
