@@ -558,6 +558,11 @@ def warm_up() -> None:
     ent, ok, v, t = np.array([0, -1]), np.ones(2, np.bool_), np.array([1.0, np.nan]), np.array([5, 6])
     latest_top(ent, ok, v)
     latest_apply(ent, ok, v, t, t, False, np.full(1, _NEVER), np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64))
+    one, ix = np.zeros(1, np.intp), np.zeros(1, np.int64)
+    table, times = np.zeros((1, 2)), np.zeros((1, 2), np.int64)
+    facility_judge(one, one, ix, one, table, times, 0, np.ones(1, np.bool_), ix, 5, 1, 9)
+    facility_values(one, one, ix, one, table, times, 0, np.ones(1, np.bool_), ix, 5, one, np.zeros(1), ix.copy(),
+                    np.zeros(1, np.bool_), 9)
 
 
 __all__ = ["Lookup", "facility_judge", "facility_values", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",

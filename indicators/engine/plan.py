@@ -308,9 +308,12 @@ class FacilityValue(_Group):
     def __init__(self, plan, table: Latest, col: int, ent: np.ndarray, sched: np.ndarray, silent_ms: np.ndarray,
                  duty: _Duty, pos: np.ndarray, maint: np.ndarray) -> None:
         super().__init__(plan)
-        self.table, self.col, self.ent, self.sched, self.silent, self.duty, self.pos = \
-            table, col, ent, sched, silent_ms, duty, pos
-        self.maint = maint                             # per slot: its asset's maintenance entity
+        # per slot: its entity, schedule, position, its asset's maintenance entity and its grace - as
+        # contiguous intp / int64, the types the compiled pass (compiled.facility_values) is loaded for
+        self.table, self.col, self.duty = table, col, duty
+        self.ent, self.sched, self.pos, self.maint = (np.ascontiguousarray(a, dtype=np.intp)
+                                                      for a in (ent, sched, pos, maint))
+        self.silent = np.ascontiguousarray(silent_ms, dtype=np.int64)
         self.version = -1
         self.span = (FOREVER, FOREVER)
 
