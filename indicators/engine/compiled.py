@@ -568,6 +568,47 @@ class Lookup:
         return _probe(w64, raw, offsets, valid, self.tab, self.words)[0].astype(np.intp, copy=False)
 
 
+@njit(cache=True, nogil=True)
+def _line_fit(xc, y, hc, min_samples):
+    rows, cols = y.shape
+    n = np.zeros(cols)
+    sx = np.zeros(cols)
+    sy = np.zeros(cols)
+    sxx = np.zeros(cols)
+    sxy = np.zeros(cols)
+    for r in range(rows):                      # row by row: the samples as they lie in memory
+        x = xc[r]
+        for c in range(cols):
+            v = y[r, c]
+            if not np.isnan(v):
+                n[c] += 1.0
+                sx[c] += x
+                sy[c] += v
+                sxx[c] += x * x
+                sxy[c] += x * v
+    out = np.full((len(hc), cols), np.nan)
+    for c in range(cols):
+        if n[c] < min_samples:
+            continue
+        mx = sx[c] / n[c]
+        my = sy[c] / n[c]
+        d = sxx[c] - n[c] * mx * mx
+        if not d > 0:
+            continue
+        slope = (sxy[c] - n[c] * mx * my) / d
+        for k in range(len(hc)):
+            out[k, c] = max(my + slope * (hc[k] - mx), 0.0)
+    return out
+
+
+def line_fit(xc: np.ndarray, y: np.ndarray, hc: np.ndarray, min_samples: int = 2) -> np.ndarray:
+    """Per column of ``y`` (samples x series, NaN: no sample) the least-squares line through its
+    samples at times ``xc``, at the times ``hc``, clipped at 0; NaN for a series with fewer than
+    ``min_samples`` samples or all at one time.  One pass over the samples."""
+    return _line_fit(np.ascontiguousarray(xc, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
+                     np.ascontiguousarray(hc, dtype=np.float64), int(min_samples))
+
+
 def warm_up() -> None:
     """Load every kernel now (numba's runtime and the cached machine code: ~40 MB and a few
     hundred ms, once a process), so that a measurement of what engines hold or take does not
@@ -589,7 +630,8 @@ def warm_up() -> None:
     facility_judge(one, one, ix, one, table, times, 0, np.ones(1, np.bool_), ix, 5, 1, 9)
     facility_values(one, one, ix, one, table, times, 0, np.ones(1, np.bool_), ix, 5, one, np.zeros(1), ix.copy(),
                     np.zeros(1, np.bool_), 9)
+    line_fit(np.array([-1.0, 0.0]), np.array([[1.0], [2.0]]), np.array([5.0]))
 
 
-__all__ = ["Lookup", "facility_judge", "facility_values", "hash_column", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
+__all__ = ["Lookup", "facility_judge", "facility_values", "hash_column", "line_fit", "latest_apply", "latest_top", "seen_add", "set_insert", "time_order",
            "warm_up"]

@@ -366,28 +366,12 @@ class LinearTrend:
     min_samples: int = 2
 
     def predict(self, x_s: np.ndarray, y: np.ndarray, horizons_s: np.ndarray) -> np.ndarray:
-        gap = np.isnan(y)
-        if not gap.any():
-            if len(x_s) >= self.min_samples:
-                # every sample present: each horizon's fitted value is a fixed linear combination of the samples
-                return np.maximum(self._weights(x_s, horizons_s) @ y, 0.0)
-            return self._masked(x_s, y, horizons_s)
-        rows = ~gap.all(axis=1)                      # drop samples no zone has (e.g. before the engine started)
-        if not rows.all():
-            x_s, y, gap = x_s[rows], y[rows], gap[rows]
-        if len(x_s) < self.min_samples:
-            return self._masked(x_s, y, horizons_s)
-        # zones with every sample take the fixed combination, a zone with none (not reporting) has
-        # no forecast; only those with gaps (one that started reporting later) need their own fit
-        some, every = gap.any(axis=0), gap.all(axis=0)
-        holed = some & ~every
-        out = np.full((len(horizons_s), y.shape[1]), np.nan)
-        full = ~some
-        if full.any():
-            out[:, full] = np.maximum(self._weights(x_s, horizons_s) @ y[:, full], 0.0)
-        if holed.any():
-            out[:, holed] = self._masked(x_s, y[:, holed], horizons_s)
-        return out
+        if len(x_s) >= self.min_samples and not np.isnan(y).any():
+            # every sample present: each horizon's fitted value is a fixed linear combination of the samples
+            return np.maximum(self._weights(x_s, horizons_s) @ y, 0.0)
+        # gaps (samples before the engine started, a zone that started reporting later, one that
+        # never did): each zone's line through its own samples
+        return self._masked(x_s, y, horizons_s)
 
     @staticmethod
     def _weights(x_s: np.ndarray, horizons_s: np.ndarray) -> np.ndarray:
@@ -407,18 +391,9 @@ class LinearTrend:
         return w
 
     def _masked(self, x_s: np.ndarray, y: np.ndarray, horizons_s: np.ndarray) -> np.ndarray:
-        ok = ~np.isnan(y)
-        w = ok.astype(np.float64)
-        n = w.sum(axis=0)
-        x = np.broadcast_to(x_s[:, None], y.shape)
-        yz = np.where(ok, y, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mx = (w * x).sum(axis=0) / n
-            my = yz.sum(axis=0) / n
-            dx = np.where(ok, x - mx, 0.0)
-            sxx = (dx * dx).sum(axis=0)
-            slope = (dx * (yz - my)).sum(axis=0) / sxx
-            out = my + slope * (horizons_s[:, None] - mx)
-        bad = (n < self.min_samples) | ~(sxx > 0)
-        out[:, bad] = np.nan
-        return np.maximum(out, 0.0)
+        """Per zone (column) the least-squares line through its present samples: one compiled
+        pass over the samples for all zones (:func:`indicators.engine.compiled.line_fit`), x
+        centred on the samples' middle so that the sums stay small."""
+        from .compiled import line_fit
+        x0 = 0.5 * (x_s[0] + x_s[-1]) if len(x_s) else 0.0
+        return line_fit(x_s - x0, y, horizons_s - x0, self.min_samples)

@@ -697,7 +697,8 @@ class Series:
 
     def chronological(self) -> np.ndarray:
         """All ``L`` samples, oldest first, ending at the last recorded tick."""
-        return self.ring[(self.k - np.arange(self.L - 1, -1, -1)) % self.L]
+        i = (self.k + 1) % self.L                  # the oldest sample's row
+        return self.ring if i == 0 else np.concatenate((self.ring[i:], self.ring[:i]))
 
     def state(self) -> dict:
         return {"ring": self.ring, "k": np.array([self.k], dtype=np.int64)}
