@@ -226,6 +226,11 @@ def _tap_world(pg, lon, lat, z):
     x, y, *_ = pg.evaluate("([lon, lat, z]) => window.scenicTwin.deck.getViewports()[0].project([lon, lat, z])",
                            [lon, lat, z])
     box = pg.locator("#twin-deck canvas").bounding_box()
+    # a finger taps what is on top there: a point off the scene (under the header, whose language
+    # switch a stray tap once turned to English on a loaded CI machine) is not tapped at all
+    on_scene = pg.evaluate("([x, y]) => document.getElementById('twin-deck').contains(document.elementFromPoint(x, y))",
+                           [box["x"] + x, box["y"] + y])
+    assert on_scene, f"the point to tap ({x:.0f}, {y:.0f}) is not on the scene (canvas {box})"
     picked = pg.evaluate("([x, y]) => { const i = window.scenicTwin.pickAt(x, y); return i && [i.layer.id, i.index]; }",
                          [x, y])
     # A finger's tap carries the times it touched and lifted (the OS stamps them): sent with its own
@@ -263,6 +268,12 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
                 t.deck.setProps({initialViewState: {longitude: lon, latitude: lat, zoom, pitch: 0, bearing: 0}});
                 return f; }""", [a.geometry.x, a.geometry.y, 21 + attempt * 1e-6])
             phone.wait_for_function(f"window.scenicTwin.frames > {before}", timeout=60_000)
+            # and the view drawn is the one aimed (a frame drawn for a live update just before the
+            # new view was applied also counts above): the asset projects to the middle of the scene
+            phone.wait_for_function("""([lon, lat]) => { const vp = window.scenicTwin.deck.getViewports()[0];
+                const [x, y] = vp.project([lon, lat]);
+                return Math.abs(x - vp.width / 2) < 2 && Math.abs(y - vp.height / 2) < 2; }""",
+                                    arg=[a.geometry.x, a.geometry.y], timeout=60_000)
             return _tap_world(phone, a.geometry.x, a.geometry.y, float(a.base_elevation_m) + 0.3)
 
         picked = aim_and_tap()
