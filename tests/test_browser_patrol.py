@@ -264,9 +264,9 @@ def test_tapping_a_hydrant_a_lamp_pole_and_a_checkpoint_opens_their_details(phon
         def aim_and_tap(attempt: int = 0):
             # deck.gl resets the view only when initialViewState differs from the last one it was given:
             # a retry aims a hair closer (1e-6 of a zoom level), so the view is set (and drawn) anew
-            # the scene at the top of the screen (the page scrolls: a long list of cases below it
+            # the scene at the top of the screen (its column scrolls: a long list of cases below it
             # left it scrolled away, and a tap at the scene's coordinates hit the header)
-            phone.evaluate("window.scrollTo(0, 0)")
+            phone.evaluate("document.getElementById('twin-deck').scrollIntoView({block: 'start'})")
             before = phone.evaluate("""([lon, lat, zoom]) => { const t = window.scenicTwin; const f = t.frames;
                 t.deck.setProps({initialViewState: {longitude: lon, latitude: lat, zoom, pitch: 0, bearing: 0}});
                 return f; }""", [a.geometry.x, a.geometry.y, 21 + attempt * 1e-6])
@@ -304,7 +304,7 @@ def test_in_the_eye_view_furniture_stands_at_its_height_and_a_standing_lamp_pole
     rows = furniture_rows(inventory).reset_index(drop=True)
     phone.locator("#tab-roam").tap()
     phone.evaluate("window.scenicPatrol.playing = false")
-    phone.evaluate("window.scrollTo(0, 0)")                 # the scene in view (see the test above)
+    phone.evaluate("document.getElementById('twin-deck').scrollIntoView({block: 'start'})")  # (see above)
     phone.select_option("#roam-view", "above")
     phone.wait_for_function("document.querySelector('#twin-deck').dataset.standing === 'flat'", timeout=60_000)
     assert phone.evaluate("window.scenicTwin.deck.props.layers.some(l => l.id === 'furniture')")
